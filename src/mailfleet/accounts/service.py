@@ -1,0 +1,134 @@
+"""Users, logins and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailfleet.accounts import security
+from mailfleet.kit.clock import utcnow
+from mailfleet.kit.errors import Conflict, Forbidden, NotFound, Unauthorized
+from mailfleet.models import ApiKey, User, Workspace
+from mailfleet.workspaces import service as workspaces
+
+# Writing last_used_at on every request would serialise requests on SQLite;
+# a minute's precision is what people read it for.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+async def create_user(
+    session: AsyncSession, *, email: str, password: str, name: str = ""
+) -> tuple[User, Workspace]:
+    """A user and their default workspace, which they own."""
+    email = email.strip().lower()
+    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("A user with this email already exists")
+    user = User(email=email, name=name, password_hash=security.hash_password(password))
+    session.add(user)
+    await session.flush()
+    workspace = await workspaces.create_workspace(session, user, name="Default workspace")
+    return user, workspace
+
+
+async def login(session: AsyncSession, *, email: str, password: str) -> User:
+    user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        security.burn_password_check(password)
+        raise Unauthorized("Invalid email or password")
+    if not security.verify_password(user.password_hash, password) or not user.is_active:
+        raise Unauthorized("Invalid email or password")
+    return user
+
+
+async def get_active_user(session: AsyncSession, user_id: str) -> User | None:
+    user = await session.get(User, user_id)
+    return user if user is not None and user.is_active else None
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    key: ApiKey
+    secret: str
+
+
+async def create_api_key(
+    session: AsyncSession,
+    user: User,
+    *,
+    name: str,
+    scope: str,
+    workspace_id: str | None,
+) -> CreatedApiKey:
+    if scope == "workspace":
+        if workspace_id is None:
+            raise Forbidden("A workspace key needs a workspace")
+        _, role = await workspaces.get_member_workspace(session, workspace_id, user.id)
+        if role not in workspaces.MANAGE_ROLES:
+            raise Forbidden("Only a workspace owner or admin can create workspace keys")
+    else:
+        workspace_id = None
+    generated = security.generate_api_key(scope)
+    key = ApiKey(
+        name=name,
+        scope=scope,
+        display_prefix=generated.display_prefix,
+        digest=generated.digest,
+        user_id=user.id,
+        workspace_id=workspace_id,
+    )
+    session.add(key)
+    await session.flush()
+    return CreatedApiKey(key=key, secret=generated.secret)
+
+
+async def list_api_keys(session: AsyncSession, user: User) -> list[ApiKey]:
+    rows = await session.scalars(
+        select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.created_at, ApiKey.id)
+    )
+    return list(rows)
+
+
+async def revoke_api_key(session: AsyncSession, user: User, key_id: str) -> ApiKey:
+    key = await session.scalar(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user.id)
+    )
+    if key is None:
+        raise NotFound(f"API key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.flush()
+    return key
+
+
+async def find_usable_api_key(session: AsyncSession, secret: str) -> ApiKey | None:
+    """The live key behind a presented secret; records when it was last used."""
+    key = await session.scalar(
+        select(ApiKey).where(ApiKey.digest == security.digest_api_key(secret))
+    )
+    if key is None or key.revoked_at is not None:
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
+        key.last_used_at = now
+        await session.flush()
+    return key
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    user: User
+    workspace: Workspace
+    api_key: str
+
+
+async def bootstrap(session: AsyncSession, *, email: str, password: str) -> Bootstrap:
+    """The first user: an owner with a default workspace and a user API key."""
+    user, workspace = await create_user(session, email=email, password=password)
+    user.is_superuser = True
+    created = await create_api_key(
+        session, user, name="bootstrap", scope="user", workspace_id=None
+    )
+    return Bootstrap(user=user, workspace=workspace, api_key=created.secret)

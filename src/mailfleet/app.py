@@ -1,0 +1,142 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mailfleet import __version__, jobs
+from mailfleet.accounts.router import router as accounts_router
+from mailfleet.config import Settings, get_settings
+from mailfleet.db import Database, set_current_database
+from mailfleet.health import router as health_router
+from mailfleet.kit.crypto import Keyring
+from mailfleet.kit.errors import ERROR_CODES, MailfleetError
+from mailfleet.kit.requestid import RequestIdMiddleware
+from mailfleet.logconfig import configure_logging
+from mailfleet.migrate import upgrade_database
+from mailfleet.workspaces.router import router as workspaces_router
+
+log = logging.getLogger(__name__)
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(
+        {"success": False, "error": {"code": code, "message": message, **extra}},
+        status_code=status,
+    )
+
+
+def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
+    # ("body", "smtp", "port") -> "smtp.port"; the location kind is its own key.
+    parts = [str(part) for part in location[1:]] if len(location) > 1 else [str(p) for p in location]
+    return ".".join(parts)
+
+
+async def handle_mailfleet_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MailfleetError)
+    response = _error(exc.status_code, exc.code, exc.message, **exc.extra)
+    if exc.status_code == 401:
+        response.headers["www-authenticate"] = "Bearer"
+    return response
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = []
+    for error in exc.errors():
+        location = error.get("loc", ())
+        detail = {
+            "field": _field_path(location),
+            "in": str(location[0]) if location else "body",
+            "message": error.get("msg", "invalid"),
+            "type": error.get("type", "invalid"),
+        }
+        details.append(detail)
+    if any(error.get("type") == "json_invalid" for error in exc.errors()):
+        message = "The request body is not valid JSON"
+    else:
+        message = "Invalid request: " + "; ".join(
+            f"{d['field'] or d['in']}: {d['message']}" for d in details[:5]
+        )
+    return _error(400, "VALIDATION_ERROR", message, details=details)
+
+
+async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = ERROR_CODES.get(exc.status_code, "ERROR")
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = f"No route {request.method} {request.url.path}"
+    else:
+        message = str(exc.detail)
+    response = _error(exc.status_code, code, message)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = _request_id(request)
+    # The traceback goes to the log, tied to the request id; the client gets the id only.
+    log.exception("unhandled error request_id=%s", request_id)
+    response = _error(
+        500,
+        "INTERNAL_ERROR",
+        "Something went wrong on our side; quote the request id when reporting it",
+        requestId=request_id,
+    )
+    if request_id:
+        response.headers["x-request-id"] = request_id
+    return response
+
+
+def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> FastAPI:
+    """Build the app. `start_jobs=False` leaves DBOS to the caller (tests launch it once)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.check_startup()
+        database = Database.from_settings(settings)
+        await upgrade_database(database)
+        app.state.database = database
+        app.state.keyring = Keyring(settings.secret_keyring_entries())
+        set_current_database(database)
+        if start_jobs:
+            await jobs.launch(settings)
+        try:
+            yield
+        finally:
+            if start_jobs:
+                jobs.shutdown()
+            set_current_database(None)
+            await database.dispose()
+
+    app = FastAPI(
+        title="Mailfleet",
+        version=__version__,
+        description="Self-hosted control plane for cold-email inbox infrastructure.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(RequestIdMiddleware)
+    app.add_exception_handler(MailfleetError, handle_mailfleet_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_exception_handler(Exception, handle_unexpected_error)
+
+    for router in (health_router, accounts_router, workspaces_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,216 @@
+"""The `mailfleet` command. With no subcommand it serves, like `mailfleet serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from mailfleet import __version__
+from mailfleet.config import Settings, SettingsError, get_settings
+
+app = typer.Typer(
+    help="Mailfleet: self-hosted control plane for cold-email inbox infrastructure.",
+    no_args_is_help=False,
+    add_completion=False,
+)
+admin_app = typer.Typer(help="Administration: first user, accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Keys that encrypt secrets at rest.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+        settings.check_startup()
+    except SettingsError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    return settings
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        serve()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [8000]")] = None,
+) -> None:
+    """Serve the API and run the background workers in one process."""
+    import uvicorn
+
+    from mailfleet.app import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run background workers only (no HTTP). Start as many as you like on one PostgreSQL."""
+    from mailfleet import jobs
+    from mailfleet.db import Database, set_current_database
+    from mailfleet.logconfig import configure_logging
+    from mailfleet.migrate import upgrade_database
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        database = Database.from_settings(settings)
+        await upgrade_database(database)
+        set_current_database(database)
+        await jobs.launch(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        typer.echo("mailfleet worker running; Ctrl-C to stop", err=True)
+        await stop.wait()
+        jobs.shutdown()
+        await database.dispose()
+
+    asyncio.run(run())
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest version."""
+    from mailfleet.db import Database
+    from mailfleet.migrate import upgrade_database
+
+    settings = _settings()
+
+    async def run() -> None:
+        database = Database.from_settings(settings)
+        await upgrade_database(database)
+        await database.dispose()
+
+    asyncio.run(run())
+    typer.echo("database is up to date")
+
+
+@admin_app.command("bootstrap")
+def bootstrap(
+    email: Annotated[str, typer.Option(help="The first user's email")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, help="Their password"
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Create the first user, their default workspace and a user API key (printed once)."""
+    from mailfleet.accounts import service as accounts
+    from mailfleet.db import Database
+    from mailfleet.kit.errors import MailfleetError
+    from mailfleet.migrate import upgrade_database
+
+    settings = _settings()
+    if len(password) < 8:
+        typer.secho("error: the password needs at least 8 characters", fg="red", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> accounts.Bootstrap:
+        database = Database.from_settings(settings)
+        try:
+            await upgrade_database(database)
+            async with database.transaction() as session:
+                return await accounts.bootstrap(session, email=email, password=password)
+        finally:
+            await database.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except MailfleetError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "userId": result.user.id,
+                    "workspaceId": result.workspace.id,
+                    "apiKey": result.api_key,
+                }
+            )
+        )
+        return
+    typer.echo(f"user       {result.user.email} ({result.user.id})")
+    typer.echo(f"workspace  {result.workspace.name} ({result.workspace.id})")
+    typer.echo(f"API key    {result.api_key}")
+    typer.echo("Store the key now: it is not shown again.")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new secret key in MAILFLEET_SECRET_KEYS format (prepend it to rotate)."""
+    from mailfleet.kit.crypto import format_secret_key, generate_key, new_key_id
+
+    typer.echo(format_secret_key(new_key_id(), generate_key()))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored secret under the newest key.
+
+    With the embedded key file, a new key is generated and prepended first. With
+    MAILFLEET_SECRET_KEYS, prepend a new key (`mailfleet keys generate`) to the
+    variable, then run this; drop the old key once it reports nothing left.
+    """
+    from mailfleet.db import Database
+    from mailfleet.kit.crypto import Keyring, add_key_to_file
+    from mailfleet.migrate import upgrade_database
+    from mailfleet.keyrotation import reencrypt_all
+
+    settings = _settings()
+    if not settings.secret_keys:
+        new_id = add_key_to_file(settings.resolved_data_dir / "secret.keys")
+        typer.echo(f"new key {new_id} added to {settings.resolved_data_dir / 'secret.keys'}")
+    keyring = Keyring(settings.secret_keyring_entries())
+
+    async def run() -> dict[str, int]:
+        database = Database.from_settings(settings)
+        try:
+            await upgrade_database(database)
+            return await reencrypt_all(database, keyring)
+        finally:
+            await database.dispose()
+
+    counts = asyncio.run(run())
+    total = sum(counts.values())
+    for column, count in sorted(counts.items()):
+        typer.echo(f"{column}: {count} re-encrypted")
+    typer.echo(f"{total} secrets now under key {keyring.newest_key_id}")
+
+
+def main() -> None:
+    # Uvicorn installs its own signal handlers; keep Ctrl-C from tracebacks elsewhere.
+    threading.current_thread().name = "mailfleet"
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Settings: one class, environment variables with the MAILFLEET_ prefix."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from mailfleet.kit.crypto import load_or_create_key_file, parse_secret_keys
+
+
+class SettingsError(Exception):
+    """A setting is missing or unsafe; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILFLEET_", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("mailfleet-data")
+    database_url: str | None = None
+    secret_keys: str | None = Field(default=None, repr=False)
+    jwt_secret: str | None = Field(default=None, repr=False)
+    jwt_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    allow_private_networks: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    dns_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dns_timeout: float = Field(default=3.0, gt=0)
+    worker_id: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("dns_nameservers", mode="before")
+    @classmethod
+    def _split_nameservers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.app_database_url.startswith("sqlite")
+
+    @property
+    def app_database_url(self) -> str:
+        """The SQLAlchemy async URL of the application database."""
+        url = self.database_url or f"sqlite:///{self.resolved_data_dir / 'mailfleet.db'}"
+        return _with_driver(url, sqlite="sqlite+aiosqlite", postgres="postgresql+asyncpg")
+
+    @property
+    def system_database_url(self) -> str:
+        """DBOS's system database: a SQLite file beside ours, or the same PostgreSQL database.
+
+        DBOS drives its database with synchronous SQLAlchemy and psycopg, so the URL
+        names those drivers.
+        """
+        if self.is_sqlite:
+            app_file = Path(self.app_database_url.split(":///", 1)[1])
+            return f"sqlite:///{app_file.with_name(app_file.stem + '-jobs.db')}"
+        return _with_driver(
+            self.app_database_url, sqlite="sqlite", postgres="postgresql+psycopg"
+        )
+
+    def secret_keyring_entries(self) -> list[tuple[str, bytes]]:
+        """Keys for secrets at rest: MAILFLEET_SECRET_KEYS, or the generated key file."""
+        if self.secret_keys:
+            return parse_secret_keys(self.secret_keys)
+        if self.is_production:
+            raise SettingsError(
+                "MAILFLEET_SECRET_KEYS is required in production; generate one with "
+                "`mailfleet keys generate` and keep it outside the data directory"
+            )
+        return load_or_create_key_file(self.resolved_data_dir / "secret.keys")
+
+    def jwt_signing_secret(self) -> str:
+        if self.jwt_secret:
+            if self.is_production and len(self.jwt_secret) < 32:
+                raise SettingsError("MAILFLEET_JWT_SECRET must be at least 32 characters")
+            return self.jwt_secret
+        if self.is_production:
+            raise SettingsError(
+                "MAILFLEET_JWT_SECRET is required in production (32+ random characters)"
+            )
+        return _load_or_create_text_secret(self.resolved_data_dir / "jwt.secret")
+
+    def check_startup(self) -> None:
+        """Refuse to start with generated or empty secrets in production."""
+        self.secret_keyring_entries()
+        self.jwt_signing_secret()
+        if self.is_production and self.database_url is None:
+            raise SettingsError("MAILFLEET_DATABASE_URL is required in production")
+
+
+def _with_driver(url: str, *, sqlite: str, postgres: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise SettingsError(f"database URL has no scheme: {scheme[:20]!r}")
+    base = scheme.split("+", 1)[0]
+    if base == "sqlite":
+        return f"{sqlite}://{rest}"
+    if base in ("postgresql", "postgres"):
+        return f"{postgres}://{rest}"
+    raise SettingsError(f"unsupported database {base!r}: use sqlite or postgresql")
+
+
+def _load_or_create_text_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,118 @@
+"""DBOS configuration and the queue registry.
+
+All background work runs as DBOS workflows, durable in the system database
+(a SQLite file beside the app database, or the same PostgreSQL database under
+the `dbos` schema). `mailfleet serve` launches DBOS in the API process;
+`mailfleet worker` launches it alone. Workers sharing one PostgreSQL share the
+queues.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import socket
+import sqlite3
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowID
+
+from mailfleet import __version__
+from mailfleet.config import Settings
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue's limits. `partition_concurrency` caps work per partition key
+    (e.g. per mail host), across all workers."""
+
+    worker_concurrency: int | None = None
+    global_concurrency: int | None = None
+    partition_concurrency: int | None = None
+    polling_interval_sec: float = 0.25
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Modules whose workflows DBOS must know before launch (it recovers them by name).
+WORKFLOW_MODULES: list[str] = []
+
+# The one place queues are declared. Business areas add theirs here.
+QUEUES: dict[str, QueueSpec] = {
+    # Housekeeping and small jobs.
+    "default": QueueSpec(worker_concurrency=20),
+}
+
+
+def dbos_config(settings: Settings) -> DBOSConfig:
+    config: DBOSConfig = {
+        "name": "mailfleet",
+        "system_database_url": settings.system_database_url,
+        "log_level": settings.log_level,
+        # A worker resumes only the workflows of its own executor id, so a
+        # restarted worker must come back under the same id.
+        "executor_id": settings.worker_id or socket.gethostname(),
+        "notification_listener_polling_interval_sec": 0.25,
+        "scheduler_polling_interval_sec": 5.0,
+    }
+    if not settings.is_sqlite:
+        config["dbos_system_schema"] = "dbos"
+    return config
+
+
+def _enable_sqlite_wal(system_database_url: str) -> None:
+    # DBOS leaves SQLite in rollback-journal mode; WAL (persistent per file)
+    # lets the queue poller read while workflows write, and enqueues faster.
+    path = system_database_url.split(":///", 1)[1]
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+
+
+async def launch(settings: Settings) -> None:
+    """Start DBOS: recover this executor's unfinished workflows, start the queues."""
+    for module in WORKFLOW_MODULES:
+        importlib.import_module(module)
+    if settings.is_sqlite:
+        settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    DBOS(config=dbos_config(settings))
+    DBOS.launch()
+    if settings.is_sqlite:
+        _enable_sqlite_wal(settings.system_database_url)
+    for name, spec in QUEUES.items():
+        await DBOS.register_queue_async(
+            name,
+            worker_concurrency=spec.worker_concurrency,
+            global_concurrency=spec.global_concurrency,
+            partition_concurrency=spec.partition_concurrency,
+            polling_interval_sec=spec.polling_interval_sec,
+            **spec.extra,
+        )
+    log.info("job engine launched (mailfleet %s)", __version__)
+
+
+def shutdown() -> None:
+    DBOS.destroy(workflow_completion_timeout_sec=0)
+
+
+async def enqueue(
+    queue: str,
+    workflow: Callable[..., Coroutine[Any, Any, R]],
+    *args: Any,
+    workflow_id: str,
+    partition_key: str | None = None,
+) -> str:
+    """Enqueue a workflow under a deterministic id: enqueueing it again is a no-op,
+    so a sweeper may re-enqueue anything it is unsure about."""
+    if queue not in QUEUES:
+        raise KeyError(f"unknown queue {queue!r}; declare it in mailfleet.jobs.QUEUES")
+    with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition_key):
+        handle = await DBOS.enqueue_workflow_async(queue, workflow, *args)
+    return handle.workflow_id

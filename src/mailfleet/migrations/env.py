@@ -1,0 +1,21 @@
+"""Alembic environment: runs on the connection Mailfleet hands it."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import mailfleet.models  # noqa: F401  (registers every table)
+from mailfleet.db import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations with `mailfleet migrate`, which supplies the connection")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

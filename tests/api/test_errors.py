@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import Account
+
+
+async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/does-not-exist")
+    assert response.status_code == 404
+    assert response.json() == {
+        "success": False,
+        "error": {"code": "NOT_FOUND", "message": "No route GET /v1/does-not-exist"},
+    }
+    assert response.headers["x-request-id"]
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient, owner: Account) -> None:
+    response = await client.post(
+        "/v1/workspaces",
+        content=b'{"name": ',
+        headers={**owner.headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"]["message"] == "The request body is not valid JSON"
+
+
+async def test_validation_error_names_the_field(client: httpx.AsyncClient, owner: Account) -> None:
+    response = await client.post("/v1/workspaces", json={"name": ""}, headers=owner.headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"][0]["field"] == "name"
+
+
+async def test_unknown_fields_are_rejected(client: httpx.AsyncClient, owner: Account) -> None:
+    response = await client.post(
+        "/v1/workspaces", json={"name": "ok", "colour": "red"}, headers=owner.headers
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "colour"
+    listed = await client.get("/v1/workspaces", headers=owner.headers)
+    assert listed.json()["pagination"]["total"] == 1, "a rejected request changes nothing"
+
+
+async def test_bad_pagination_is_400(client: httpx.AsyncClient, owner: Account) -> None:
+    response = await client.get("/v1/workspaces?limit=5000", headers=owner.headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "limit"
+
+
+async def test_request_id_is_echoed_when_sane(client: httpx.AsyncClient) -> None:
+    kept = await client.get("/v1/health", headers={"x-request-id": "abc-123"})
+    assert kept.headers["x-request-id"] == "abc-123"
+    replaced = await client.get("/v1/health", headers={"x-request-id": "bad id\twith junk"})
+    assert replaced.headers["x-request-id"] != "bad id\twith junk"
+
+
+async def test_unexpected_error_is_json_500_without_traceback(client: httpx.AsyncClient) -> None:
+    from fastapi import APIRouter
+
+    router = APIRouter()
+
+    @router.get("/v1/_boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    app = client._transport.app  # type: ignore[attr-defined]
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            response = await c.get("/v1/_boom")
+    finally:
+        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", "") != "/v1/_boom"]
+    assert response.status_code == 500
+    body = response.json()
+    assert body["error"]["code"] == "INTERNAL_ERROR"
+    assert body["error"]["requestId"] == response.headers["x-request-id"]
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text

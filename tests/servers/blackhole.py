@@ -1,0 +1,73 @@
+"""Raw TCP endpoints for failure tests: a server that never answers, and free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import TracebackType
+
+__all__ = ["BlackholeServer", "unused_tcp_port"]
+
+
+def unused_tcp_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now: for servers to bind, or to be refused by.
+
+    The OS may hand the port to someone else before it is used; on a test machine
+    that is rare enough not to matter.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BlackholeServer:
+    """Accepts on 127.0.0.1 and reads (and drops) whatever the client sends.
+
+    Reading matters: a client that writes a TLS ClientHello or a command must not
+    block on a full socket buffer, or a test would measure the wrong wait.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._swallow, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        try:
+            while await reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def __aenter__(self) -> BlackholeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
