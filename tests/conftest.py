@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ def settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
     else:
         raise pytest.UsageError(f"MAILFLEET_TEST_DATABASE={BACKEND}: use sqlite or postgresql")
     yield make_test_settings(data_dir, url)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

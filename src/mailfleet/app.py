@@ -40,7 +40,9 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 
 def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
     # ("body", "smtp", "port") -> "smtp.port"; the location kind is its own key.
-    parts = [str(part) for part in location[1:]] if len(location) > 1 else [str(p) for p in location]
+    parts = (
+        [str(part) for part in location[1:]] if len(location) > 1 else [str(p) for p in location]
+    )
     return ".".join(parts)
 
 

@@ -116,9 +116,7 @@ def bootstrap(
     email: Annotated[str, typer.Option(help="The first user's email")],
     password: Annotated[
         str,
-        typer.Option(
-            prompt=True, hide_input=True, confirmation_prompt=True, help="Their password"
-        ),
+        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Their password"),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -181,9 +179,9 @@ def keys_rotate() -> None:
     variable, then run this; drop the old key once it reports nothing left.
     """
     from mailfleet.db import Database
+    from mailfleet.keyrotation import reencrypt_all
     from mailfleet.kit.crypto import Keyring, add_key_to_file
     from mailfleet.migrate import upgrade_database
-    from mailfleet.keyrotation import reencrypt_all
 
     settings = _settings()
     if not settings.secret_keys:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from mailfleet.kit.crypto import load_or_create_key_file, parse_secret_keys
 
@@ -75,9 +74,7 @@ class Settings(BaseSettings):
         if self.is_sqlite:
             app_file = Path(self.app_database_url.split(":///", 1)[1])
             return f"sqlite:///{app_file.with_name(app_file.stem + '-jobs.db')}"
-        return _with_driver(
-            self.app_database_url, sqlite="sqlite", postgres="postgresql+psycopg"
-        )
+        return _with_driver(self.app_database_url, sqlite="sqlite", postgres="postgresql+psycopg")
 
     def secret_keyring_entries(self) -> list[tuple[str, bytes]]:
         """Keys for secrets at rest: MAILFLEET_SECRET_KEYS, or the generated key file."""

@@ -131,6 +131,7 @@ async def workspace_context(
     """
     requested = request.headers.get("x-workspace-id") or None
     bound = actor.workspace_scope
+    workspace_id: str | None
     if bound is not None:
         if requested is not None and requested != bound:
             raise Forbidden("This API key is bound to another workspace")

@@ -24,7 +24,7 @@ async def reencrypt_all(database: Database, keyring: Keyring) -> dict[str, int]:
         last_id = ""
         while True:
             async with database.transaction() as session:
-                rows = list(
+                rows: list[Any] = list(
                     await session.scalars(
                         select(model)
                         .where(column.is_not(None), model.id > last_id)  # type: ignore[attr-defined]

@@ -57,9 +57,7 @@ async def test_login_returns_a_working_jwt(client: httpx.AsyncClient, owner: Acc
     assert me.json()["data"]["id"] == owner.user_id
 
 
-async def test_login_with_wrong_password_is_401(
-    client: httpx.AsyncClient, owner: Account
-) -> None:
+async def test_login_with_wrong_password_is_401(client: httpx.AsyncClient, owner: Account) -> None:
     for email, password in ((owner.email, "wrong-password"), ("nobody@example.test", "x")):
         response = await client.post("/v1/auth/login", json={"email": email, "password": password})
         assert response.status_code == 401
@@ -153,6 +151,8 @@ async def test_superuser_creates_users(client: httpx.AsyncClient, database: Data
 
     plain = await make_account(database, "plain@example.test")
     refused = await client.post(
-        "/v1/users", json={"email": "x@example.test", "password": "pw-123456"}, headers=plain.headers
+        "/v1/users",
+        json={"email": "x@example.test", "password": "pw-123456"},
+        headers=plain.headers,
     )
     assert refused.status_code == 403

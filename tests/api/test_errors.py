@@ -73,7 +73,9 @@ async def test_unexpected_error_is_json_500_without_traceback(client: httpx.Asyn
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             response = await c.get("/v1/_boom")
     finally:
-        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", "") != "/v1/_boom"]
+        app.router.routes[:] = [
+            r for r in app.router.routes if getattr(r, "path", "") != "/v1/_boom"
+        ]
     assert response.status_code == 500
     body = response.json()
     assert body["error"]["code"] == "INTERNAL_ERROR"

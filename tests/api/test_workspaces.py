@@ -136,4 +136,6 @@ async def test_viewer_write_through_workspace_context_is_403(
         assert write.status_code == 403
         assert "read-only" in write.json()["error"]["message"]
     finally:
-        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", "") != "/v1/_probe"]
+        app.router.routes[:] = [
+            r for r in app.router.routes if getattr(r, "path", "") != "/v1/_probe"
+        ]

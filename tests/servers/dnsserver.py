@@ -13,6 +13,7 @@ Both run in background threads, so they work with any event loop and from sync c
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -143,10 +144,8 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
 
 class _Handler(DNSHandler):  # type: ignore[misc]
     def handle(self) -> None:
-        try:
+        with contextlib.suppress(_Drop):
             super().handle()
-        except _Drop:
-            pass
 
     def get_reply(self, data: bytes) -> bytes:
         request = DNSRecord.parse(data)
@@ -158,7 +157,12 @@ class _Handler(DNSHandler):  # type: ignore[misc]
                 if rr.rtype == QTYPE.OPT:
                     limit = max(limit, rr.rclass)
             if self.server.resolver_owner.tcp_only or len(packed) > limit:
-                packed = reply.truncate().pack()
+                # dnslib's reply.truncate() drops the question too, and clients
+                # discard an answer whose question does not match theirs.
+                truncated = request.reply()
+                truncated.header.rcode = reply.header.rcode
+                truncated.header.tc = 1
+                packed = truncated.pack()
         return packed
 
 
@@ -208,7 +212,12 @@ class LocalDnsServer:
             port = udp.server.server_address[1]
             try:
                 tcp = DNSServer(
-                    resolver, address=self.host, port=port, tcp=True, logger=logger, handler=_Handler
+                    resolver,
+                    address=self.host,
+                    port=port,
+                    tcp=True,
+                    logger=logger,
+                    handler=_Handler,
                 )
             except OSError as exc:
                 udp.server.server_close()
@@ -219,7 +228,12 @@ class LocalDnsServer:
             raise RuntimeError(f"no port free for both UDP and TCP: {last_error}")
         for server in (udp, tcp):
             server.server.resolver_owner = self
-            server.start_thread()
+            # dnslib's start_thread polls for shutdown every 0.5 s; stopping fast
+            # matters when every test package starts its own server.
+            server.thread = threading.Thread(
+                target=server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            server.thread.start()
         self._servers = [udp, tcp]
         self.port = port
 

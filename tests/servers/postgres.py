@@ -50,8 +50,15 @@ class PostgresServer:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
-            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "pg.log"),
-            "-w", "start",
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "pg.log"),
+            "-w",
+            "start",
         )
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ class LoginRequest(ApiModel):
 
 class LoginResult(ApiOut):
     token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name)
     expires_at: Timestamp
 
 

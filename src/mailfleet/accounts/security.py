@@ -50,7 +50,9 @@ class NewApiKey:
 def generate_api_key(scope: str) -> NewApiKey:
     secret = KEY_PREFIXES[scope] + secrets.token_urlsafe(32)
     return NewApiKey(
-        secret=secret, digest=digest_api_key(secret), display_prefix=secret[: len(KEY_PREFIXES[scope]) + 6]
+        secret=secret,
+        digest=digest_api_key(secret),
+        display_prefix=secret[: len(KEY_PREFIXES[scope]) + 6],
     )
 
 

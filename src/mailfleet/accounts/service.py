@@ -92,9 +92,7 @@ async def list_api_keys(session: AsyncSession, user: User) -> list[ApiKey]:
 
 
 async def revoke_api_key(session: AsyncSession, user: User, key_id: str) -> ApiKey:
-    key = await session.scalar(
-        select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user.id)
-    )
+    key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user.id))
     if key is None:
         raise NotFound(f"API key {key_id} not found")
     if key.revoked_at is None:
@@ -128,7 +126,5 @@ async def bootstrap(session: AsyncSession, *, email: str, password: str) -> Boot
     """The first user: an owner with a default workspace and a user API key."""
     user, workspace = await create_user(session, email=email, password=password)
     user.is_superuser = True
-    created = await create_api_key(
-        session, user, name="bootstrap", scope="user", workspace_id=None
-    )
+    created = await create_api_key(session, user, name="bootstrap", scope="user", workspace_id=None)
     return Bootstrap(user=user, workspace=workspace, api_key=created.secret)

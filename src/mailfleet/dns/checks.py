@@ -158,7 +158,7 @@ async def check_mx(
         message = (
             f"{domain} does not exist in DNS."
             if result.reason == "nxdomain"
-            else f"{domain} has no MX records, so it cannot receive mail."
+            else f"{domain} has no MX records."
         )
         return RecordCheck("mx", "fail", message, details={"records": [], "reason": result.reason})
 
@@ -402,7 +402,11 @@ class _SpfEvaluation:
     mechanism, but a record is only safe if every path stays within the limits.
     """
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver) -> None:
+    def __init__(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        known_txt: dict[str, LookupResult[str]] | None = None,
+    ) -> None:
         self.resolver = resolver
         self.lookups = 0
         self.void_lookups = 0
@@ -412,11 +416,11 @@ class _SpfEvaluation:
         self.unevaluated: list[str] = []
         self.records: dict[str, str] = {}
         self.truncated = False
-        self._txt: dict[str, LookupResult[str]] = {}
+        self._txt: dict[str, LookupResult[str]] = dict(known_txt or {})
         self._addresses: dict[tuple[str, AddressType], LookupResult[str]] = {}
         self._mx: dict[str, LookupResult[MxRecord]] = {}
 
-    async def _prefetch(self, domain: str, record: SpfRecord) -> None:
+    async def _prefetch(self, domain: str, record: SpfRecord, chain: tuple[str, ...]) -> None:
         """Query everything this record's terms need at once: one round trip per level."""
         has_all = record.all_term is not None
         jobs: list[Awaitable[object]] = []
@@ -427,7 +431,9 @@ class _SpfEvaluation:
             if term.target_has_macros:
                 continue
             target = _term_target(term, domain)
-            if term.name in ("include",) or (term.name == "redirect" and not has_all):
+            if target in chain and term.name in ("include", "redirect"):
+                continue  # a loop: reported, never queried
+            if term.name == "include" or (term.name == "redirect" and not has_all):
                 wanted_txt.add(target)
             elif term.name == "a":
                 wanted_addresses.update({(target, "A"), (target, "AAAA")})
@@ -471,7 +477,7 @@ class _SpfEvaluation:
         self.records[domain] = record.text
         prefix = "" if len(chain) == 1 else f"{domain}: "
         self.errors.extend(f"{prefix}{error}" for error in record.errors)
-        await self._prefetch(domain, record)
+        await self._prefetch(domain, record, chain)
 
         all_term = record.all_term
         after_all = False
@@ -491,7 +497,13 @@ class _SpfEvaluation:
                 continue
             target = _term_target(term, domain)
             if term.name == "include":
-                await self._follow(term, target, chain, prefix, "include")
+                included_all = await self._follow(term, target, chain, prefix, "include")
+                if included_all is not None and included_all.qualifier == "+":
+                    # An include matches when its record passes, and +all always does.
+                    self.warnings.append(
+                        f"{prefix}{term.text!r} ends in '{included_all.text}', "
+                        "so it lets any server send"
+                    )
             elif term.name == "a":
                 v4 = await self._fetch_addresses(target, "A")
                 v6 = await self._fetch_addresses(target, "AAAA")
@@ -607,7 +619,7 @@ async def check_spf(
         )
 
     record = parse_spf(spf_records[0])
-    evaluation = _SpfEvaluation(resolver)
+    evaluation = _SpfEvaluation(resolver, known_txt={domain: result})
     final_all = await evaluation.evaluate(domain, record, (domain,))
 
     problems: list[str] = []
@@ -853,7 +865,7 @@ async def check_dkim(
     valid: list[tuple[str, DkimKey]] = []
     invalid: list[str] = []
     unknown: list[str] = []
-    notes: list[str] = []
+    notes: dict[str, list[str]] = {}
     for selector, result in zip(wanted, results, strict=True):
         entry: dict[str, object] = {"selector": selector, "name": result.name}
         per_selector.append(entry)
@@ -880,14 +892,15 @@ async def check_dkim(
         entry.update(
             status="valid", keyType=key.key_type, keyBits=key.key_bits, testing=key.testing
         )
+        selector_notes = notes.setdefault(selector, [])
         if len(result.records) > 1:
-            notes.append(
+            selector_notes.append(
                 f"selector {selector} has {len(result.records)} TXT records; verifiers may pick any"
             )
         if key.testing:
-            notes.append(f"selector {selector} is in testing mode (t=y)")
+            selector_notes.append(f"selector {selector} is in testing mode (t=y)")
         if key.key_type == "rsa" and key.key_bits < 2048:
-            notes.append(
+            selector_notes.append(
                 f"selector {selector} uses a {key.key_bits}-bit RSA key; 2048 bits is recommended"
             )
         valid.append((selector, key))
@@ -913,11 +926,12 @@ async def check_dkim(
 
     if valid:
         names_found = ", ".join(selector for selector, _ in valid)
-        if notes:
+        warnings = [note for selector, _ in valid for note in notes[selector]]
+        if warnings:
             return RecordCheck(
                 "dkim",
                 "warn",
-                _sentence(f"DKIM key found ({names_found}), but " + "; ".join(notes)),
+                _sentence(f"DKIM key found ({names_found}), but " + "; ".join(warnings)),
                 found,
                 details,
             )

@@ -151,6 +151,12 @@ def normalize_name(name: str) -> str:
     return to_dns_name(text).to_text(omit_final_dot=True).lower()
 
 
+def _name_text(name: dns.name.Name) -> str:
+    # The root name is "." in dnspython; "" keeps "no trailing dot" uniform, and makes a
+    # null MX ("0 .") easy to spot.
+    return "" if name == dns.name.root else name.to_text(omit_final_dot=True).lower()
+
+
 def _unknown_reason(exc: Exception) -> LookupReason:
     if isinstance(exc, dns.exception.Timeout):
         return "timeout"
@@ -175,8 +181,9 @@ async def _query(
         return LookupResult(
             qname, rtype, "unknown", reason=_unknown_reason(exc), error=_describe(exc)
         ), None
-    canonical = answer.canonical_name.to_text(omit_final_dot=True).lower()
-    return LookupResult(qname, rtype, "found", canonical_name=canonical), answer
+    return LookupResult(
+        qname, rtype, "found", canonical_name=_name_text(answer.canonical_name)
+    ), answer
 
 
 def _describe(exc: BaseException) -> str:
@@ -224,7 +231,7 @@ async def lookup_mx(resolver: dns.asyncresolver.Resolver, name: str) -> LookupRe
         (
             MxRecord(
                 preference=int(rdata.preference),
-                exchange=rdata.exchange.to_text(omit_final_dot=True).lower(),
+                exchange=_name_text(rdata.exchange),
             )
             for rdata in answer
         ),
@@ -248,6 +255,4 @@ async def lookup_cname(resolver: dns.asyncresolver.Resolver, name: str) -> Looku
     result, answer = await _query(resolver, name, "CNAME")
     if answer is None:
         return _with_records(result, ())
-    return _with_records(
-        result, tuple(rdata.target.to_text(omit_final_dot=True).lower() for rdata in answer)
-    )
+    return _with_records(result, tuple(_name_text(rdata.target) for rdata in answer))
