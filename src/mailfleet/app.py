@@ -12,16 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailfleet import __version__, jobs
+from mailfleet import __version__, runtime
 from mailfleet.accounts.router import router as accounts_router
 from mailfleet.config import Settings, get_settings
-from mailfleet.db import Database, set_current_database
 from mailfleet.health import router as health_router
-from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import ERROR_CODES, MailfleetError
 from mailfleet.kit.requestid import RequestIdMiddleware
 from mailfleet.logconfig import configure_logging
-from mailfleet.migrate import upgrade_database
 from mailfleet.workspaces.router import router as workspaces_router
 
 log = logging.getLogger(__name__)
@@ -110,21 +107,13 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.check_startup()
-        database = Database.from_settings(settings)
-        await upgrade_database(database)
-        app.state.database = database
-        app.state.keyring = Keyring(settings.secret_keyring_entries())
-        set_current_database(database)
-        if start_jobs:
-            await jobs.launch(settings)
+        current = await runtime.start(settings, launch_jobs=start_jobs)
+        app.state.database = current.database
+        app.state.keyring = current.keyring
         try:
             yield
         finally:
-            if start_jobs:
-                jobs.shutdown()
-            set_current_database(None)
-            await database.dispose()
+            await runtime.stop(current, jobs_launched=start_jobs)
 
     app = FastAPI(
         title="Mailfleet",

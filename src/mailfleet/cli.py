@@ -69,27 +69,21 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run background workers only (no HTTP). Start as many as you like on one PostgreSQL."""
-    from mailfleet import jobs
-    from mailfleet.db import Database, set_current_database
+    from mailfleet import runtime
     from mailfleet.logconfig import configure_logging
-    from mailfleet.migrate import upgrade_database
 
     settings = _settings()
     configure_logging(settings.log_level)
 
     async def run() -> None:
-        database = Database.from_settings(settings)
-        await upgrade_database(database)
-        set_current_database(database)
-        await jobs.launch(settings)
+        current = await runtime.start(settings, launch_jobs=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         typer.echo("mailfleet worker running; Ctrl-C to stop", err=True)
         await stop.wait()
-        jobs.shutdown()
-        await database.dispose()
+        await runtime.stop(current, jobs_launched=True)
 
     asyncio.run(run())
 

@@ -6,7 +6,7 @@ flush, and only `Database.transaction` or the request dependency commits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -78,7 +78,10 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session committed when the block ends, rolled back if it raises."""
+        """A session committed when the block ends, rolled back if it raises.
+
+        Callbacks registered with `after_commit` run once the commit succeeded.
+        """
         async with self.sessionmaker() as session:
             try:
                 yield session
@@ -86,21 +89,21 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+            for callback in session.info.pop(_AFTER_COMMIT, []):
+                await callback()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-_current: Database | None = None
+_AFTER_COMMIT = "mailfleet.after_commit"
 
 
-def set_current_database(database: Database | None) -> None:
-    """Workflows run outside any request; they reach the database through this."""
-    global _current
-    _current = database
+def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run `callback` after this session's transaction commits (never if it rolls back).
 
-
-def current_database() -> Database:
-    if _current is None:
-        raise RuntimeError("the database is not configured; start Mailfleet through its app or CLI")
-    return _current
+    Used to enqueue jobs for rows the transaction creates: a crash between the
+    commit and the callback is covered by a sweeper that re-enqueues under the
+    same deterministic workflow id.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)

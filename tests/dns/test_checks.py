@@ -364,6 +364,37 @@ def test_spf_parser_accepts_the_full_grammar() -> None:
     assert record.terms[1].value == "mail.example.test"
 
 
+async def test_spf_redirect_supplies_the_all(dns_zone: Zone, dns_resolver: Resolver) -> None:
+    dns_zone.set_records("red.test", "TXT", ["v=spf1 redirect=_spf.red.test"])
+    dns_zone.set_records("_spf.red.test", "TXT", ["v=spf1 ip4:192.0.2.0/24 -all"])
+
+    result = await check_spf(dns_resolver, "red.test", required_include="_spf.red.test")
+
+    assert result.status == "pass", result.message
+    assert (result.details["all"], result.details["lookupCount"]) == ("-all", 1)
+
+
+async def test_spf_include_ending_in_plus_all_warns(dns_zone: Zone, dns_resolver: Resolver) -> None:
+    dns_zone.set_records("open.test", "TXT", ["v=spf1 include:wide.test -all"])
+    dns_zone.set_records("wide.test", "TXT", ["v=spf1 +all"])
+
+    result = await check_spf(dns_resolver, "open.test")
+
+    assert result.status == "warn"
+    assert "lets any server send" in result.message
+
+
+async def test_spf_macros_are_counted_not_followed(dns_zone: Zone, dns_resolver: Resolver) -> None:
+    dns_zone.set_records("macro.test", "TXT", ["v=spf1 exists:%{i}._spf.macro.test -all"])
+
+    result = await check_spf(dns_resolver, "macro.test")
+
+    assert result.status == "pass", result.message
+    assert result.details["lookupCount"] == 1
+    assert result.details["unevaluated"] == ["exists:%{i}._spf.macro.test"]
+    assert dns_zone.queries == [("macro.test", "TXT", "udp")]
+
+
 async def test_spf_required_include_missing_fails(dns_zone: Zone, dns_resolver: Resolver) -> None:
     dns_zone.set_records("own.test", "TXT", ["v=spf1 ip4:192.0.2.1 -all"])
 

@@ -20,10 +20,9 @@ from pathlib import Path
 from dbos import DBOS
 from sqlalchemy import text
 
-from mailfleet import jobs
+from mailfleet import runtime
 from mailfleet.config import Settings
-from mailfleet.db import Database, current_database, set_current_database
-from mailfleet.migrate import upgrade_database
+from mailfleet.db import Database
 
 STEPS = 5
 BLOCKING_STEP = 2
@@ -35,7 +34,7 @@ REACHED = Path(os.environ["RESUME_TEST_DIR"]) / "reached-blocking-step"
 async def record_step(run_id: str, step: int) -> None:
     with LOG.open("a") as log:
         log.write(f"{step}\n")
-    async with current_database().transaction() as session:
+    async with runtime.runtime().database.transaction() as session:
         await session.execute(
             text(
                 "INSERT INTO resume_effects (run_id, step) VALUES (:run, :step) "
@@ -59,7 +58,6 @@ async def five_steps(run_id: str) -> str:
 async def main(mode: str, run_id: str) -> None:
     settings = Settings()
     database = Database.from_settings(settings)
-    await upgrade_database(database)
     async with database.transaction() as session:
         await session.execute(
             text(
@@ -67,8 +65,8 @@ async def main(mode: str, run_id: str) -> None:
                 "(run_id VARCHAR(40), step INTEGER, PRIMARY KEY (run_id, step))"
             )
         )
-    set_current_database(database)
-    await jobs.launch(settings)
+    await database.dispose()
+    current = await runtime.start(settings, launch_jobs=True)
     workflow_id = f"resume-test-{run_id}"
     if mode == "start":
         from dbos import SetWorkflowID
@@ -80,8 +78,7 @@ async def main(mode: str, run_id: str) -> None:
         # Launch recovered the workflow; wait for it like any client would.
         handle = await DBOS.retrieve_workflow_async(workflow_id)
         print(await handle.get_result(), flush=True)
-        jobs.shutdown()
-        await database.dispose()
+        await runtime.stop(current, jobs_launched=True)
 
 
 if __name__ == "__main__":

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-# The shared server helpers live in tests/servers; make `tests.servers` importable
-# whichever way pytest named this package (tests/ has no __init__.py).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.servers.blackhole import BlackholeServer, unused_tcp_port  # noqa: E402
-from tests.servers.dovecot import DovecotServer  # noqa: E402
-from tests.servers.smtp import SmtpServer  # noqa: E402
-from tests.servers.tls import LoopbackTLS  # noqa: E402
+from tests.servers.blackhole import BlackholeServer, unused_tcp_port
+from tests.servers.dovecot import DovecotServer
+from tests.servers.smtp import SmtpServer
+from tests.servers.tls import LoopbackTLS
 
 
 @dataclass(frozen=True)

@@ -648,11 +648,6 @@ async def check_spf(
         warnings.append(f"'{final_all.text}' lets any server send mail as {domain}")
     elif final_all.qualifier == "?":
         warnings.append("'?all' is neutral and gives no protection; use '~all' or '-all'")
-    if evaluation.unevaluated:
-        warnings.append(
-            "terms with macros depend on the sender and were not evaluated: "
-            + ", ".join(evaluation.unevaluated)
-        )
 
     details: dict[str, object] = {
         "record": record.text,
@@ -665,6 +660,9 @@ async def check_spf(
         "errors": problems,
         "warnings": warnings,
         "unresolved": list(evaluation.unresolved),
+        # Terms with macros depend on the sender, so they are counted but not followed;
+        # they are normal (e.g. exists:%{i}...), so only listed, not warned about.
+        "unevaluated": list(evaluation.unevaluated),
     }
     if required:
         details["requiredInclude"] = required
@@ -981,6 +979,8 @@ def validate_dmarc(text: str) -> tuple[dict[str, str], list[str], list[str]]:
     raw_tags, errors = parse_tags(text)
     tags = {name.lower(): value for name, value in raw_tags.items()}
     warnings: list[str] = []
+    if len(tags) < len(raw_tags):
+        errors.append("a tag appears more than once (in different case)")
     if next(iter(raw_tags), None) != "v" or raw_tags.get("v") != "DMARC1":
         errors.append("the record must start with v=DMARC1")
     for name in ("p", "sp", "np"):
@@ -1084,10 +1084,11 @@ async def check_dmarc(resolver: dns.asyncresolver.Resolver, domain: str) -> Reco
             details,
         )
     # A subdomain inherits sp= when the organizational domain sets it, else p=.
-    policy = tags["sp" if inherited and "sp" in tags else "p"].lower()
+    policy_tag = "sp" if inherited and "sp" in tags else "p"
+    policy = tags[policy_tag].lower()
     details["policy"] = policy
     if policy == "none":
-        warnings.insert(0, "p=none only monitors; receivers still deliver spoofed mail")
+        warnings.insert(0, f"{policy_tag}=none only monitors; receivers still deliver spoofed mail")
     if warnings:
         return RecordCheck(
             "dmarc",

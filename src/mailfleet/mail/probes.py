@@ -209,9 +209,11 @@ def _secret_forms(settings: _ServerSettings) -> list[str]:
 def _scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, _REDACTED)
-    if len(text) > _MAX_MESSAGE:
-        text = text[: _MAX_MESSAGE - 3] + "..."
     return text
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -307,7 +309,8 @@ class _Probe:
             protocol=self.protocol,
             ok=failure is None,
             code=None if failure is None else failure.code,
-            message=_scrub(message, _secret_forms(self.settings)),
+            # Scrub before clipping: a clipped secret would no longer match.
+            message=_clip(_scrub(message, _secret_forms(self.settings))),
             latency_ms=round((time.monotonic() - started) * 1000),
             folders=folders or [],
             reply_code=None if failure is None else failure.reply_code,
@@ -321,8 +324,18 @@ class _Probe:
         raise NotImplementedError
 
     def close(self) -> None:
+        # Only a socket no transport has taken over yet is ours to close: closing
+        # one under a live transport frees its fd for reuse while asyncio still
+        # watches it.
         if self.sock is not None:
             self.sock.close()
+            self.sock = None
+
+    def handed_off(self) -> socket.socket:
+        """The connected socket, now owned by whichever transport it is given to."""
+        sock, self.sock = self.sock, None
+        assert sock is not None
+        return sock
 
     async def connect(self) -> socket.socket:
         """Guard the host, then open TCP to the first of its addresses that answers."""
@@ -446,6 +459,7 @@ class _SmtpProbe(_Probe):
             tls_context=self.tls_context,
         )
         self.client = client
+        self.handed_off()
         try:
             await client.connect()
         except aiosmtplib.SMTPConnectResponseError as exc:
@@ -539,6 +553,7 @@ class _SmtpProbe(_Probe):
 
     def close(self) -> None:
         if self.client is not None:
+            _abort(self.client.transport)
             self.client.close()
         super().close()
 
@@ -683,7 +698,7 @@ class _ImapProbe(_Probe):
         if any(ch in s.username + s.password for ch in "\0\r\n"):
             # IMAP LOGIN sends both as quoted strings, which cannot carry these.
             raise _Failure(AUTH_FAILED, "the username or password contains NUL, CR or LF")
-        sock = await self.connect()
+        await self.connect()
         loop = asyncio.get_running_loop()
         implicit_tls = s.security == "ssl"
         inner = aioimaplib.IMAP4ClientProtocol(loop)
@@ -692,7 +707,7 @@ class _ImapProbe(_Probe):
             self.phase = "TLS handshake"
         await loop.create_connection(
             lambda: tap,
-            sock=sock,
+            sock=self.handed_off(),
             ssl=self.tls_context if implicit_tls else None,
             server_hostname=_tls_name(s.host) if implicit_tls else None,
             ssl_handshake_timeout=(self.remaining() + 1) if implicit_tls else None,
@@ -787,10 +802,17 @@ class _ImapProbe(_Probe):
 
     def close(self) -> None:
         if self.tap is not None:
-            transport = self.tap.inner.transport
-            if transport is not None:
-                transport.close()
+            _abort(self.tap.inner.transport)
         super().close()
+
+
+def _abort(transport: asyncio.BaseTransport | None) -> None:
+    # abort(), not close(): a closing TLS transport waits up to 30 s for the peer's
+    # close_notify, holding a socket per probe; the verdict is already in.
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+    elif transport is not None:
+        transport.close()
 
 
 def _last_line(lines: Sequence[bytes | bytearray]) -> str:

@@ -1,0 +1,58 @@
+"""What background work needs from the running process: settings, database, keyring.
+
+Requests get these through dependencies; workflows, which run outside any
+request, get them here. The app lifespan and `mailfleet worker` set it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailfleet.config import Settings
+from mailfleet.db import Database
+from mailfleet.kit.crypto import Keyring
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    database: Database
+    keyring: Keyring
+
+
+_current: Runtime | None = None
+
+
+def set_runtime(value: Runtime | None) -> None:
+    global _current
+    _current = value
+
+
+def runtime() -> Runtime:
+    if _current is None:
+        raise RuntimeError("Mailfleet is not started; run it through its app or CLI")
+    return _current
+
+
+async def start(settings: Settings, *, launch_jobs: bool) -> Runtime:
+    """Check settings, migrate, open the database, and (optionally) launch the job engine."""
+    from mailfleet import jobs
+    from mailfleet.migrate import upgrade_database
+
+    settings.check_startup()
+    database = Database.from_settings(settings)
+    await upgrade_database(database)
+    current = Runtime(settings, database, Keyring(settings.secret_keyring_entries()))
+    set_runtime(current)
+    if launch_jobs:
+        await jobs.launch(settings)
+    return current
+
+
+async def stop(current: Runtime, *, jobs_launched: bool) -> None:
+    from mailfleet import jobs
+
+    if jobs_launched:
+        jobs.shutdown()
+    set_runtime(None)
+    await current.database.dispose()
