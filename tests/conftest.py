@@ -27,9 +27,13 @@ from mailfleet.accounts import service as accounts
 from mailfleet.app import create_app
 from mailfleet.config import Settings
 from mailfleet.db import Base, Database
+from tests.servers.dnsserver import LocalDnsServer
 from tests.servers.postgres import PostgresServer
+from tests.servers.tls import LoopbackTLS
 
 BACKEND = os.environ.get("MAILFLEET_TEST_DATABASE", "sqlite")
+
+pytest_plugins = ["tests.servers.fixtures"]
 
 
 def pytest_report_header() -> str:
@@ -68,7 +72,11 @@ def make_test_settings(data_dir: Path, database_url: str | None, **overrides: An
 
 
 @pytest.fixture(scope="session")
-def settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
+def settings(
+    request: pytest.FixtureRequest, dns_server: LocalDnsServer, loopback_tls: LoopbackTLS
+) -> Iterator[Settings]:
+    """The app's settings: every name it resolves goes to the test DNS server, and
+    it trusts the test CA, so no test traffic leaves loopback."""
     data_dir = Path(tempfile.mkdtemp(prefix="mailfleet-test-"))
     if BACKEND == "postgresql":
         server: PostgresServer = request.getfixturevalue("postgres")
@@ -77,7 +85,13 @@ def settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
         url = None
     else:
         raise pytest.UsageError(f"MAILFLEET_TEST_DATABASE={BACKEND}: use sqlite or postgresql")
-    yield make_test_settings(data_dir, url)
+    yield make_test_settings(
+        data_dir,
+        url,
+        dns_nameservers=[dns_server.nameserver],
+        dns_timeout=1.0,
+        tls_ca_file=loopback_tls.ca_pem,
+    )
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -129,6 +143,15 @@ async def make_account(database: Database, email: str, password: str = "password
             session, user, name="test", scope="user", workspace_id=None
         )
     return Account(user.id, workspace.id, created.secret, email, password)
+
+
+@pytest.fixture
+def short_mail_timeout(settings: Settings) -> Iterator[None]:
+    """Mail logins give up after a second, for tests against servers that never answer."""
+    previous = settings.mail_timeout
+    settings.mail_timeout = 1.0
+    yield
+    settings.mail_timeout = previous
 
 
 @pytest.fixture

@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dns_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     dns_timeout: float = Field(default=3.0, gt=0)
+    tls_ca_file: Path | None = None
+    mail_timeout: float = Field(default=15.0, gt=0)
+    verify_concurrency: int = Field(default=50, ge=1)
+    verify_per_host: int = Field(default=5, ge=1)
+    # Seconds to wait before each retry of a failed webhook delivery (the first
+    # attempt is immediate); jittered by +-20%. The default spans about a day.
+    webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800],
+        max_length=30,
+    )
     worker_id: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -44,6 +54,20 @@ class Settings(BaseSettings):
     def _split_nameservers(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_delays", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _non_negative_delays(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays are seconds, 0 or more")
         return value
 
     @property

@@ -9,6 +9,7 @@ queues.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import socket
@@ -40,13 +41,30 @@ class QueueSpec:
 
 
 # Modules whose workflows DBOS must know before launch (it recovers them by name).
-WORKFLOW_MODULES: list[str] = []
+WORKFLOW_MODULES: list[str] = ["mailfleet.mailboxes.workflows"]
 
-# The one place queues are declared. Business areas add theirs here.
-QUEUES: dict[str, QueueSpec] = {
-    # Housekeeping and small jobs.
-    "default": QueueSpec(worker_concurrency=20),
-}
+
+def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
+    """The one place queues are declared. Business areas add theirs here."""
+    return {
+        # Housekeeping and small jobs.
+        "default": QueueSpec(worker_concurrency=20),
+        # One workflow per mailbox connection test, partitioned by SMTP host.
+        "mailbox_verification": QueueSpec(
+            worker_concurrency=settings.verify_concurrency,
+            partition_concurrency=settings.verify_per_host,
+        ),
+    }
+
+
+QUEUE_NAMES = frozenset({"default", "mailbox_verification"})
+
+# Coroutines every process runs periodically (seconds, "module:function"): sweepers
+# that re-enqueue work whose enqueue a crash may have lost. They must be idempotent.
+PERIODIC: list[tuple[float, str]] = [
+    (60.0, "mailfleet.mailboxes.workflows:requeue_pending_tests"),
+]
+_periodic_tasks: list[asyncio.Task[None]] = []
 
 
 def dbos_config(settings: Settings) -> DBOSConfig:
@@ -69,7 +87,7 @@ def _enable_sqlite_wal(system_database_url: str) -> None:
     # DBOS leaves SQLite in rollback-journal mode; WAL (persistent per file)
     # lets the queue poller read while workflows write, and enqueues faster.
     path = system_database_url.split(":///", 1)[1]
-    connection = sqlite3.connect(path)
+    connection = sqlite3.connect(path, timeout=30)
     try:
         connection.execute("PRAGMA journal_mode=WAL")
     finally:
@@ -82,11 +100,13 @@ async def launch(settings: Settings) -> None:
         importlib.import_module(module)
     if settings.is_sqlite:
         settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        # Before launch: switching the journal mode needs the file to ourselves.
+        _enable_sqlite_wal(settings.system_database_url)
     DBOS(config=dbos_config(settings))
     DBOS.launch()
-    if settings.is_sqlite:
-        _enable_sqlite_wal(settings.system_database_url)
-    for name, spec in QUEUES.items():
+    specs = queue_specs(settings)
+    assert set(specs) == QUEUE_NAMES, "declare every queue in both queue_specs and QUEUE_NAMES"
+    for name, spec in specs.items():
         await DBOS.register_queue_async(
             name,
             worker_concurrency=spec.worker_concurrency,
@@ -95,10 +115,27 @@ async def launch(settings: Settings) -> None:
             polling_interval_sec=spec.polling_interval_sec,
             **spec.extra,
         )
+    for interval, target in PERIODIC:
+        _periodic_tasks.append(asyncio.create_task(_run_periodically(interval, target)))
     log.info("job engine launched (mailfleet %s)", __version__)
 
 
+async def _run_periodically(interval: float, target: str) -> None:
+    module_name, _, function_name = target.partition(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    while True:
+        # First run at once: it picks up what the previous process left behind.
+        try:
+            await function()
+        except Exception:
+            log.exception("periodic task %s failed", target)
+        await asyncio.sleep(interval)
+
+
 def shutdown() -> None:
+    for task in _periodic_tasks:
+        task.cancel()
+    _periodic_tasks.clear()
     DBOS.destroy(workflow_completion_timeout_sec=0)
 
 
@@ -111,8 +148,8 @@ async def enqueue(
 ) -> str:
     """Enqueue a workflow under a deterministic id: enqueueing it again is a no-op,
     so a sweeper may re-enqueue anything it is unsure about."""
-    if queue not in QUEUES:
-        raise KeyError(f"unknown queue {queue!r}; declare it in mailfleet.jobs.QUEUES")
+    if queue not in QUEUE_NAMES:
+        raise KeyError(f"unknown queue {queue!r}; declare it in mailfleet.jobs.queue_specs")
     with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition_key):
         handle = await DBOS.enqueue_workflow_async(queue, workflow, *args)
     return handle.workflow_id

@@ -33,6 +33,7 @@ class BlackholeServer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.connections = 0
 
     async def start(self) -> None:
@@ -45,11 +46,19 @@ class BlackholeServer:
         self._server.close()
         for writer in list(self._writers):
             writer.close()
+        # Let the handlers see EOF and end on their own: a handler still pending
+        # when the loop shuts down gets cancelled, and asyncio logs that as an error.
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=2)
         await self._server.wait_closed()
         self._server = None
 
     async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         self._writers.add(writer)
         try:
             while await reader.read(65536):

@@ -9,6 +9,7 @@ this CA.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +31,14 @@ class LoopbackTLS:
     key_pem: Path
 
     @classmethod
-    def create(cls, directory: Path) -> LoopbackTLS:
-        """Make a CA and a loopback certificate and write their PEM files into `directory`."""
+    def create(cls, directory: Path, names: Sequence[str] = LOOPBACK_NAMES) -> LoopbackTLS:
+        """Make a CA and a certificate for `names` and write their PEM files into `directory`.
+
+        Other `names` make a certificate that loopback clients reject for its name.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA(organization_name="Mailfleet tests")
-        server_cert = ca.issue_cert(*LOOPBACK_NAMES)
+        server_cert = ca.issue_cert(*names)
         ca_pem = directory / "ca.pem"
         cert_pem = directory / "server-chain.pem"
         key_pem = directory / "server-key.pem"

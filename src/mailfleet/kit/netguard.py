@@ -11,6 +11,7 @@ import ipaddress
 import re
 import socket
 import urllib.parse
+from collections.abc import Sequence
 from typing import Final, Literal
 
 __all__ = [
@@ -162,11 +163,13 @@ async def guard_host(
     allow_private: bool,
     # The guard owns a default lookup deadline so that no caller can forget one.
     timeout: float = 5.0,  # noqa: ASYNC109
+    nameservers: Sequence[str] | None = None,
 ) -> list[IPAddress]:
     """Resolve ``host`` and return its addresses, refusing any non-public one.
 
     One forbidden address refuses the whole host, since a connection may pick any
-    of them.
+    of them. With ``nameservers`` (MAILFLEET_DNS_NAMESERVERS), names are resolved
+    there instead of through the system resolver.
     """
     literal = _parse_literal(host)
     if literal is not None:
@@ -174,6 +177,14 @@ async def guard_host(
     ascii_name = _normalise_hostname(host)
     if ascii_name is None:
         raise NetguardError(INVALID_TARGET, f"invalid host name {_shown(host)}", host=host)
+
+    if nameservers:
+        resolved = await _resolve_with(ascii_name, list(nameservers), timeout)
+        if not resolved:
+            raise NetguardError(
+                HOST_NOT_FOUND, f"host {_shown(host)} could not be resolved", host=host
+            )
+        return _check(host, resolved, allow_private=allow_private, literal=False)
 
     loop = asyncio.get_running_loop()
     try:
@@ -200,6 +211,21 @@ async def guard_host(
     if not addresses:
         raise NetguardError(HOST_NOT_FOUND, f"host {_shown(host)} has no IP addresses", host=host)
     return _check(host, addresses, allow_private=allow_private, literal=False)
+
+
+async def _resolve_with(name: str, nameservers: list[str], lifetime: float) -> list[IPAddress]:
+    """A and AAAA records of ``name`` from the given resolvers (empty when none)."""
+    from mailfleet.dns.resolver import lookup_addresses, make_resolver
+
+    resolver = make_resolver(nameservers, timeout=lifetime)
+    found: list[IPAddress] = []
+    for rtype in ("A", "AAAA"):
+        result = await lookup_addresses(resolver, name, rtype)
+        for value in result.records:
+            ip = ipaddress.ip_address(value)
+            if ip not in found:
+                found.append(ip)
+    return found
 
 
 async def guard_url(url: str, *, allow_private: bool, require_https: bool = False) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
@@ -21,3 +22,27 @@ def normalize_email(value: str) -> str:
 
 
 EmailAddress = Annotated[str, AfterValidator(normalize_email)]
+
+
+def normalize_hostname(value: str) -> str:
+    """A DNS name or IP literal, IDNA-encoded and lowercased; no scheme, path or port."""
+    import ipaddress
+
+    host = value.strip().rstrip(".").lower()
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError("not a valid host name") from exc
+    labels = encoded.split(".")
+    if not 0 < len(encoded) <= 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError("not a valid host name (expected e.g. smtp.example.com)")
+    return encoded
+
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+Hostname = Annotated[str, AfterValidator(normalize_hostname)]

@@ -83,6 +83,9 @@ _GUARD_TIMEOUT: Final = 5.0
 _FAREWELL_TIMEOUT: Final = 2.0
 _MAX_MESSAGE: Final = 500
 _REDACTED: Final = "********"
+_SHORT_SECRET: Final = 6
+_TLS_AUTH_ORDER: Final = ("plain", "login", "cram-md5")
+_CLEARTEXT_AUTH_ORDER: Final = ("cram-md5", "plain", "login")
 
 _T = TypeVar("_T")
 
@@ -208,7 +211,13 @@ def _secret_forms(settings: _ServerSettings) -> list[str]:
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
-        text = text.replace(secret, _REDACTED)
+        if len(secret) >= _SHORT_SECRET:
+            text = text.replace(secret, _REDACTED)
+        else:
+            # A short password is also a piece of ordinary words ("x" in "expects");
+            # redact it only where it stands alone, as an echoed password would.
+            pattern = rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])"
+            text = re.sub(pattern, _REDACTED, text)
     return text
 
 
@@ -261,8 +270,10 @@ class _Probe:
         timeout: float,
         tls_context: ssl.SSLContext | None,
         allow_private: bool,
+        nameservers: Sequence[str] | None = None,
     ) -> None:
         self.settings = settings
+        self.nameservers = nameservers
         self.timeout = timeout
         self.tls_context = tls_context or _default_tls_context()
         self.allow_private = allow_private
@@ -344,6 +355,7 @@ class _Probe:
             self.settings.host,
             allow_private=self.allow_private,
             timeout=min(_GUARD_TIMEOUT, self.timeout),
+            nameservers=self.nameservers,
         )
         self.phase = f"connecting to {self.target}"
         loop = asyncio.get_running_loop()
@@ -420,6 +432,13 @@ class _Probe:
                 temporary=True,
             )
         if isinstance(exc, aiosmtplib.SMTPResponseException):
+            if exc.code < 100:
+                # aiosmtplib's "Malformed SMTP response line: <what came>"
+                _, _, line = exc.message.partition(": ")
+                return _Failure(
+                    PROTOCOL_ERROR,
+                    f"the server does not speak SMTP (wrong port?): {line.strip()[:200]}",
+                )
             return _smtp_reply_failure(exc, PROTOCOL_ERROR, f"unexpected reply while {self.phase}")
         if isinstance(exc, (aiosmtplib.SMTPException, aioimaplib.AioImapException, OSError)):
             return _Failure(PROTOCOL_ERROR, f"error while {self.phase}: {exc}")
@@ -502,15 +521,7 @@ class _SmtpProbe(_Probe):
         s = self.settings
         offered = client.server_auth_methods
         # Over an unencrypted connection CRAM-MD5 at least keeps the password off the wire.
-        preference = (
-            ("cram-md5", "plain", "login")
-            if s.security == "none"
-            else (
-                "plain",
-                "login",
-                "cram-md5",
-            )
-        )
+        preference = _CLEARTEXT_AUTH_ORDER if s.security == "none" else _TLS_AUTH_ORDER
         mechanisms = [name for name in preference if name in offered]
         if not mechanisms:
             shown = " ".join(name.upper() for name in offered) or "none"
@@ -582,7 +593,7 @@ def decode_mailbox_name(name: str) -> str:
 
 
 def parse_list_response(lines: Sequence[bytes | bytearray]) -> list[str]:
-    """Folder names from aioimaplib's LIST lines, skipping ones that hold no mail.
+    """Folder names from aioimaplib's LIST lines, INBOX first, skipping ones that hold no mail.
 
     Each line is ``(flags) "delimiter" name`` with ``* LIST`` stripped; a name sent
     as a literal arrives as the next line, whole. ``\\Noselect`` and
@@ -612,6 +623,9 @@ def parse_list_response(lines: Sequence[bytes | bytearray]) -> list[str]:
             name = "INBOX"
         if name not in folders:
             folders.append(name)
+    if "INBOX" in folders:
+        folders.remove("INBOX")
+        folders.insert(0, "INBOX")
     return folders
 
 
@@ -827,13 +841,20 @@ async def probe_smtp(
     timeout: float = 15.0,  # noqa: ASYNC109 - a timeout is a verdict here, not an error
     tls_context: ssl.SSLContext | None = None,
     allow_private: bool = False,
+    nameservers: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Connect, EHLO, (STARTTLS,) AUTH and QUIT. Never sends a message.
 
     `timeout` bounds everything up to the verdict; QUIT gets up to two seconds
     more. `tls_context` replaces the system trust store (tests pass their CA).
     """
-    probe = _SmtpProbe(s, timeout=timeout, tls_context=tls_context, allow_private=allow_private)
+    probe = _SmtpProbe(
+        s,
+        timeout=timeout,
+        tls_context=tls_context,
+        allow_private=allow_private,
+        nameservers=nameservers,
+    )
     return await probe.run()
 
 
@@ -843,7 +864,14 @@ async def probe_imap(
     timeout: float = 15.0,  # noqa: ASYNC109 - a timeout is a verdict here, not an error
     tls_context: ssl.SSLContext | None = None,
     allow_private: bool = False,
+    nameservers: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Connect, (STARTTLS,) LOGIN, LIST "" "*" and LOGOUT; `folders` holds the names."""
-    probe = _ImapProbe(s, timeout=timeout, tls_context=tls_context, allow_private=allow_private)
+    probe = _ImapProbe(
+        s,
+        timeout=timeout,
+        tls_context=tls_context,
+        allow_private=allow_private,
+        nameservers=nameservers,
+    )
     return await probe.run()

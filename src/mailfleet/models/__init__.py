@@ -1,10 +1,26 @@
 """All tables, imported here so Alembic and `Base.metadata` see every one."""
 
 from mailfleet.models.accounts import ApiKey, User
+from mailfleet.models.mailboxes import MAILBOX_STATUSES, ConnectionTest, Mailbox, Tag, mailbox_tags
 from mailfleet.models.workspaces import ROLES, Membership, Workspace
 
 # Every column that holds keyring ciphertext, as (model, attribute): what
 # `mailfleet keys rotate` re-encrypts. A model with a secret adds its column here.
-ENCRYPTED_COLUMNS: list[tuple[type, str]] = []
+ENCRYPTED_COLUMNS: list[tuple[type, str]] = [
+    (Mailbox, "smtp_password_enc"),
+    (Mailbox, "imap_password_enc"),
+]
 
-__all__ = ["ENCRYPTED_COLUMNS", "ROLES", "ApiKey", "Membership", "User", "Workspace"]
+__all__ = [
+    "ENCRYPTED_COLUMNS",
+    "MAILBOX_STATUSES",
+    "ROLES",
+    "ApiKey",
+    "ConnectionTest",
+    "Mailbox",
+    "Membership",
+    "Tag",
+    "User",
+    "Workspace",
+    "mailbox_tags",
+]

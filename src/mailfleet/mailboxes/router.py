@@ -1,0 +1,196 @@
+"""Mailbox, tag and dashboard routes (SendKit's mailbox semantics)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from mailfleet.deps import KeyringDep, SessionDep, WorkspaceDep
+from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
+from mailfleet.kit.pagination import PageDep
+from mailfleet.mailboxes import service
+from mailfleet.mailboxes.schemas import (
+    ConnectionTestOut,
+    MailboxCreate,
+    MailboxOut,
+    MailboxUpdate,
+    StatusCounts,
+    TagCreate,
+    TagOut,
+    TagUpdate,
+)
+from mailfleet.models import ConnectionTest, Mailbox, Tag
+
+router = APIRouter(prefix="/v1", tags=["mailboxes"], responses=ERROR_RESPONSES)
+
+CREATED_MESSAGE = (
+    "Mailbox queued for SMTP verification. Poll GET /v1/mailboxes/:id/connection-test "
+    'until status is no longer "inactive".'
+)
+
+
+def mailbox_out(mailbox: Mailbox) -> MailboxOut:
+    return MailboxOut(
+        mongo_id=mailbox.id,
+        id=mailbox.id,
+        email=mailbox.email,
+        display_name=mailbox.display_name,
+        provider=mailbox.provider,
+        status=mailbox.status,
+        connection_type=mailbox.connection_type,
+        daily_send_limit=mailbox.daily_send_limit,
+        sending_enabled=mailbox.sending_enabled,
+        signature=mailbox.signature,
+        tags=[tag.name for tag in mailbox.tags],
+        smtp_host=mailbox.smtp_host,
+        smtp_port=mailbox.smtp_port,
+        smtp_secure=mailbox.smtp_secure,
+        smtp_username=mailbox.smtp_username,
+        imap_host=mailbox.imap_host,
+        imap_port=mailbox.imap_port,
+        imap_secure=mailbox.imap_secure,
+        imap_username=mailbox.imap_username,
+        domain=mailbox.domain,
+        setup_status=mailbox.setup_status,
+        last_verified_at=mailbox.last_verified_at,
+        created_at=mailbox.created_at,
+        updated_at=mailbox.updated_at,
+    )
+
+
+def test_out(test: ConnectionTest) -> ConnectionTestOut:
+    error = None
+    if test.error_code:
+        error = {"code": test.error_code, "message": test.error_message or ""}
+    return ConnectionTestOut(
+        id=test.id,
+        mailbox_id=test.mailbox_id,
+        email=test.email,
+        status=test.status,
+        kind=test.kind,
+        smtp=test.smtp_result,
+        imap=test.imap_result,
+        error=error,
+        mailbox_deleted=test.mailbox_deleted,
+        created_at=test.created_at,
+        finished_at=test.finished_at,
+    )
+
+
+def tag_out(tag: Tag, count: int = 0) -> TagOut:
+    return TagOut(
+        id=tag.id,
+        name=tag.name,
+        color=tag.color,
+        mailbox_count=count,
+        created_at=tag.created_at,
+        updated_at=tag.updated_at,
+    )
+
+
+@router.post("/mailboxes", response_model=Envelope[MailboxOut], status_code=status.HTTP_201_CREATED)
+async def create_mailbox(
+    body: MailboxCreate, ctx: WorkspaceDep, session: SessionDep, keyring: KeyringDep
+) -> Any:
+    """Add an SMTP mailbox: created inactive, verified in the background."""
+    mailbox = await service.create_mailbox(session, keyring, ctx.workspace_id, body)
+    return ok(mailbox_out(mailbox), CREATED_MESSAGE)
+
+
+@router.get("/mailboxes", response_model=ListEnvelope[MailboxOut])
+async def list_mailboxes(
+    ctx: WorkspaceDep,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[str | None, Query(description="inactive, active, paused or error")] = None,
+    provider: str | None = None,
+    tag: Annotated[str | None, Query(description="a tag id or name")] = None,
+    domain: str | None = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+) -> Any:
+    filters = service.MailboxFilters(
+        status=status, provider=provider, tag=tag, domain=domain, search=search
+    )
+    mailboxes, total = await service.list_mailboxes(session, ctx.workspace_id, filters, page)
+    return {
+        "success": True,
+        "data": [mailbox_out(m) for m in mailboxes],
+        "pagination": page.describe(total),
+    }
+
+
+@router.get("/mailboxes/{mailbox_id}", response_model=Envelope[MailboxOut])
+async def get_mailbox(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    return ok(mailbox_out(await service.get_mailbox(session, ctx.workspace_id, mailbox_id)))
+
+
+@router.put("/mailboxes/{mailbox_id}", response_model=Envelope[MailboxOut])
+async def update_mailbox(
+    mailbox_id: str,
+    body: MailboxUpdate,
+    ctx: WorkspaceDep,
+    session: SessionDep,
+    keyring: KeyringDep,
+) -> Any:
+    mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    mailbox, test = await service.update_mailbox(session, keyring, mailbox, body)
+    message = "Mailbox updated" + ("; new settings queued for verification" if test else "")
+    return ok(mailbox_out(mailbox), message)
+
+
+@router.delete("/mailboxes/{mailbox_id}", response_model=Envelope[None])
+async def delete_mailbox(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    await service.delete_mailbox(session, mailbox)
+    return ok(None, "Mailbox deleted")
+
+
+@router.get("/mailboxes/{mailbox_id}/connection-test", response_model=Envelope[ConnectionTestOut])
+async def get_connection_test(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    """The latest test; it still answers after a failed first test deleted the mailbox."""
+    test = await service.latest_connection_test(session, ctx.workspace_id, mailbox_id)
+    return ok(test_out(test))
+
+
+@router.post(
+    "/mailboxes/{mailbox_id}/connection-test",
+    response_model=Envelope[ConnectionTestOut],
+    status_code=status.HTTP_202_ACCEPTED,
+)
+async def retest_mailbox(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    test = await service.retest_mailbox(session, mailbox)
+    return ok(test_out(test), "Connection test queued")
+
+
+@router.get("/dashboard/mailbox-status-counts", response_model=Envelope[StatusCounts])
+async def mailbox_status_counts(ctx: WorkspaceDep, session: SessionDep) -> Any:
+    return ok(StatusCounts(**await service.status_counts(session, ctx.workspace_id)))
+
+
+@router.get("/tags", response_model=Envelope[list[TagOut]], tags=["tags"])
+async def list_tags(ctx: WorkspaceDep, session: SessionDep) -> Any:
+    return ok(
+        [tag_out(tag, count) for tag, count in await service.list_tags(session, ctx.workspace_id)]
+    )
+
+
+@router.post(
+    "/tags", response_model=Envelope[TagOut], status_code=status.HTTP_201_CREATED, tags=["tags"]
+)
+async def create_tag(body: TagCreate, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    return ok(tag_out(await service.create_tag(session, ctx.workspace_id, body)), "Tag created")
+
+
+@router.put("/tags/{tag_id}", response_model=Envelope[TagOut], tags=["tags"])
+async def update_tag(tag_id: str, body: TagUpdate, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    tag = await service.get_tag(session, ctx.workspace_id, tag_id)
+    return ok(tag_out(await service.update_tag(session, tag, body)), "Tag updated")
+
+
+@router.delete("/tags/{tag_id}", response_model=Envelope[None], tags=["tags"])
+async def delete_tag(tag_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    tag = await service.get_tag(session, ctx.workspace_id, tag_id)
+    await service.delete_tag(session, tag)
+    return ok(None, "Tag deleted")

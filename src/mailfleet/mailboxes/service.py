@@ -1,0 +1,343 @@
+"""Mailboxes: create, verify in the background, list, update, delete; tags; counts.
+
+Credentials are encrypted with the keyring before they reach a model and are
+decrypted only inside the verification step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailfleet import jobs
+from mailfleet.db import after_commit
+from mailfleet.kit.clock import utcnow
+from mailfleet.kit.crypto import Keyring
+from mailfleet.kit.errors import Conflict, NotFound
+from mailfleet.kit.pagination import Page
+from mailfleet.mailboxes.schemas import (
+    MailboxCreate,
+    MailboxUpdate,
+    ServerUpdate,
+    TagCreate,
+    TagUpdate,
+)
+from mailfleet.models import ConnectionTest, Mailbox, Tag, mailbox_tags
+
+VERIFY_QUEUE = "mailbox_verification"
+
+
+def verification_workflow_id(test_id: str) -> str:
+    return f"mailbox-test-{test_id}"
+
+
+async def enqueue_verification(test_id: str, smtp_host: str) -> None:
+    from mailfleet.mailboxes.workflows import verify_mailbox
+
+    await jobs.enqueue(
+        VERIFY_QUEUE,
+        verify_mailbox,
+        test_id,
+        workflow_id=verification_workflow_id(test_id),
+        partition_key=smtp_host,
+    )
+
+
+async def _start_connection_test(
+    session: AsyncSession, mailbox: Mailbox, *, kind: str
+) -> ConnectionTest:
+    test = ConnectionTest(
+        workspace_id=mailbox.workspace_id,
+        mailbox_id=mailbox.id,
+        email=mailbox.email,
+        kind=kind,
+        status="pending",
+    )
+    session.add(test)
+    await session.flush()
+    host = mailbox.smtp_host
+    after_commit(session, lambda: enqueue_verification(test.id, host))
+    return test
+
+
+async def _tags_by_name(session: AsyncSession, workspace_id: str, names: list[str]) -> list[Tag]:
+    if not names:
+        return []
+    existing = {
+        tag.name: tag
+        for tag in await session.scalars(
+            select(Tag).where(Tag.workspace_id == workspace_id, Tag.name.in_(names))
+        )
+    }
+    tags = []
+    for name in names:
+        tag = existing.get(name)
+        if tag is None:
+            tag = Tag(workspace_id=workspace_id, name=name)
+            session.add(tag)
+        tags.append(tag)
+    await session.flush()
+    return tags
+
+
+async def create_mailbox(
+    session: AsyncSession, keyring: Keyring, workspace_id: str, data: MailboxCreate
+) -> Mailbox:
+    """A mailbox in status "inactive", and its first connection test, queued after commit."""
+    email = data.email
+    if await session.scalar(
+        select(Mailbox.id).where(Mailbox.workspace_id == workspace_id, Mailbox.email == email)
+    ):
+        raise Conflict("Mailbox already exists")
+    smtp = data.smtp
+    # IMAP omitted: the SMTP server and credentials are reused (SendKit's rule).
+    imap_host = data.imap.host if data.imap else smtp.host
+    imap_port = data.imap.port if data.imap else 993
+    imap_secure = data.imap.secure if data.imap else smtp.secure
+    imap_username = (data.imap.username if data.imap else smtp.username) or email
+    imap_password = data.imap.password if data.imap else smtp.password
+    mailbox = Mailbox(
+        workspace_id=workspace_id,
+        email=email,
+        domain=email.rsplit("@", 1)[1],
+        display_name=data.display_name or email.split("@", 1)[0],
+        provider=data.provider.lower(),
+        status="inactive",
+        connection_type="smtp",
+        daily_send_limit=data.daily_send_limit,
+        sending_enabled=False,
+        signature=data.signature,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        smtp_secure=smtp.secure,
+        smtp_username=smtp.username or email,
+        smtp_password_enc=keyring.encrypt(smtp.password),
+        imap_host=imap_host,
+        imap_port=imap_port,
+        imap_secure=imap_secure,
+        imap_username=imap_username,
+        imap_password_enc=keyring.encrypt(imap_password),
+    )
+    mailbox.tags = await _tags_by_name(session, workspace_id, data.tags)
+    session.add(mailbox)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # Two requests raced past the check above; the unique constraint decides.
+        raise Conflict("Mailbox already exists") from exc
+    await _start_connection_test(session, mailbox, kind="initial")
+    return mailbox
+
+
+async def get_mailbox(session: AsyncSession, workspace_id: str, mailbox_id: str) -> Mailbox:
+    mailbox = await session.scalar(
+        select(Mailbox).where(Mailbox.id == mailbox_id, Mailbox.workspace_id == workspace_id)
+    )
+    if mailbox is None:
+        raise NotFound(f"Mailbox {mailbox_id} not found")
+    return mailbox
+
+
+@dataclass(frozen=True)
+class MailboxFilters:
+    status: str | None = None
+    provider: str | None = None
+    tag: str | None = None
+    domain: str | None = None
+    search: str | None = None
+
+
+def _filtered(workspace_id: str, filters: MailboxFilters) -> Select[Mailbox]:
+    query = select(Mailbox).where(Mailbox.workspace_id == workspace_id)
+    if filters.status:
+        query = query.where(Mailbox.status == filters.status)
+    if filters.provider:
+        query = query.where(Mailbox.provider == filters.provider.lower())
+    if filters.domain:
+        query = query.where(Mailbox.domain == filters.domain.lower().rstrip("."))
+    if filters.tag:
+        tagged = (
+            select(mailbox_tags.c.mailbox_id)
+            .join(Tag, Tag.id == mailbox_tags.c.tag_id)
+            .where(
+                Tag.workspace_id == workspace_id,
+                or_(Tag.id == filters.tag, Tag.name == filters.tag),
+            )
+        )
+        query = query.where(Mailbox.id.in_(tagged))
+    if filters.search:
+        pattern = f"%{filters.search.lower()}%"
+        query = query.where(
+            or_(Mailbox.email.like(pattern), func.lower(Mailbox.display_name).like(pattern))
+        )
+    return query
+
+
+async def list_mailboxes(
+    session: AsyncSession, workspace_id: str, filters: MailboxFilters, page: Page
+) -> tuple[list[Mailbox], int]:
+    query = _filtered(workspace_id, filters)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.scalars(
+        query.order_by(Mailbox.created_at.desc(), Mailbox.id.desc())
+        .limit(page.limit)
+        .offset(page.skip)
+    )
+    return list(rows), total
+
+
+def _apply_server_update(
+    mailbox: Mailbox, prefix: str, update: ServerUpdate, keyring: Keyring
+) -> bool:
+    changed = False
+    for field in ("host", "port", "secure", "username"):
+        value = getattr(update, field)
+        if value is not None and getattr(mailbox, f"{prefix}_{field}") != value:
+            setattr(mailbox, f"{prefix}_{field}", value)
+            changed = True
+    if update.password is not None:
+        setattr(mailbox, f"{prefix}_password_enc", keyring.encrypt(update.password))
+        changed = True
+    return changed
+
+
+async def update_mailbox(
+    session: AsyncSession, keyring: Keyring, mailbox: Mailbox, data: MailboxUpdate
+) -> tuple[Mailbox, ConnectionTest | None]:
+    """Apply changes; new connection settings start a re-test."""
+    if data.display_name is not None:
+        mailbox.display_name = data.display_name
+    if data.daily_send_limit is not None:
+        mailbox.daily_send_limit = data.daily_send_limit
+    if "signature" in data.model_fields_set:
+        mailbox.signature = data.signature
+    if data.tags is not None:
+        mailbox.tags = await _tags_by_name(session, mailbox.workspace_id, data.tags)
+    if data.sending_enabled is not None and mailbox.status in ("active", "paused"):
+        mailbox.sending_enabled = data.sending_enabled
+        mailbox.status = "active" if data.sending_enabled else "paused"
+    credentials_changed = False
+    if data.smtp is not None:
+        credentials_changed |= _apply_server_update(mailbox, "smtp", data.smtp, keyring)
+    if data.imap is not None:
+        credentials_changed |= _apply_server_update(mailbox, "imap", data.imap, keyring)
+    mailbox.updated_at = utcnow()
+    await session.flush()
+    test = None
+    if credentials_changed:
+        test = await _start_connection_test(session, mailbox, kind="retest")
+    return mailbox, test
+
+
+async def retest_mailbox(session: AsyncSession, mailbox: Mailbox) -> ConnectionTest:
+    return await _start_connection_test(session, mailbox, kind="retest")
+
+
+async def delete_mailbox(session: AsyncSession, mailbox: Mailbox) -> None:
+    await session.delete(mailbox)
+    await session.flush()
+
+
+async def latest_connection_test(
+    session: AsyncSession, workspace_id: str, mailbox_id: str
+) -> ConnectionTest:
+    test = await session.scalar(
+        select(ConnectionTest)
+        .where(ConnectionTest.workspace_id == workspace_id, ConnectionTest.mailbox_id == mailbox_id)
+        .order_by(ConnectionTest.created_at.desc(), ConnectionTest.id.desc())
+        .limit(1)
+    )
+    if test is None:
+        raise NotFound(f"No connection test for mailbox {mailbox_id}")
+    return test
+
+
+async def pending_test_ids(session: AsyncSession, limit: int = 1000) -> list[tuple[str, str]]:
+    """(test id, SMTP host) of tests still pending: what the sweeper re-enqueues."""
+    rows = await session.execute(
+        select(ConnectionTest.id, Mailbox.smtp_host)
+        .join(Mailbox, Mailbox.id == ConnectionTest.mailbox_id)
+        .where(ConnectionTest.status == "pending")
+        .order_by(ConnectionTest.created_at)
+        .limit(limit)
+    )
+    return [(test_id, host) for test_id, host in rows]
+
+
+async def status_counts(session: AsyncSession, workspace_id: str) -> dict[str, int]:
+    counts: dict[str, Any] = {"inactive": 0, "active": 0, "paused": 0, "error": 0}
+    rows = await session.execute(
+        select(Mailbox.status, func.count())
+        .where(Mailbox.workspace_id == workspace_id)
+        .group_by(Mailbox.status)
+    )
+    for status, count in rows:
+        counts[status] = count
+    counts["total"] = sum(counts.values())
+    counts["pending_tests"] = (
+        await session.scalar(
+            select(func.count()).where(
+                ConnectionTest.workspace_id == workspace_id, ConnectionTest.status == "pending"
+            )
+        )
+        or 0
+    )
+    return counts
+
+
+# Tags
+
+
+async def list_tags(session: AsyncSession, workspace_id: str) -> list[tuple[Tag, int]]:
+    rows = await session.execute(
+        select(Tag, func.count(mailbox_tags.c.mailbox_id))
+        .outerjoin(mailbox_tags, mailbox_tags.c.tag_id == Tag.id)
+        .where(Tag.workspace_id == workspace_id)
+        .group_by(Tag.id)
+        .order_by(Tag.name)
+    )
+    return [(tag, count) for tag, count in rows]
+
+
+async def _ensure_unique_tag_name(session: AsyncSession, workspace_id: str, name: str) -> None:
+    if await session.scalar(
+        select(Tag.id).where(Tag.workspace_id == workspace_id, Tag.name == name)
+    ):
+        raise Conflict(f"A tag named {name!r} already exists")
+
+
+async def create_tag(session: AsyncSession, workspace_id: str, data: TagCreate) -> Tag:
+    name = data.name.strip()
+    await _ensure_unique_tag_name(session, workspace_id, name)
+    tag = Tag(workspace_id=workspace_id, name=name, color=data.color)
+    session.add(tag)
+    await session.flush()
+    return tag
+
+
+async def get_tag(session: AsyncSession, workspace_id: str, tag_id: str) -> Tag:
+    tag = await session.scalar(
+        select(Tag).where(Tag.id == tag_id, Tag.workspace_id == workspace_id)
+    )
+    if tag is None:
+        raise NotFound(f"Tag {tag_id} not found")
+    return tag
+
+
+async def update_tag(session: AsyncSession, tag: Tag, data: TagUpdate) -> Tag:
+    if data.name is not None and data.name.strip() != tag.name:
+        await _ensure_unique_tag_name(session, tag.workspace_id, data.name.strip())
+        tag.name = data.name.strip()
+    if "color" in data.model_fields_set:
+        tag.color = data.color
+    await session.flush()
+    return tag
+
+
+async def delete_tag(session: AsyncSession, tag: Tag) -> None:
+    await session.delete(tag)
+    await session.flush()

@@ -1,0 +1,114 @@
+"""Mailboxes, their tags, and their connection tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mailfleet.db import Base
+from mailfleet.models.common import Timestamps, UTCDateTime, id_column
+
+MAILBOX_STATUSES = ("inactive", "active", "paused", "error")
+
+mailbox_tags = Table(
+    "mailbox_tags",
+    Base.metadata,
+    Column(
+        "mailbox_id", String(24), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "tag_id",
+        String(24),
+        ForeignKey("tags.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+
+class Tag(Timestamps, Base):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[str] = id_column()
+    workspace_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    color: Mapped[str | None] = mapped_column(String(20))
+
+
+class Mailbox(Timestamps, Base):
+    __tablename__ = "mailboxes"
+    __table_args__ = (UniqueConstraint("workspace_id", "email"),)
+
+    id: Mapped[str] = id_column()
+    workspace_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(253), index=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(40), default="custom")
+    status: Mapped[str] = mapped_column(String(20), default="inactive", index=True)
+    connection_type: Mapped[str] = mapped_column(String(20), default="smtp")
+    daily_send_limit: Mapped[int] = mapped_column(Integer, default=15)
+    sending_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    signature: Mapped[str | None] = mapped_column(Text)
+
+    smtp_host: Mapped[str] = mapped_column(String(253))
+    smtp_port: Mapped[int] = mapped_column(Integer)
+    smtp_secure: Mapped[bool] = mapped_column(Boolean)
+    smtp_username: Mapped[str] = mapped_column(String(320))
+    smtp_password_enc: Mapped[str] = mapped_column(Text)
+    imap_host: Mapped[str] = mapped_column(String(253))
+    imap_port: Mapped[int] = mapped_column(Integer)
+    imap_secure: Mapped[bool] = mapped_column(Boolean)
+    imap_username: Mapped[str] = mapped_column(String(320))
+    imap_password_enc: Mapped[str] = mapped_column(Text)
+
+    # The latest DNS check of the mailbox's domain (MX, SPF, DKIM, DMARC).
+    setup_status: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+
+    tags: Mapped[list[Tag]] = relationship(secondary=mailbox_tags, lazy="selectin")
+
+
+class ConnectionTest(Timestamps, Base):
+    """One verification of a mailbox's SMTP and IMAP logins.
+
+    No foreign key to the mailbox: a failed first test deletes the mailbox, and
+    the test must still tell a poller why.
+    """
+
+    __tablename__ = "connection_tests"
+
+    id: Mapped[str] = id_column()
+    workspace_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    mailbox_id: Mapped[str] = mapped_column(String(24), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # "initial": a failure deletes the mailbox; "retest": a failure marks it "error".
+    kind: Mapped[str] = mapped_column(String(10), default="initial")
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    smtp_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    imap_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(String(1000))
+    mailbox_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
