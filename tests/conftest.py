@@ -27,6 +27,7 @@ from mailfleet.accounts import service as accounts
 from mailfleet.app import create_app
 from mailfleet.config import Settings
 from mailfleet.db import Base, Database
+from mailfleet.kit.crypto import Keyring
 from tests.servers.dnsserver import LocalDnsServer
 from tests.servers.postgres import PostgresServer
 from tests.servers.tls import LoopbackTLS
@@ -143,6 +144,12 @@ async def make_account(database: Database, email: str, password: str = "password
             session, user, name="test", scope="user", workspace_id=None
         )
     return Account(user.id, workspace.id, created.secret, email, password)
+
+
+@pytest.fixture
+def keyring(app: FastAPI) -> Keyring:
+    result: Keyring = app.state.keyring
+    return result
 
 
 @pytest.fixture

@@ -15,7 +15,16 @@ import httpx
 import pytest
 
 from mailfleet.config import Settings
+from tests.mailboxes.test_mailboxes_api import (
+    SEED_EXAMPLE,
+    SEED_RESPONSE_KEYS,
+    mailbox_body,
+    new_user,
+)
+from tests.servers.dnsserver import LocalDnsServer
+from tests.servers.dovecot import DovecotServer
 from tests.servers.postgres import free_port
+from tests.servers.smtp import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
 MAILFLEET = [sys.executable, "-m", "mailfleet.cli"]
@@ -28,9 +37,13 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """`mailfleet serve` with no configuration at all, in an empty directory."""
-    env = _clean_env()
+def served(tmp_path: Path, dns_names: LocalDnsServer) -> Iterator[tuple[str, dict[str, str]]]:
+    """`mailfleet serve` in an empty directory, configured only so that the mail
+    servers it tests are the loopback ones (private networks allowed, names
+    resolved by the test DNS server)."""
+    env = _clean_env(
+        MAILFLEET_DNS_NAMESERVERS=dns_names.nameserver, MAILFLEET_ALLOW_PRIVATE_NETWORKS="true"
+    )
     boot = subprocess.run(
         [
             *MAILFLEET,
@@ -71,6 +84,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             output = process.stdout.read().decode() if process.stdout else ""
             raise AssertionError(f"mailfleet serve did not start:\n{output[-3000:]}")
         time.sleep(0.2)
+    credentials["secretsToCheck"] = ""
     try:
         yield base, credentials
     finally:
@@ -81,13 +95,17 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             process.kill()
         log = process.stdout.read().decode() if process.stdout else ""
         # Secrets never reach a log line.
-        assert credentials["apiKey"] not in log
-        assert "correct-horse" not in log
+        for secret in [
+            credentials["apiKey"],
+            "correct-horse",
+            *credentials["secretsToCheck"].split(),
+        ]:
+            assert secret not in log
 
 
 def test_serve_with_no_configuration(served: tuple[str, dict[str, str]], tmp_path: Path) -> None:
     base, credentials = served
-    assert set(credentials) == {"userId", "workspaceId", "apiKey"}
+    assert {"userId", "workspaceId", "apiKey"} <= set(credentials)
     assert credentials["apiKey"].startswith("mf_user_")
     assert httpx.get(f"{base}/docs").status_code == 200
     spec = httpx.get(f"{base}/openapi.json").json()
@@ -103,6 +121,42 @@ def test_serve_with_no_configuration(served: tuple[str, dict[str, str]], tmp_pat
     assert (data / "mailfleet.db").exists()
     for secret_file in ("secret.keys", "jwt.secret"):
         assert (data / secret_file).stat().st_mode & 0o777 == 0o600
+
+
+def _poll_test(base: str, headers: dict[str, str], mailbox_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 30
+    while True:
+        result = httpx.get(f"{base}/v1/mailboxes/{mailbox_id}/connection-test", headers=headers)
+        data: dict[str, object] = result.json()["data"]
+        if data["status"] != "pending":
+            return data
+        assert time.monotonic() < deadline, data
+        time.sleep(0.2)
+
+
+def test_served_mailbox_verification(
+    served: tuple[str, dict[str, str]], smtp_plain: SmtpServer, dovecot: DovecotServer
+) -> None:
+    """The seed's example verbatim against a real server, then a good mailbox."""
+    base, credentials = served
+    headers = {"X-Api-Key": credentials["apiKey"]}
+    seed = httpx.post(f"{base}/v1/mailboxes", json=SEED_EXAMPLE, headers=headers)
+    assert seed.status_code == 201, seed.text
+    assert set(seed.json()["data"]) >= SEED_RESPONSE_KEYS
+    failed = _poll_test(base, headers, seed.json()["data"]["_id"])
+    assert failed["status"] == "failed"
+    assert failed["mailboxDeleted"] is True
+
+    email, password = new_user(smtp_plain, dovecot)
+    credentials["secretsToCheck"] = f"{password} app-password-here"
+    good = httpx.post(
+        f"{base}/v1/mailboxes",
+        json=mailbox_body(email, password, smtp_plain, dovecot),
+        headers=headers,
+    )
+    assert _poll_test(base, headers, good.json()["data"]["_id"])["status"] == "success"
+    active = httpx.get(f"{base}/v1/mailboxes?status=active", headers=headers).json()
+    assert [m["email"] for m in active["data"]] == [email]
 
 
 def test_production_refuses_generated_secrets(tmp_path: Path) -> None:
