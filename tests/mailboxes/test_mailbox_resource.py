@@ -13,6 +13,7 @@ from mailfleet.mailboxes.schemas import MailboxCreate
 from mailfleet.mailboxes.workflows import requeue_pending_tests
 from tests.conftest import Account, make_account
 from tests.mailboxes.test_mailboxes_api import mailbox_body, new_user, wait_for_test
+from tests.servers.blackhole import BlackholeServer
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
 
@@ -38,7 +39,11 @@ async def make_active_mailbox(
 
 
 async def test_list_filters_and_pagination(
-    client: httpx.AsyncClient, owner: Account, smtp_plain: SmtpServer, dovecot: DovecotServer
+    client: httpx.AsyncClient,
+    owner: Account,
+    smtp_plain: SmtpServer,
+    dovecot: DovecotServer,
+    blackhole: BlackholeServer,
 ) -> None:
     active, _ = await make_active_mailbox(
         client, owner, smtp_plain, dovecot, tags=["warm"], provider="Google"
@@ -110,11 +115,14 @@ async def test_update_pause_resume_and_retest(
 
 
 async def test_delete_and_workspace_isolation(
-    client: httpx.AsyncClient, owner: Account, database: Database
+    client: httpx.AsyncClient, owner: Account, database: Database, blackhole: BlackholeServer
 ) -> None:
     created = await client.post(
         "/v1/mailboxes",
-        json={"email": "x@iso.test", "smtp": {"host": "127.0.0.1", "port": 9, "password": "x"}},
+        json={
+            "email": "x@iso.test",
+            "smtp": {"host": "127.0.0.1", "port": blackhole.port, "password": "x"},
+        },
         headers=owner.headers,
     )
     mailbox_id = created.json()["data"]["id"]

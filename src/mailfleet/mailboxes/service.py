@@ -6,6 +6,9 @@ decrypted only inside the verification step.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
+from mailfleet.config import Settings
 from mailfleet.db import after_commit
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import Conflict, NotFound
 from mailfleet.kit.pagination import Page
+from mailfleet.mail.probes import ImapSettings, SmtpSettings, probe_imap, probe_smtp, security_for
 from mailfleet.mailboxes.schemas import (
     MailboxCreate,
     MailboxUpdate,
@@ -27,6 +32,8 @@ from mailfleet.mailboxes.schemas import (
     TagUpdate,
 )
 from mailfleet.models import ConnectionTest, Mailbox, Tag, mailbox_tags
+
+log = logging.getLogger(__name__)
 
 VERIFY_QUEUE = "mailbox_verification"
 
@@ -48,19 +55,22 @@ async def enqueue_verification(test_id: str, smtp_host: str) -> None:
 
 
 async def _start_connection_test(
-    session: AsyncSession, mailbox: Mailbox, *, kind: str
+    session: AsyncSession, mailbox: Mailbox, *, kind: str, job_id: str | None = None
 ) -> ConnectionTest:
+    """A pending test; queued after commit unless a bulk job (`job_id`) runs it itself."""
     test = ConnectionTest(
         workspace_id=mailbox.workspace_id,
         mailbox_id=mailbox.id,
         email=mailbox.email,
         kind=kind,
         status="pending",
+        job_id=job_id,
     )
     session.add(test)
     await session.flush()
-    host = mailbox.smtp_host
-    after_commit(session, lambda: enqueue_verification(test.id, host))
+    if job_id is None:
+        host = mailbox.smtp_host
+        after_commit(session, lambda: enqueue_verification(test.id, host))
     return test
 
 
@@ -85,9 +95,15 @@ async def _tags_by_name(session: AsyncSession, workspace_id: str, names: list[st
 
 
 async def create_mailbox(
-    session: AsyncSession, keyring: Keyring, workspace_id: str, data: MailboxCreate
+    session: AsyncSession,
+    keyring: Keyring,
+    workspace_id: str,
+    data: MailboxCreate,
+    *,
+    job_id: str | None = None,
 ) -> Mailbox:
-    """A mailbox in status "inactive", and its first connection test, queued after commit."""
+    """A mailbox in status "inactive", and its first connection test, queued after
+    commit (or left to the bulk job `job_id`, which verifies in chunks)."""
     email = data.email
     if await session.scalar(
         select(Mailbox.id).where(Mailbox.workspace_id == workspace_id, Mailbox.email == email)
@@ -129,8 +145,103 @@ async def create_mailbox(
     except IntegrityError as exc:
         # Two requests raced past the check above; the unique constraint decides.
         raise Conflict("Mailbox already exists") from exc
-    await _start_connection_test(session, mailbox, kind="initial")
+    await _start_connection_test(session, mailbox, kind="initial", job_id=job_id)
     return mailbox
+
+
+@dataclass(frozen=True)
+class MailboxCredentials:
+    smtp: SmtpSettings
+    imap: ImapSettings
+
+
+def mailbox_credentials(mailbox: Mailbox, keyring: Keyring) -> MailboxCredentials:
+    """Decrypted login settings, for the verification step only."""
+    return MailboxCredentials(
+        smtp=SmtpSettings(
+            host=mailbox.smtp_host,
+            port=mailbox.smtp_port,
+            security=security_for(mailbox.smtp_port, mailbox.smtp_secure),
+            username=mailbox.smtp_username,
+            password=keyring.decrypt(mailbox.smtp_password_enc),
+        ),
+        imap=ImapSettings(
+            host=mailbox.imap_host,
+            port=mailbox.imap_port,
+            security=security_for(mailbox.imap_port, mailbox.imap_secure),
+            username=mailbox.imap_username,
+            password=keyring.decrypt(mailbox.imap_password_enc),
+        ),
+    )
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    cafile = str(settings.tls_ca_file) if settings.tls_ca_file else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+async def probe_credentials(credentials: MailboxCredentials, settings: Settings) -> dict[str, Any]:
+    """SMTP and IMAP logins at once: `{"smtp": result, "imap": result}` as dicts, no secrets."""
+    options: dict[str, Any] = {
+        "timeout": settings.mail_timeout,
+        "tls_context": _tls_context(settings),
+        "allow_private": settings.allow_private_networks,
+        "nameservers": settings.dns_nameservers or None,
+    }
+    smtp_result, imap_result = await asyncio.gather(
+        probe_smtp(credentials.smtp, **options), probe_imap(credentials.imap, **options)
+    )
+    return {"smtp": smtp_result.to_dict(), "imap": imap_result.to_dict()}
+
+
+def first_failure(outcome: dict[str, Any]) -> dict[str, Any] | None:
+    for protocol in ("smtp", "imap"):
+        result: dict[str, Any] = outcome[protocol]
+        if not result["ok"]:
+            return result
+    return None
+
+
+async def record_test_outcome(
+    session: AsyncSession, test: ConnectionTest, outcome: dict[str, Any]
+) -> str:
+    """Finish a pending test (idempotent): success activates the mailbox; a failed
+    first test deletes it; a failed re-test marks it "error" and stops sending."""
+    if test.status != "pending":
+        return test.status
+    mailbox = await session.get(Mailbox, test.mailbox_id)
+    now = utcnow()
+    test.finished_at = now
+    if outcome.get("missing") or mailbox is None:
+        test.status = "failed"
+        test.error_code = "MAILBOX_DELETED"
+        test.error_message = "The mailbox was deleted before the test finished"
+        test.mailbox_deleted = True
+        await session.flush()
+        return test.status
+    test.smtp_result = outcome["smtp"]
+    test.imap_result = outcome["imap"]
+    failure = first_failure(outcome)
+    if failure is None:
+        test.status = "success"
+        mailbox.status = "active"
+        mailbox.sending_enabled = True
+        mailbox.last_verified_at = now
+        mailbox.last_error = None
+    else:
+        test.status = "failed"
+        test.error_code = failure["code"]
+        test.error_message = f"{failure['protocol'].upper()}: {failure['message']}"[:1000]
+        if test.kind == "initial":
+            test.mailbox_deleted = True
+            await session.delete(mailbox)
+        else:
+            mailbox.status = "error"
+            mailbox.sending_enabled = False
+            mailbox.last_error = test.error_message
+    await session.flush()
+    log.info("connection test %s for mailbox %s: %s", test.id, test.mailbox_id, test.status)
+    return test.status
 
 
 async def get_mailbox(session: AsyncSession, workspace_id: str, mailbox_id: str) -> Mailbox:
@@ -261,7 +372,7 @@ async def pending_test_ids(session: AsyncSession, limit: int = 1000) -> list[tup
     rows = await session.execute(
         select(ConnectionTest.id, Mailbox.smtp_host)
         .join(Mailbox, Mailbox.id == ConnectionTest.mailbox_id)
-        .where(ConnectionTest.status == "pending")
+        .where(ConnectionTest.status == "pending", ConnectionTest.job_id.is_(None))
         .order_by(ConnectionTest.created_at)
         .limit(limit)
     )

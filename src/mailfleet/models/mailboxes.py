@@ -105,6 +105,9 @@ class ConnectionTest(Timestamps, Base):
     email: Mapped[str] = mapped_column(String(320))
     # "initial": a failure deletes the mailbox; "retest": a failure marks it "error".
     kind: Mapped[str] = mapped_column(String(10), default="initial")
+    # Set when a bulk job verifies this test itself (in chunks); the single-test
+    # sweeper leaves such tests to their job.
+    job_id: Mapped[str | None] = mapped_column(String(24))
     status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
     smtp_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     imap_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)

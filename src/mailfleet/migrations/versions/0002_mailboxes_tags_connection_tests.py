@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("mailbox_id", sa.String(length=24), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("job_id", sa.String(length=24), nullable=True),
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("smtp_result", sa.JSON(), nullable=True),
         sa.Column("imap_result", sa.JSON(), nullable=True),
