@@ -14,12 +14,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailfleet import __version__, runtime
 from mailfleet.accounts.router import router as accounts_router
+from mailfleet.compat.deeplead import router as deeplead_router
 from mailfleet.config import Settings, get_settings
 from mailfleet.health import router as health_router
 from mailfleet.kit.errors import ERROR_CODES, MailfleetError
 from mailfleet.kit.requestid import RequestIdMiddleware
 from mailfleet.logconfig import configure_logging
 from mailfleet.mailboxes.router import router as mailboxes_router
+from mailfleet.webhooks.router import router as webhooks_router
 from mailfleet.workspaces.router import router as workspaces_router
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,13 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected_error)
 
-    for router in (health_router, accounts_router, workspaces_router, mailboxes_router):
+    for router in (
+        health_router,
+        accounts_router,
+        workspaces_router,
+        mailboxes_router,
+        deeplead_router,
+        webhooks_router,
+    ):
         app.include_router(router)
     return app

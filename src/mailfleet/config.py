@@ -37,7 +37,10 @@ class Settings(BaseSettings):
     # Seconds to wait before each retry of a failed webhook delivery (the first
     # attempt is immediate); jittered by +-20%. The default spans about a day.
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800],
+        # 5 s, 30 s, 2, 10 and 30 min, then 1, 2, 4, 8 and 8 h.
+        default_factory=lambda: (
+            [5.0, 30.0] + [60.0 * m for m in (2, 10, 30, 60, 120, 240, 480, 480)]
+        ),
         max_length=30,
     )
     worker_id: str | None = None

@@ -41,7 +41,10 @@ class QueueSpec:
 
 
 # Modules whose workflows DBOS must know before launch (it recovers them by name).
-WORKFLOW_MODULES: list[str] = ["mailfleet.mailboxes.workflows"]
+WORKFLOW_MODULES: list[str] = [
+    "mailfleet.mailboxes.workflows",
+    "mailfleet.webhooks.workflows",
+]
 
 
 def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
@@ -54,15 +57,19 @@ def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
             worker_concurrency=settings.verify_concurrency,
             partition_concurrency=settings.verify_per_host,
         ),
+        # One workflow per webhook delivery. No concurrency cap: a delivery waiting
+        # out its backoff (hours) would hold a slot; the sender caps the POSTs.
+        "webhook_delivery": QueueSpec(),
     }
 
 
-QUEUE_NAMES = frozenset({"default", "mailbox_verification"})
+QUEUE_NAMES = frozenset({"default", "mailbox_verification", "webhook_delivery"})
 
 # Coroutines every process runs periodically (seconds, "module:function"): sweepers
 # that re-enqueue work whose enqueue a crash may have lost. They must be idempotent.
 PERIODIC: list[tuple[float, str]] = [
     (60.0, "mailfleet.mailboxes.workflows:requeue_pending_tests"),
+    (60.0, "mailfleet.webhooks.workflows:requeue_pending_deliveries"),
 ]
 _periodic_tasks: list[asyncio.Task[None]] = []
 

@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
     settings = make_test_settings(tmp_path / "data", database_url)
-    env = {**os.environ, "RESUME_TEST_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "RESUME_TEST_DIR": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     env.update(
         {
             "MAILFLEET_DATA_DIR": str(settings.data_dir),

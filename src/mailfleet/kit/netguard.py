@@ -228,7 +228,13 @@ async def _resolve_with(name: str, nameservers: list[str], lifetime: float) -> l
     return found
 
 
-async def guard_url(url: str, *, allow_private: bool, require_https: bool = False) -> str:
+async def guard_url(
+    url: str,
+    *,
+    allow_private: bool,
+    require_https: bool = False,
+    nameservers: Sequence[str] | None = None,
+) -> str:
     """Check an http(s) URL and its host, and return the host as parsed."""
 
     def invalid(reason: str, host: str = "") -> NetguardError:
@@ -255,5 +261,5 @@ async def guard_url(url: str, *, allow_private: bool, require_https: bool = Fals
         raise invalid("it has no host")
     if port == 0:
         raise invalid("port 0 is not allowed", host)
-    await guard_host(host, allow_private=allow_private)
+    await guard_host(host, allow_private=allow_private, nameservers=nameservers)
     return host

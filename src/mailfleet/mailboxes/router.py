@@ -15,12 +15,15 @@ from mailfleet.mailboxes.schemas import (
     MailboxCreate,
     MailboxOut,
     MailboxUpdate,
+    PoolCreate,
+    PoolOut,
+    PoolUpdate,
     StatusCounts,
     TagCreate,
     TagOut,
     TagUpdate,
 )
-from mailfleet.models import ConnectionTest, Mailbox, Tag
+from mailfleet.models import ConnectionTest, Mailbox, Pool, Tag
 
 router = APIRouter(prefix="/v1", tags=["mailboxes"], responses=ERROR_RESPONSES)
 
@@ -52,6 +55,7 @@ def mailbox_out(mailbox: Mailbox) -> MailboxOut:
         imap_secure=mailbox.imap_secure,
         imap_username=mailbox.imap_username,
         domain=mailbox.domain,
+        pool_id=mailbox.pool_id,
         setup_status=mailbox.setup_status,
         last_verified_at=mailbox.last_verified_at,
         created_at=mailbox.created_at,
@@ -108,9 +112,10 @@ async def list_mailboxes(
     tag: Annotated[str | None, Query(description="a tag id or name")] = None,
     domain: str | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
+    pool_id: Annotated[str | None, Query(alias="poolId")] = None,
 ) -> Any:
     filters = service.MailboxFilters(
-        status=status, provider=provider, tag=tag, domain=domain, search=search
+        status=status, provider=provider, tag=tag, domain=domain, search=search, pool_id=pool_id
     )
     mailboxes, total = await service.list_mailboxes(session, ctx.workspace_id, filters, page)
     return {
@@ -194,3 +199,43 @@ async def delete_tag(tag_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any
     tag = await service.get_tag(session, ctx.workspace_id, tag_id)
     await service.delete_tag(session, tag)
     return ok(None, "Tag deleted")
+
+
+def pool_out(pool: Pool, count: int = 0) -> PoolOut:
+    return PoolOut(
+        id=pool.id,
+        name=pool.name,
+        inbox_count=count,
+        created_at=pool.created_at,
+        updated_at=pool.updated_at,
+    )
+
+
+@router.get("/pools", response_model=Envelope[list[PoolOut]], tags=["pools"])
+async def list_pools(ctx: WorkspaceDep, session: SessionDep) -> Any:
+    pools = await service.list_pools(session, ctx.workspace_id)
+    return ok([pool_out(pool, count) for pool, count in pools])
+
+
+@router.post(
+    "/pools", response_model=Envelope[PoolOut], status_code=status.HTTP_201_CREATED, tags=["pools"]
+)
+async def create_pool(body: PoolCreate, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    return ok(
+        pool_out(await service.create_pool(session, ctx.workspace_id, body.name)), "Pool created"
+    )
+
+
+@router.put("/pools/{pool_id}", response_model=Envelope[PoolOut], tags=["pools"])
+async def rename_pool(
+    pool_id: str, body: PoolUpdate, ctx: WorkspaceDep, session: SessionDep
+) -> Any:
+    pool = await service.get_pool(session, ctx.workspace_id, pool_id)
+    return ok(pool_out(await service.rename_pool(session, pool, body.name)), "Pool updated")
+
+
+@router.delete("/pools/{pool_id}", response_model=Envelope[None], tags=["pools"])
+async def delete_pool(pool_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    pool = await service.get_pool(session, ctx.workspace_id, pool_id)
+    await service.delete_pool(session, pool)
+    return ok(None, "Pool deleted; its mailboxes are now outside any pool")

@@ -59,6 +59,7 @@ class MailboxCreate(ApiModel):
     daily_send_limit: int = 15
     signature: str | None = Field(default=None, max_length=20_000)
     tags: list[str] = Field(default_factory=list, max_length=50)
+    pool_id: str | None = Field(default=None, description="A pool of this workspace")
 
     _clamp = field_validator("daily_send_limit", mode="before")(clamp_daily_limit)
     _tags = field_validator("tags")(clean_tags)
@@ -80,6 +81,7 @@ class MailboxUpdate(ApiModel):
     sending_enabled: bool | None = Field(
         default=None, description="false pauses sending (status paused); true resumes it"
     )
+    pool_id: str | None = Field(default=None, description="Move to this pool; null removes it")
     smtp: ServerUpdate | None = Field(default=None, description="New settings trigger a re-test")
     imap: ServerUpdate | None = Field(default=None, description="New settings trigger a re-test")
 
@@ -110,6 +112,7 @@ class MailboxOut(ApiOut):
     imap_secure: bool
     imap_username: str
     domain: str
+    pool_id: str | None
     setup_status: dict[str, Any] | None
     last_verified_at: Timestamp | None
     created_at: Timestamp
@@ -156,3 +159,19 @@ class StatusCounts(ApiOut):
     paused: int
     error: int
     pending_tests: int
+
+
+class PoolCreate(ApiModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PoolUpdate(ApiModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PoolOut(ApiOut):
+    id: str
+    name: str
+    inbox_count: int = 0
+    created_at: Timestamp
+    updated_at: Timestamp

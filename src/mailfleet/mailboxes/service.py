@@ -31,9 +31,29 @@ from mailfleet.mailboxes.schemas import (
     TagCreate,
     TagUpdate,
 )
-from mailfleet.models import ConnectionTest, Mailbox, Tag, mailbox_tags
+from mailfleet.models import ConnectionTest, Mailbox, Pool, Tag, mailbox_tags
+from mailfleet.webhooks import events
+from mailfleet.webhooks.service import emit
 
 log = logging.getLogger(__name__)
+
+
+def mailbox_event_data(mailbox: Mailbox) -> dict[str, Any]:
+    """What webhook events say about a mailbox: never a credential."""
+    return {
+        "id": mailbox.id,
+        "email": mailbox.email,
+        "displayName": mailbox.display_name,
+        "provider": mailbox.provider,
+        "status": mailbox.status,
+        "sendingEnabled": mailbox.sending_enabled,
+        "dailySendLimit": mailbox.daily_send_limit,
+        "domain": mailbox.domain,
+        "poolId": mailbox.pool_id,
+        "smtpHost": mailbox.smtp_host,
+        "imapHost": mailbox.imap_host,
+    }
+
 
 VERIFY_QUEUE = "mailbox_verification"
 
@@ -101,9 +121,13 @@ async def create_mailbox(
     data: MailboxCreate,
     *,
     job_id: str | None = None,
+    verify: bool = True,
 ) -> Mailbox:
     """A mailbox in status "inactive", and its first connection test, queued after
-    commit (or left to the bulk job `job_id`, which verifies in chunks)."""
+    commit (or left to the bulk job `job_id`, which verifies in chunks).
+
+    `verify=False` (DeepLead's skipConnectionTest) makes it active at once, untested.
+    """
     email = data.email
     if await session.scalar(
         select(Mailbox.id).where(Mailbox.workspace_id == workspace_id, Mailbox.email == email)
@@ -139,13 +163,20 @@ async def create_mailbox(
         imap_password_enc=keyring.encrypt(imap_password),
     )
     mailbox.tags = await _tags_by_name(session, workspace_id, data.tags)
+    if data.pool_id is not None:
+        mailbox.pool_id = (await get_pool(session, workspace_id, data.pool_id)).id
+    if not verify:
+        mailbox.status = "active"
+        mailbox.sending_enabled = True
     session.add(mailbox)
     try:
         await session.flush()
     except IntegrityError as exc:
         # Two requests raced past the check above; the unique constraint decides.
         raise Conflict("Mailbox already exists") from exc
-    await _start_connection_test(session, mailbox, kind="initial", job_id=job_id)
+    if verify:
+        await _start_connection_test(session, mailbox, kind="initial", job_id=job_id)
+    await emit(session, workspace_id, events.MAILBOX_CREATED, mailbox_event_data(mailbox))
     return mailbox
 
 
@@ -222,16 +253,20 @@ async def record_test_outcome(
     test.smtp_result = outcome["smtp"]
     test.imap_result = outcome["imap"]
     failure = first_failure(outcome)
+    event_data: dict[str, Any] = {"connectionTestId": test.id, "kind": test.kind}
     if failure is None:
         test.status = "success"
         mailbox.status = "active"
         mailbox.sending_enabled = True
         mailbox.last_verified_at = now
         mailbox.last_error = None
+        event_data.update(mailbox_event_data(mailbox))
+        await emit(session, test.workspace_id, events.MAILBOX_VERIFIED, event_data)
     else:
         test.status = "failed"
         test.error_code = failure["code"]
         test.error_message = f"{failure['protocol'].upper()}: {failure['message']}"[:1000]
+        event_data.update(mailbox_event_data(mailbox))
         if test.kind == "initial":
             test.mailbox_deleted = True
             await session.delete(mailbox)
@@ -239,6 +274,13 @@ async def record_test_outcome(
             mailbox.status = "error"
             mailbox.sending_enabled = False
             mailbox.last_error = test.error_message
+        event_data.update(
+            status=mailbox.status if test.kind != "initial" else "deleted",
+            errorCode=test.error_code,
+            errorMessage=test.error_message,
+            mailboxDeleted=test.mailbox_deleted,
+        )
+        await emit(session, test.workspace_id, events.MAILBOX_VERIFICATION_FAILED, event_data)
     await session.flush()
     log.info("connection test %s for mailbox %s: %s", test.id, test.mailbox_id, test.status)
     return test.status
@@ -260,12 +302,15 @@ class MailboxFilters:
     tag: str | None = None
     domain: str | None = None
     search: str | None = None
+    pool_id: str | None = None
 
 
 def _filtered(workspace_id: str, filters: MailboxFilters) -> Select[Mailbox]:
     query = select(Mailbox).where(Mailbox.workspace_id == workspace_id)
     if filters.status:
         query = query.where(Mailbox.status == filters.status)
+    if filters.pool_id:
+        query = query.where(Mailbox.pool_id == filters.pool_id)
     if filters.provider:
         query = query.where(Mailbox.provider == filters.provider.lower())
     if filters.domain:
@@ -328,6 +373,9 @@ async def update_mailbox(
         mailbox.signature = data.signature
     if data.tags is not None:
         mailbox.tags = await _tags_by_name(session, mailbox.workspace_id, data.tags)
+    if "pool_id" in data.model_fields_set:
+        pool = await get_pool(session, mailbox.workspace_id, data.pool_id) if data.pool_id else None
+        mailbox.pool_id = pool.id if pool else None
     if data.sending_enabled is not None and mailbox.status in ("active", "paused"):
         mailbox.sending_enabled = data.sending_enabled
         mailbox.status = "active" if data.sending_enabled else "paused"
@@ -341,6 +389,7 @@ async def update_mailbox(
     test = None
     if credentials_changed:
         test = await _start_connection_test(session, mailbox, kind="retest")
+    await emit(session, mailbox.workspace_id, events.MAILBOX_UPDATED, mailbox_event_data(mailbox))
     return mailbox, test
 
 
@@ -349,8 +398,10 @@ async def retest_mailbox(session: AsyncSession, mailbox: Mailbox) -> ConnectionT
 
 
 async def delete_mailbox(session: AsyncSession, mailbox: Mailbox) -> None:
+    data = mailbox_event_data(mailbox)
     await session.delete(mailbox)
     await session.flush()
+    await emit(session, mailbox.workspace_id, events.MAILBOX_DELETED, data)
 
 
 async def latest_connection_test(
@@ -451,4 +502,46 @@ async def update_tag(session: AsyncSession, tag: Tag, data: TagUpdate) -> Tag:
 
 async def delete_tag(session: AsyncSession, tag: Tag) -> None:
     await session.delete(tag)
+    await session.flush()
+
+
+# Pools
+
+
+async def get_pool(session: AsyncSession, workspace_id: str, pool_id: str) -> Pool:
+    pool = await session.scalar(
+        select(Pool).where(Pool.id == pool_id, Pool.workspace_id == workspace_id)
+    )
+    if pool is None:
+        raise NotFound(f"Pool {pool_id} not found")
+    return pool
+
+
+async def list_pools(session: AsyncSession, workspace_id: str) -> list[tuple[Pool, int]]:
+    rows = await session.execute(
+        select(Pool, func.count(Mailbox.id))
+        .outerjoin(Mailbox, Mailbox.pool_id == Pool.id)
+        .where(Pool.workspace_id == workspace_id)
+        .group_by(Pool.id)
+        .order_by(Pool.created_at, Pool.id)
+    )
+    return [(pool, count) for pool, count in rows]
+
+
+async def create_pool(session: AsyncSession, workspace_id: str, name: str) -> Pool:
+    pool = Pool(workspace_id=workspace_id, name=name.strip())
+    session.add(pool)
+    await session.flush()
+    return pool
+
+
+async def rename_pool(session: AsyncSession, pool: Pool, name: str) -> Pool:
+    pool.name = name.strip()
+    await session.flush()
+    return pool
+
+
+async def delete_pool(session: AsyncSession, pool: Pool) -> None:
+    """Delete the pool; its mailboxes stay, outside any pool."""
+    await session.delete(pool)
     await session.flush()

@@ -1,7 +1,21 @@
 """All tables, imported here so Alembic and `Base.metadata` see every one."""
 
 from mailfleet.models.accounts import ApiKey, User
-from mailfleet.models.mailboxes import MAILBOX_STATUSES, ConnectionTest, Mailbox, Tag, mailbox_tags
+from mailfleet.models.mailboxes import (
+    MAILBOX_STATUSES,
+    ConnectionTest,
+    Mailbox,
+    Pool,
+    Tag,
+    mailbox_tags,
+)
+from mailfleet.models.webhooks import (
+    DELIVERY_STATUSES,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from mailfleet.models.workspaces import ROLES, Membership, Workspace
 
 # Every column that holds keyring ciphertext, as (model, attribute): what
@@ -9,9 +23,11 @@ from mailfleet.models.workspaces import ROLES, Membership, Workspace
 ENCRYPTED_COLUMNS: list[tuple[type, str]] = [
     (Mailbox, "smtp_password_enc"),
     (Mailbox, "imap_password_enc"),
+    (WebhookEndpoint, "secret_enc"),
 ]
 
 __all__ = [
+    "DELIVERY_STATUSES",
     "ENCRYPTED_COLUMNS",
     "MAILBOX_STATUSES",
     "ROLES",
@@ -19,8 +35,13 @@ __all__ = [
     "ConnectionTest",
     "Mailbox",
     "Membership",
+    "Pool",
     "Tag",
     "User",
+    "WebhookDelivery",
+    "WebhookDeliveryAttempt",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "Workspace",
     "mailbox_tags",
 ]

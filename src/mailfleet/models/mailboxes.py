@@ -51,6 +51,18 @@ class Tag(Timestamps, Base):
     color: Mapped[str | None] = mapped_column(String(20))
 
 
+class Pool(Timestamps, Base):
+    """A group of mailboxes in a workspace (DeepLead's inbox pools)."""
+
+    __tablename__ = "pools"
+
+    id: Mapped[str] = id_column()
+    workspace_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+
+
 class Mailbox(Timestamps, Base):
     __tablename__ = "mailboxes"
     __table_args__ = (UniqueConstraint("workspace_id", "email"),)
@@ -61,6 +73,9 @@ class Mailbox(Timestamps, Base):
     )
     email: Mapped[str] = mapped_column(String(320))
     domain: Mapped[str] = mapped_column(String(253), index=True)
+    pool_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("pools.id", ondelete="SET NULL"), index=True
+    )
     display_name: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(40), default="custom")
     status: Mapped[str] = mapped_column(String(20), default="inactive", index=True)

@@ -1,0 +1,1 @@
+"""Routers that speak another vendor's dialect verbatim and call the same services."""

@@ -1,0 +1,272 @@
+"""DeepLead's API (/api/v1): pools, the inbox list, and single or batch inbox creation.
+
+Inboxes are Mailfleet mailboxes; this module only translates. Provider settings
+are discovered (provider table, MX records, autoconfig) for fields left out.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailfleet.compat.dialect import dialect_route
+from mailfleet.deps import KeyringDep, SessionDep, WorkspaceDep
+from mailfleet.kit.clock import isoformat
+from mailfleet.kit.crypto import Keyring
+from mailfleet.kit.errors import MailfleetError, ValidationFailed
+from mailfleet.kit.pagination import MAX_LIMIT, Page
+from mailfleet.kit.validation import EmailAddress, Hostname
+from mailfleet.mail.discovery import Discoverer, apply_discovery
+from mailfleet.mailboxes import service
+from mailfleet.mailboxes.schemas import ImapIn, MailboxCreate, SmtpIn
+from mailfleet.models import Mailbox, Pool
+
+# DeepLead's four statuses, from Mailfleet's: a mailbox awaiting its first test is
+# not sending yet, which DeepLead calls "deactivated".
+STATUS_TO_DEEPLEAD = {
+    "active": "active",
+    "paused": "paused",
+    "error": "error",
+    "inactive": "deactivated",
+}
+STATUS_FROM_DEEPLEAD = {value: key for key, value in STATUS_TO_DEEPLEAD.items()}
+DeepLeadStatus = Literal["active", "paused", "deactivated", "error"]
+
+
+def render_error(
+    request: Request, status: int, message: str, details: list[dict[str, Any]] | None
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": "Unauthorized" if status == 401 else message}
+    if details:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+router = APIRouter(prefix="/api/v1", tags=["deeplead"], route_class=dialect_route(render_error))
+
+
+class InboxIn(BaseModel):
+    """One inbox as DeepLead's POST /inboxes takes it; unknown fields are ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    email_address: EmailAddress
+    pool_id: str | None = None
+    imap_password: str = Field(min_length=1, max_length=1024)
+    smtp_password: str | None = Field(default=None, min_length=1, max_length=1024)
+    imap_username: str | None = Field(default=None, min_length=1, max_length=320)
+    smtp_username: str | None = Field(default=None, min_length=1, max_length=320)
+    provider: str | None = Field(default=None, max_length=40)
+    imap_host: Hostname | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_host: Hostname | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    daily_sending_limit: int = Field(default=2, ge=1, le=10_000)
+    skip_connection_test: bool = False
+
+
+def get_discoverer(request: Request) -> Discoverer:
+    """One discoverer per app, so its cache serves every request."""
+    discoverer: Discoverer | None = getattr(request.app.state, "discoverer", None)
+    if discoverer is None:
+        settings = request.app.state.settings
+        discoverer = Discoverer(
+            nameservers=settings.dns_nameservers or None,
+            allow_private=settings.allow_private_networks,
+            tls_ca_file=settings.tls_ca_file,
+        )
+        request.app.state.discoverer = discoverer
+    return discoverer
+
+
+def _pool_json(pool: Pool, count: int) -> dict[str, Any]:
+    return {
+        "id": pool.id,
+        "name": pool.name,
+        "inboxCount": count,
+        "createdAt": isoformat(pool.created_at),
+    }
+
+
+def _inbox_json(mailbox: Mailbox) -> dict[str, Any]:
+    return {
+        "id": mailbox.id,
+        "emailAddress": mailbox.email,
+        "poolId": mailbox.pool_id,
+        "status": STATUS_TO_DEEPLEAD.get(mailbox.status, "error"),
+        "dailySendingLimit": mailbox.daily_send_limit,
+        "createdAt": isoformat(mailbox.created_at),
+    }
+
+
+@router.get("/pools")
+async def list_pools(ctx: WorkspaceDep, session: SessionDep) -> Any:
+    pools = await service.list_pools(session, ctx.workspace_id)
+    return {"pools": [_pool_json(pool, count) for pool, count in pools]}
+
+
+@router.get("/inboxes")
+async def list_inboxes(
+    ctx: WorkspaceDep,
+    session: SessionDep,
+    pool_id: Annotated[str | None, Query(alias="poolId")] = None,
+    status: DeepLeadStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    skip: Annotated[int, Query(ge=0)] = 0,
+) -> Any:
+    filters = service.MailboxFilters(
+        pool_id=pool_id, status=STATUS_FROM_DEEPLEAD[status] if status else None
+    )
+    page = Page(limit=limit, skip=skip)
+    mailboxes, total = await service.list_mailboxes(session, ctx.workspace_id, filters, page)
+    return {
+        "inboxes": [_inbox_json(m) for m in mailboxes],
+        "pagination": page.describe(total).model_dump(by_alias=True),
+    }
+
+
+class _ItemFailed(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+async def _create_inbox(
+    session: AsyncSession,
+    keyring: Keyring,
+    discoverer: Discoverer,
+    workspace_id: str,
+    item: InboxIn,
+    pool_id: str,
+) -> tuple[Mailbox, list[str]]:
+    explicit: dict[str, Any] = {
+        "imapHost": item.imap_host,
+        "imapPort": item.imap_port,
+        "smtpHost": item.smtp_host,
+        "smtpPort": item.smtp_port,
+    }
+    filled_fields: list[str] = []
+    if any(value is None for value in explicit.values()):
+        result = await discoverer.discover(item.email_address, item.provider)
+        explicit, filled_fields = apply_discovery(explicit, result)
+    missing = [
+        name for name in ("imapHost", "imapPort", "smtpHost", "smtpPort") if not explicit.get(name)
+    ]
+    if missing:
+        raise _ItemFailed(
+            f"Could not detect {', '.join(missing)} for {item.email_address.split('@')[1]}; "
+            "give the provider or the full connection details"
+        )
+    smtp_password = item.smtp_password or item.imap_password
+    data = MailboxCreate(
+        email=item.email_address,
+        provider=item.provider or "custom",
+        smtp=SmtpIn(
+            host=explicit["smtpHost"],
+            port=explicit["smtpPort"],
+            secure=explicit.get("smtpSecure", True),
+            username=item.smtp_username or item.imap_username,
+            password=smtp_password,
+        ),
+        imap=ImapIn(
+            host=explicit["imapHost"],
+            port=explicit["imapPort"],
+            secure=explicit.get("imapSecure", True),
+            username=item.imap_username,
+            password=item.imap_password,
+        ),
+        pool_id=pool_id,
+    )
+    mailbox = await service.create_mailbox(
+        session, keyring, workspace_id, data, verify=not item.skip_connection_test
+    )
+    # DeepLead's limit is not clamped to SendKit's 1..50.
+    mailbox.daily_send_limit = item.daily_sending_limit
+    await session.flush()
+    return mailbox, filled_fields
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
+    details = [
+        {"field": ".".join(str(p) for p in error["loc"]), "message": error["msg"]}
+        for error in exc.errors()
+    ]
+    return "Invalid input: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details
+
+
+@router.post("/inboxes")
+async def create_inboxes(
+    ctx: WorkspaceDep,
+    session: SessionDep,
+    keyring: KeyringDep,
+    request: Request,
+    payload: Annotated[dict[str, Any] | list[Any], Body()],
+) -> Any:
+    """One inbox (an object) or a batch (an array); each item answers for itself."""
+    discoverer = get_discoverer(request)
+    single = isinstance(payload, dict)
+    raw_items: list[Any] = [payload] if single else list(payload)
+    if not raw_items:
+        raise ValidationFailed(
+            "Provide at least one inbox", [{"field": "", "message": "empty array"}]
+        )
+    if len(raw_items) > MAX_LIMIT:
+        raise ValidationFailed(
+            f"At most {MAX_LIMIT} inboxes per request", [{"field": "", "message": "too many items"}]
+        )
+
+    auto_pool: Pool | None = None
+    results: list[dict[str, Any]] = []
+    for raw in raw_items:
+        email = raw.get("emailAddress") if isinstance(raw, dict) else None
+        try:
+            try:
+                item = InboxIn.model_validate(raw)
+            except ValidationError as exc:
+                message, details = _validation_message(exc)
+                if single:
+                    raise ValidationFailed(message, details) from exc
+                raise _ItemFailed(message) from exc
+            if item.pool_id is not None:
+                pool_id = (await service.get_pool(session, ctx.workspace_id, item.pool_id)).id
+            else:
+                if auto_pool is None:
+                    auto_pool = await service.create_pool(
+                        session, ctx.workspace_id, f"API Pool - {date.today().isoformat()}"
+                    )
+                pool_id = auto_pool.id
+            mailbox, filled = await _create_inbox(
+                session, keyring, discoverer, ctx.workspace_id, item, pool_id
+            )
+        except (_ItemFailed, MailfleetError) as exc:
+            if single and isinstance(exc, MailfleetError):
+                raise
+            if single:
+                raise ValidationFailed(exc.message, []) from exc
+            results.append({"emailAddress": email, "success": False, "error": exc.message})
+            continue
+        result: dict[str, Any] = {
+            "emailAddress": mailbox.email,
+            "success": True,
+            "inboxId": mailbox.id,
+        }
+        if filled:
+            result["autoFilledFields"] = filled
+        results.append(result)
+
+    created = sum(1 for r in results if r["success"])
+    body: dict[str, Any] = {
+        "success": created > 0,
+        "summary": {"total": len(results), "created": created, "failed": len(results) - created},
+    }
+    if auto_pool is not None:
+        body["autoCreatedPool"] = {"id": auto_pool.id, "name": auto_pool.name}
+    body["results"] = results
+    return body
