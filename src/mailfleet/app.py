@@ -16,6 +16,8 @@ from mailfleet import __version__, runtime
 from mailfleet.accounts.router import router as accounts_router
 from mailfleet.compat.deeplead import router as deeplead_router
 from mailfleet.config import Settings, get_settings
+from mailfleet.domains.forwarding import DomainForwardingMiddleware
+from mailfleet.domains.router import router as domains_router
 from mailfleet.health import router as health_router
 from mailfleet.kit.errors import ERROR_CODES, MailfleetError
 from mailfleet.kit.requestid import RequestIdMiddleware
@@ -125,6 +127,9 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Registered before (so inside) the request-id middleware: redirects carry an id too.
+    # Only Hosts of forwarded domains are answered; every other Host reaches the API.
+    app.add_middleware(DomainForwardingMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(MailfleetError, handle_mailfleet_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
@@ -138,6 +143,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         mailboxes_router,
         deeplead_router,
         webhooks_router,
+        domains_router,
     ):
         app.include_router(router)
     return app

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
         ),
         max_length=30,
     )
+    # Domains: the PowerDNS server that hosts zones for dnsProvider "mailfleet", the NS
+    # names customers set at their registrar, and the address forwarded domains point at.
+    pdns_api_url: str | None = None
+    pdns_api_key: str | None = Field(default=None, repr=False)
+    pdns_server_id: str = "localhost"
+    nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_ip: str | None = None
+    cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
+    dns_recheck_interval: float = Field(default=6 * 3600.0, ge=60)
     worker_id: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -58,6 +67,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("nameservers", mode="before")
+    @classmethod
+    def _split_ns_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [str(part).strip().rstrip(".").lower() for part in value]
+        return value
+
+    @field_validator("public_ip")
+    @classmethod
+    def _check_public_ip(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        import ipaddress
+
+        return str(ipaddress.ip_address(value.strip()))
 
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod

@@ -44,6 +44,7 @@ class QueueSpec:
 WORKFLOW_MODULES: list[str] = [
     "mailfleet.mailboxes.workflows",
     "mailfleet.webhooks.workflows",
+    "mailfleet.domains.workflows",
 ]
 
 
@@ -60,16 +61,19 @@ def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
         # One workflow per webhook delivery. No concurrency cap: a delivery waiting
         # out its backoff (hours) would hold a slot; the sender caps the POSTs.
         "webhook_delivery": QueueSpec(),
+        # One workflow per domain DNS recheck; a few at once keeps resolvers unhurried.
+        "domain_checks": QueueSpec(worker_concurrency=10),
     }
 
 
-QUEUE_NAMES = frozenset({"default", "mailbox_verification", "webhook_delivery"})
+QUEUE_NAMES = frozenset({"default", "mailbox_verification", "webhook_delivery", "domain_checks"})
 
 # Coroutines every process runs periodically (seconds, "module:function"): sweepers
 # that re-enqueue work whose enqueue a crash may have lost. They must be idempotent.
 PERIODIC: list[tuple[float, str]] = [
     (60.0, "mailfleet.mailboxes.workflows:requeue_pending_tests"),
     (60.0, "mailfleet.webhooks.workflows:requeue_pending_deliveries"),
+    (300.0, "mailfleet.domains.workflows:enqueue_due_dns_checks"),
 ]
 _periodic_tasks: list[asyncio.Task[None]] = []
 

@@ -1,6 +1,16 @@
 """All tables, imported here so Alembic and `Base.metadata` see every one."""
 
 from mailfleet.models.accounts import ApiKey, User
+from mailfleet.models.domains import (
+    DNS_PROVIDERS,
+    DOMAIN_STATUSES,
+    MAIL_PROVIDERS,
+    CloudflareCredential,
+    DkimKey,
+    DnsRecord,
+    Domain,
+    DomainDnsCheck,
+)
 from mailfleet.models.mailboxes import (
     MAILBOX_STATUSES,
     ConnectionTest,
@@ -24,15 +34,25 @@ ENCRYPTED_COLUMNS: list[tuple[type, str]] = [
     (Mailbox, "smtp_password_enc"),
     (Mailbox, "imap_password_enc"),
     (WebhookEndpoint, "secret_enc"),
+    (DkimKey, "private_key_enc"),
+    (CloudflareCredential, "api_token_enc"),
 ]
 
 __all__ = [
     "DELIVERY_STATUSES",
+    "DNS_PROVIDERS",
+    "DOMAIN_STATUSES",
     "ENCRYPTED_COLUMNS",
     "MAILBOX_STATUSES",
+    "MAIL_PROVIDERS",
     "ROLES",
     "ApiKey",
+    "CloudflareCredential",
     "ConnectionTest",
+    "DkimKey",
+    "DnsRecord",
+    "Domain",
+    "DomainDnsCheck",
     "Mailbox",
     "Membership",
     "Pool",

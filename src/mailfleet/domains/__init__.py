@@ -1,0 +1,1 @@
+"""Domains: connect, DNS records through providers, SPF/DKIM/DMARC, checks, forwarding."""
