@@ -12,7 +12,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,30 @@ async def make_account(database: Database, email: str, password: str = "password
 def keyring(app: FastAPI) -> Keyring:
     result: Keyring = app.state.keyring
     return result
+
+
+HeldMailbox = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def held_mailbox(database: Database, keyring: Keyring) -> HeldMailbox:
+    """Create a mailbox that stays "inactive": its connection test is never run
+    (owned by a job that does not exist), so tests about listing and editing don't
+    race the background verification."""
+    from mailfleet.mailboxes import service
+    from mailfleet.mailboxes.schemas import MailboxCreate
+
+    async def create(workspace_id: str, email: str, **fields: Any) -> str:
+        body = MailboxCreate.model_validate(
+            {"email": email, "smtp": {"host": "held.test", "password": "x"}, **fields}
+        )
+        async with database.transaction() as session:
+            mailbox = await service.create_mailbox(
+                session, keyring, workspace_id, body, job_id="held-by-test"
+            )
+        return mailbox.id
+
+    return create
 
 
 @pytest.fixture

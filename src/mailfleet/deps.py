@@ -20,6 +20,7 @@ from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import Forbidden, Unauthorized
+from mailfleet.mail.discovery import Discoverer
 from mailfleet.models import ApiKey, User, Workspace
 from mailfleet.workspaces import service as workspaces
 
@@ -43,7 +44,22 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_discoverer(request: Request) -> Discoverer:
+    """One discoverer per app, so its cache serves every request."""
+    discoverer: Discoverer | None = getattr(request.app.state, "discoverer", None)
+    if discoverer is None:
+        settings: Settings = request.app.state.settings
+        discoverer = Discoverer(
+            nameservers=settings.dns_nameservers or None,
+            allow_private=settings.allow_private_networks,
+            tls_ca_file=settings.tls_ca_file,
+        )
+        request.app.state.discoverer = discoverer
+    return discoverer
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DiscovererDep = Annotated[Discoverer, Depends(get_discoverer)]
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 

@@ -11,9 +11,8 @@ from mailfleet.kit.crypto import Keyring
 from mailfleet.mailboxes import service
 from mailfleet.mailboxes.schemas import MailboxCreate
 from mailfleet.mailboxes.workflows import requeue_pending_tests
-from tests.conftest import Account, make_account
+from tests.conftest import Account, HeldMailbox, make_account
 from tests.mailboxes.test_mailboxes_api import mailbox_body, new_user, wait_for_test
-from tests.servers.blackhole import BlackholeServer
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
 
@@ -43,20 +42,12 @@ async def test_list_filters_and_pagination(
     owner: Account,
     smtp_plain: SmtpServer,
     dovecot: DovecotServer,
-    blackhole: BlackholeServer,
+    held_mailbox: HeldMailbox,
 ) -> None:
     active, _ = await make_active_mailbox(
         client, owner, smtp_plain, dovecot, tags=["warm"], provider="Google"
     )
-    # Unreachable on purpose: stays inactive until its test fails.
-    await client.post(
-        "/v1/mailboxes",
-        json={
-            "email": "other@else.test",
-            "smtp": {"host": "127.0.0.1", "port": 9, "password": "x"},
-        },
-        headers=owner.headers,
-    )
+    await held_mailbox(owner.workspace_id, "other@else.test")
 
     async def ids(query: str) -> list[str]:
         response = await client.get(f"/v1/mailboxes?{query}", headers=owner.headers)
@@ -115,17 +106,9 @@ async def test_update_pause_resume_and_retest(
 
 
 async def test_delete_and_workspace_isolation(
-    client: httpx.AsyncClient, owner: Account, database: Database, blackhole: BlackholeServer
+    client: httpx.AsyncClient, owner: Account, database: Database, held_mailbox: HeldMailbox
 ) -> None:
-    created = await client.post(
-        "/v1/mailboxes",
-        json={
-            "email": "x@iso.test",
-            "smtp": {"host": "127.0.0.1", "port": blackhole.port, "password": "x"},
-        },
-        headers=owner.headers,
-    )
-    mailbox_id = created.json()["data"]["id"]
+    mailbox_id = await held_mailbox(owner.workspace_id, "x@iso.test")
     stranger = await make_account(database, "stranger@iso.test")
     for method in ("GET", "PUT", "DELETE"):
         response = await client.request(

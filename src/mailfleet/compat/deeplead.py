@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.compat.dialect import dialect_route
-from mailfleet.deps import KeyringDep, SessionDep, WorkspaceDep
+from mailfleet.deps import DiscovererDep, KeyringDep, SessionDep, WorkspaceDep
 from mailfleet.kit.clock import isoformat
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import MailfleetError, ValidationFailed
@@ -69,20 +69,6 @@ class InboxIn(BaseModel):
     smtp_port: int | None = Field(default=None, ge=1, le=65535)
     daily_sending_limit: int = Field(default=2, ge=1, le=10_000)
     skip_connection_test: bool = False
-
-
-def get_discoverer(request: Request) -> Discoverer:
-    """One discoverer per app, so its cache serves every request."""
-    discoverer: Discoverer | None = getattr(request.app.state, "discoverer", None)
-    if discoverer is None:
-        settings = request.app.state.settings
-        discoverer = Discoverer(
-            nameservers=settings.dns_nameservers or None,
-            allow_private=settings.allow_private_networks,
-            tls_ca_file=settings.tls_ca_file,
-        )
-        request.app.state.discoverer = discoverer
-    return discoverer
 
 
 def _pool_json(pool: Pool, count: int) -> dict[str, Any]:
@@ -206,11 +192,10 @@ async def create_inboxes(
     ctx: WorkspaceDep,
     session: SessionDep,
     keyring: KeyringDep,
-    request: Request,
+    discoverer: DiscovererDep,
     payload: Annotated[dict[str, Any] | list[Any], Body()],
 ) -> Any:
     """One inbox (an object) or a batch (an array); each item answers for itself."""
-    discoverer = get_discoverer(request)
     single = isinstance(payload, dict)
     raw_items: list[Any] = [payload] if single else list(payload)
     if not raw_items:

@@ -6,18 +6,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from mailfleet.deps import KeyringDep, SessionDep, WorkspaceDep
+from mailfleet.deps import DiscovererDep, KeyringDep, SessionDep, WorkspaceDep
 from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
+from mailfleet.kit.errors import ValidationFailed
 from mailfleet.kit.pagination import PageDep
+from mailfleet.kit.validation import normalize_email
+from mailfleet.mail.discovery import ServerSettings
 from mailfleet.mailboxes import service
 from mailfleet.mailboxes.schemas import (
     ConnectionTestOut,
+    DiscoveryOut,
     MailboxCreate,
     MailboxOut,
     MailboxUpdate,
     PoolCreate,
     PoolOut,
     PoolUpdate,
+    ServerSettingsOut,
     StatusCounts,
     TagCreate,
     TagOut,
@@ -123,6 +128,42 @@ async def list_mailboxes(
         "data": [mailbox_out(m) for m in mailboxes],
         "pagination": page.describe(total),
     }
+
+
+def _server_out(server: ServerSettings | None) -> ServerSettingsOut | None:
+    if server is None:
+        return None
+    return ServerSettingsOut(
+        host=server.host,
+        port=server.port,
+        secure=server.security != "none",
+        security=server.security,
+        username=server.username,
+    )
+
+
+@router.get("/mailboxes/discover", response_model=Envelope[DiscoveryOut])
+async def discover_settings(
+    ctx: WorkspaceDep,
+    discoverer: DiscovererDep,
+    email: Annotated[str, Query(max_length=320)],
+    provider: Annotated[str | None, Query(max_length=40)] = None,
+) -> Any:
+    """IMAP/SMTP settings for an address, and where they came from."""
+    try:
+        address = normalize_email(email)
+    except ValueError as exc:
+        raise ValidationFailed.for_field("email", str(exc)) from exc
+    result = await discoverer.discover(address, provider)
+    return ok(
+        DiscoveryOut(
+            email=address,
+            provider=result.provider,
+            source=result.source,
+            imap=_server_out(result.imap),
+            smtp=_server_out(result.smtp),
+        )
+    )
 
 
 @router.get("/mailboxes/{mailbox_id}", response_model=Envelope[MailboxOut])

@@ -175,3 +175,22 @@ class PoolOut(ApiOut):
     inbox_count: int = 0
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class ServerSettingsOut(ApiOut):
+    host: str
+    port: int
+    secure: bool
+    security: Literal["ssl", "starttls", "none"]
+    username: str | None
+
+
+class DiscoveryOut(ApiOut):
+    email: str
+    provider: str | None
+    source: str = Field(
+        description='"provider-table", "domain-table", "mx:<host>", "autoconfig:<url>", '
+        '"ispdb:<domain>" or "none"'
+    )
+    imap: ServerSettingsOut | None
+    smtp: ServerSettingsOut | None
