@@ -14,10 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailfleet import __version__, runtime
 from mailfleet.accounts.router import router as accounts_router
+from mailfleet.billing.router import router as billing_router
+from mailfleet.bulk.router import router as bulk_router
 from mailfleet.compat.deeplead import router as deeplead_router
+from mailfleet.compat.saleshandy import router as saleshandy_router
 from mailfleet.config import Settings, get_settings
 from mailfleet.domains.forwarding import DomainForwardingMiddleware
 from mailfleet.domains.router import router as domains_router
+from mailfleet.exports.router import connect_inbox_router
+from mailfleet.exports.router import router as exports_router
 from mailfleet.health import router as health_router
 from mailfleet.kit.errors import ERROR_CODES, MailfleetError
 from mailfleet.kit.requestid import RequestIdMiddleware
@@ -141,9 +146,14 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         accounts_router,
         workspaces_router,
         mailboxes_router,
+        bulk_router,
         deeplead_router,
+        saleshandy_router,
         webhooks_router,
         domains_router,
+        billing_router,
+        exports_router,
+        connect_inbox_router,
     ):
         app.include_router(router)
     return app

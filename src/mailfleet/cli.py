@@ -6,11 +6,13 @@ import asyncio
 import json
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mailfleet import __version__
+from mailfleet.billing.cli import billing_app
 from mailfleet.config import Settings, SettingsError, get_settings
 
 app = typer.Typer(
@@ -22,6 +24,11 @@ admin_app = typer.Typer(help="Administration: first user, accounts.", no_args_is
 keys_app = typer.Typer(help="Keys that encrypt secrets at rest.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
+mailboxes_app = typer.Typer(
+    help="Mailboxes, through the HTTP API of any Mailfleet server.", no_args_is_help=True
+)
+app.add_typer(mailboxes_app, name="mailboxes")
+app.add_typer(billing_app, name="billing")
 
 
 def _settings() -> Settings:
@@ -196,6 +203,63 @@ def keys_rotate() -> None:
     for column, count in sorted(counts.items()):
         typer.echo(f"{column}: {count} re-encrypted")
     typer.echo(f"{total} secrets now under key {keyring.newest_key_id}")
+
+
+@mailboxes_app.command("import")
+def mailboxes_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A CSV in Mailfleet's, Instantly's or Smartlead's column layout",
+        ),
+    ],
+    workspace: Annotated[
+        str | None, typer.Option(help="Workspace id (default: your key's workspace)")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow the job with a progress bar")
+    ] = True,
+    url: Annotated[
+        str, typer.Option(envvar="MAILFLEET_URL", help="The Mailfleet server")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="MAILFLEET_API_KEY", help="An API key", show_default=False),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Where to save the report CSV [next to FILE]", dir_okay=False),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Sending the same file again with this key finds the same job"),
+    ] = None,
+) -> None:
+    """Connect every mailbox of a CSV file in one bulk job, and follow it to the end.
+
+    Ctrl-C stops watching, not the job; it prints how to follow the job.
+    """
+    from rich.console import Console
+
+    from mailfleet.bulk.importer import run_import
+
+    if not api_key:
+        typer.secho("error: give --api-key or set MAILFLEET_API_KEY", fg="red", err=True)
+        raise typer.Exit(2)
+    status = run_import(
+        file,
+        url=url,
+        api_key=api_key,
+        workspace=workspace,
+        wait=wait,
+        report=report,
+        idempotency_key=idempotency_key,
+        console=Console(),
+    )
+    raise typer.Exit(status)
 
 
 def main() -> None:

@@ -52,6 +52,39 @@ class Settings(BaseSettings):
     public_ip: str | None = None
     cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
     dns_recheck_interval: float = Field(default=6 * 3600.0, ge=60)
+    # Exports to sending platforms: one HTTP request's deadline; attempts per request
+    # (429, 5xx and timeouts are retried); the first backoff, doubled per retry; the
+    # longest wait, Retry-After included; requests at once to one platform account.
+    platform_timeout: float = Field(default=30.0, gt=0)
+    platform_max_attempts: int = Field(default=5, ge=1, le=20)
+    platform_retry_delay: float = Field(default=1.0, ge=0)
+    platform_max_retry_delay: float = Field(default=60.0, ge=0)
+    platform_concurrency: int = Field(default=4, ge=1, le=100)
+    # Platforms that connect inboxes in the background (Saleshandy): seconds between
+    # status checks, and how long to wait for the platform before giving up.
+    export_poll_interval: float = Field(default=10.0, gt=0)
+    export_poll_timeout: float = Field(default=3600.0, gt=0)
+    # Billing. Off: every workspace holds the unlimited "self-hosted" plan and
+    # nothing charges anyone. On: plans, subscriptions and the wallet apply.
+    billing: Literal["off", "on"] = "off"
+    billing_currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
+    billing_grace_days: int = Field(default=3, ge=0)
+    billing_return_url: str | None = None
+    payment_provider: Literal["manual", "stripe"] = "manual"
+    stripe_secret_key: str | None = Field(default=None, repr=False)
+    stripe_webhook_secret: str | None = Field(default=None, repr=False)
+    stripe_api_base: str | None = None
+    # Bulk connect: mailboxes per job and the largest upload; logins in flight per
+    # worker across all bulk jobs, and per mail host name (SMTP or IMAP) per worker;
+    # mailboxes per chunk (one checkpoint each); attempts for a transient failure,
+    # and the first wait before a retry, doubled for each one after.
+    bulk_max_items: int = Field(default=10_000, ge=1)
+    bulk_max_upload_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    bulk_concurrency: int = Field(default=200, ge=1)
+    bulk_per_host: int = Field(default=20, ge=1)
+    bulk_chunk_size: int = Field(default=25, ge=1, le=1000)
+    bulk_max_attempts: int = Field(default=3, ge=1, le=10)
+    bulk_retry_delay: float = Field(default=2.0, ge=0)
     worker_id: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -99,6 +132,11 @@ class Settings(BaseSettings):
         if any(delay < 0 for delay in value):
             raise ValueError("retry delays are seconds, 0 or more")
         return value
+
+    @field_validator("billing_currency")
+    @classmethod
+    def _upper_currency(cls, value: str) -> str:
+        return value.upper()
 
     @property
     def is_production(self) -> bool:
@@ -158,6 +196,12 @@ class Settings(BaseSettings):
         self.jwt_signing_secret()
         if self.is_production and self.database_url is None:
             raise SettingsError("MAILFLEET_DATABASE_URL is required in production")
+        stripe_ready = bool(self.stripe_secret_key and self.stripe_webhook_secret)
+        if self.billing == "on" and self.payment_provider == "stripe" and not stripe_ready:
+            raise SettingsError(
+                "MAILFLEET_PAYMENT_PROVIDER=stripe needs MAILFLEET_STRIPE_SECRET_KEY and "
+                "MAILFLEET_STRIPE_WEBHOOK_SECRET"
+            )
 
 
 def _with_driver(url: str, *, sqlite: str, postgres: str) -> str:

@@ -10,6 +10,7 @@ queues.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import logging
 import socket
@@ -44,7 +45,10 @@ class QueueSpec:
 WORKFLOW_MODULES: list[str] = [
     "mailfleet.mailboxes.workflows",
     "mailfleet.webhooks.workflows",
+    "mailfleet.bulk.workflows",
     "mailfleet.domains.workflows",
+    "mailfleet.billing.workflows",
+    "mailfleet.exports.workflows",
 ]
 
 
@@ -61,19 +65,43 @@ def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
         # One workflow per webhook delivery. No concurrency cap: a delivery waiting
         # out its backoff (hours) would hold a slot; the sender caps the POSTs.
         "webhook_delivery": QueueSpec(),
+        # One workflow per bulk connect job. It verifies its mailboxes in chunks and
+        # caps logins itself (MAILFLEET_BULK_CONCURRENCY, MAILFLEET_BULK_PER_HOST), so
+        # the queue only bounds how many jobs one worker runs at once. Polled once a
+        # second: a job that starts a second later costs nothing, polling does.
+        "bulk_connect": QueueSpec(worker_concurrency=4, polling_interval_sec=1.0),
         # One workflow per domain DNS recheck; a few at once keeps resolvers unhurried.
         "domain_checks": QueueSpec(worker_concurrency=10),
+        # Subscription renewals and wallet auto-recharges: one workflow each, short
+        # (a few transactions and at most one card charge).
+        "billing": QueueSpec(worker_concurrency=10),
+        # One workflow per export to a sending platform, one at a time per platform
+        # account (the partition key), so two exports never share its rate limit.
+        "platform_export": QueueSpec(worker_concurrency=10, partition_concurrency=1),
     }
 
 
-QUEUE_NAMES = frozenset({"default", "mailbox_verification", "webhook_delivery", "domain_checks"})
+QUEUE_NAMES = frozenset(
+    {
+        "default",
+        "mailbox_verification",
+        "webhook_delivery",
+        "bulk_connect",
+        "domain_checks",
+        "billing",
+        "platform_export",
+    }
+)
 
 # Coroutines every process runs periodically (seconds, "module:function"): sweepers
 # that re-enqueue work whose enqueue a crash may have lost. They must be idempotent.
 PERIODIC: list[tuple[float, str]] = [
     (60.0, "mailfleet.mailboxes.workflows:requeue_pending_tests"),
     (60.0, "mailfleet.webhooks.workflows:requeue_pending_deliveries"),
+    (60.0, "mailfleet.bulk.workflows:requeue_unfinished_jobs"),
     (300.0, "mailfleet.domains.workflows:enqueue_due_dns_checks"),
+    (60.0, "mailfleet.billing.workflows:enqueue_due_renewals"),
+    (60.0, "mailfleet.exports.workflows:requeue_unfinished_exports"),
 ]
 _periodic_tasks: list[asyncio.Task[None]] = []
 
@@ -158,9 +186,19 @@ async def enqueue(
     partition_key: str | None = None,
 ) -> str:
     """Enqueue a workflow under a deterministic id: enqueueing it again is a no-op,
-    so a sweeper may re-enqueue anything it is unsure about."""
+    so a sweeper may re-enqueue anything it is unsure about.
+
+    Safe from anywhere, a DBOS step included: the enqueue runs in a task with an
+    empty context, because DBOS refuses to start a workflow from inside a step
+    (its context travels in contextvars) and would otherwise record it as a child.
+    """
     if queue not in QUEUE_NAMES:
         raise KeyError(f"unknown queue {queue!r}; declare it in mailfleet.jobs.queue_specs")
-    with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition_key):
-        handle = await DBOS.enqueue_workflow_async(queue, workflow, *args)
-    return handle.workflow_id
+
+    async def enqueue_detached() -> str:
+        with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition_key):
+            handle = await DBOS.enqueue_workflow_async(queue, workflow, *args)
+        return handle.workflow_id
+
+    task = asyncio.get_running_loop().create_task(enqueue_detached(), context=contextvars.Context())
+    return await task

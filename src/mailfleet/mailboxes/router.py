@@ -22,6 +22,7 @@ from mailfleet.mailboxes.schemas import (
     PoolCreate,
     PoolOut,
     PoolUpdate,
+    RemovalOut,
     ServerSettingsOut,
     StatusCounts,
     TagCreate,
@@ -185,11 +186,14 @@ async def update_mailbox(
     return ok(mailbox_out(mailbox), message)
 
 
-@router.delete("/mailboxes/{mailbox_id}", response_model=Envelope[None])
+@router.delete("/mailboxes/{mailbox_id}", response_model=Envelope[RemovalOut | None])
 async def delete_mailbox(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+    """Delete now; a billed mailbox goes at the next renewal (LiteMail's "Next Renewal")."""
     mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
-    await service.delete_mailbox(session, mailbox)
-    return ok(None, "Mailbox deleted")
+    remove_at = await service.remove_mailbox(session, mailbox)
+    if remove_at is None:
+        return ok(None, "Mailbox deleted")
+    return ok(RemovalOut(removal_at=remove_at), "Mailbox will be removed at the next renewal")
 
 
 @router.get("/mailboxes/{mailbox_id}/connection-test", response_model=Envelope[ConnectionTestOut])

@@ -194,3 +194,7 @@ class DiscoveryOut(ApiOut):
     )
     imap: ServerSettingsOut | None
     smtp: ServerSettingsOut | None
+
+
+class RemovalOut(ApiOut):
+    removal_at: Timestamp = Field(description="When the renewal removes the mailbox")

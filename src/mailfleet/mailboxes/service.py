@@ -10,6 +10,7 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -17,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
+from mailfleet.billing import service as billing
 from mailfleet.config import Settings
 from mailfleet.db import after_commit
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
-from mailfleet.kit.errors import Conflict, NotFound
+from mailfleet.kit.errors import Conflict, Forbidden, NotFound
 from mailfleet.kit.pagination import Page
 from mailfleet.mail.probes import ImapSettings, SmtpSettings, probe_imap, probe_smtp, security_for
 from mailfleet.mailboxes.schemas import (
@@ -133,6 +135,8 @@ async def create_mailbox(
         select(Mailbox.id).where(Mailbox.workspace_id == workspace_id, Mailbox.email == email)
     ):
         raise Conflict("Mailbox already exists")
+    # The plan's limit, taken under the workspace's billing lock (a no-op with billing off).
+    await billing.reserve_mailbox_seats(session, workspace_id, 1)
     smtp = data.smtp
     # IMAP omitted: the SMTP server and credentials are reused (SendKit's rule).
     imap_host = data.imap.host if data.imap else smtp.host
@@ -376,6 +380,11 @@ async def update_mailbox(
     if "pool_id" in data.model_fields_set:
         pool = await get_pool(session, mailbox.workspace_id, data.pool_id) if data.pool_id else None
         mailbox.pool_id = pool.id if pool else None
+    if data.sending_enabled and await billing.mailbox_suspended(session, mailbox.id):
+        raise Forbidden(
+            "Billing paused this mailbox for an unpaid renewal; pay it to resume sending",
+            field="sendingEnabled",
+        )
     if data.sending_enabled is not None and mailbox.status in ("active", "paused"):
         mailbox.sending_enabled = data.sending_enabled
         mailbox.status = "active" if data.sending_enabled else "paused"
@@ -395,6 +404,15 @@ async def update_mailbox(
 
 async def retest_mailbox(session: AsyncSession, mailbox: Mailbox) -> ConnectionTest:
     return await _start_connection_test(session, mailbox, kind="retest")
+
+
+async def remove_mailbox(session: AsyncSession, mailbox: Mailbox) -> datetime | None:
+    """DELETE semantics: a billed mailbox stays until its paid period ends (the date
+    is returned; the renewal removes it); any other mailbox is deleted now (None)."""
+    remove_at = await billing.schedule_mailbox_removal(session, mailbox.workspace_id, mailbox.id)
+    if remove_at is None:
+        await delete_mailbox(session, mailbox)
+    return remove_at
 
 
 async def delete_mailbox(session: AsyncSession, mailbox: Mailbox) -> None:

@@ -1,7 +1,7 @@
 """domains, DNS records, DKIM keys, DNS check history, Cloudflare credentials
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-21
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import mailfleet.models.common
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

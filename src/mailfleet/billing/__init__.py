@@ -1,0 +1,1 @@
+"""Billing: plans and limits, subscriptions, the wallet ledger, payments, invoices."""

@@ -1,0 +1,524 @@
+"""Bulk connect jobs: accept a batch of mailboxes, verify it in chunks, report per row.
+
+Accepting happens in the request's transaction: every valid, new row becomes a
+mailbox (status "inactive") with a connection test owned by the job, and every
+row gets an item saying what became of it. Duplicates (inside the request or of
+a mailbox the workspace already has) and invalid rows are decided here, once.
+The job's workflow is enqueued after commit; a sweeper re-enqueues any job left
+queued or running, under the same workflow id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailfleet import jobs
+from mailfleet.billing import service as billing
+from mailfleet.bulk.formats import ParsedRow
+from mailfleet.config import Settings
+from mailfleet.db import Database, after_commit
+from mailfleet.kit.clock import utcnow
+from mailfleet.kit.crypto import Keyring
+from mailfleet.kit.errors import (
+    Conflict,
+    LimitReached,
+    MailfleetError,
+    NotFound,
+    ValidationFailed,
+)
+from mailfleet.kit.ids import new_id
+from mailfleet.mailboxes import service as mailboxes
+from mailfleet.models import BulkJob, BulkJobItem, ConnectionTest, Mailbox
+
+log = logging.getLogger(__name__)
+
+BULK_QUEUE: Final = "bulk_connect"
+FINAL_JOB_STATUSES: Final = frozenset({"completed", "failed"})
+MAX_IDEMPOTENCY_KEY: Final = 200
+_INSERT_BATCH: Final = 500
+_IN_BATCH: Final = 500
+CONNECTED_MESSAGE: Final = "SMTP and IMAP logins succeeded"
+
+
+def job_workflow_id(job_id: str) -> str:
+    return f"bulk-job-{job_id}"
+
+
+async def enqueue_job(job_id: str) -> None:
+    from mailfleet.bulk.workflows import run_bulk_job
+
+    await jobs.enqueue(BULK_QUEUE, run_bulk_job, job_id, workflow_id=job_workflow_id(job_id))
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    key = value.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise ValidationFailed(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+            [{"field": "Idempotency-Key", "in": "header", "message": "invalid"}],
+        )
+    return key
+
+
+async def find_job_by_key(session: AsyncSession, workspace_id: str, key: str) -> BulkJob | None:
+    job: BulkJob | None = await session.scalar(
+        select(BulkJob).where(BulkJob.workspace_id == workspace_id, BulkJob.idempotency_key == key)
+    )
+    return job
+
+
+async def get_job(session: AsyncSession, workspace_id: str, job_id: str) -> BulkJob:
+    job = await session.scalar(
+        select(BulkJob).where(BulkJob.id == job_id, BulkJob.workspace_id == workspace_id)
+    )
+    if job is None:
+        raise NotFound(f"Job {job_id} not found")
+    return job
+
+
+async def _insert_job(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert unless the workspace already has a job under this Idempotency-Key.
+
+    ON CONFLICT DO NOTHING rather than catching the IntegrityError: a failed flush
+    would spoil the request's transaction. On PostgreSQL it also waits for a
+    concurrent request with the same key to commit, then yields to its job.
+    """
+    dialect = session.get_bind().dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(BulkJob).values(**values)
+    else:
+        statement = sqlite.insert(BulkJob).values(**values)
+    statement = statement.on_conflict_do_nothing(
+        index_elements=[BulkJob.workspace_id, BulkJob.idempotency_key]
+    )
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def _existing_emails(
+    session: AsyncSession, workspace_id: str, emails: Iterable[str]
+) -> set[str]:
+    wanted = sorted(set(emails))
+    found: set[str] = set()
+    for start in range(0, len(wanted), _IN_BATCH):
+        batch = wanted[start : start + _IN_BATCH]
+        found.update(
+            await session.scalars(
+                select(Mailbox.email).where(
+                    Mailbox.workspace_id == workspace_id, Mailbox.email.in_(batch)
+                )
+            )
+        )
+    return found
+
+
+async def accept_job(
+    session: AsyncSession,
+    keyring: Keyring,
+    workspace_id: str,
+    rows: list[ParsedRow],
+    *,
+    source: str,
+    idempotency_key: str | None,
+    created_by: str | None,
+    settings: Settings,
+    field: str = "body",
+) -> tuple[BulkJob, bool]:
+    """The job for these rows, and whether this call created it (False: an earlier
+    request with the same Idempotency-Key did, and its job is returned)."""
+    if not rows:
+        raise ValidationFailed.for_field(field, "No mailboxes in the request")
+    now = utcnow()
+    job_id = new_id()
+    created = await _insert_job(
+        session,
+        {
+            "id": job_id,
+            "workspace_id": workspace_id,
+            "created_by": created_by,
+            "status": "queued",
+            "source": source,
+            "idempotency_key": idempotency_key,
+            "total": len(rows),
+            "connected_count": 0,
+            "failed_count": 0,
+            "duplicate_count": 0,
+            "invalid_count": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    if not created:
+        assert idempotency_key is not None
+        existing = await find_job_by_key(session, workspace_id, idempotency_key)
+        if existing is None:
+            raise Conflict("A request with this Idempotency-Key is still being accepted; retry")
+        return existing, False
+
+    # Plan seats, when billing is on: SUBSCRIPTION_REQUIRED refuses the request;
+    # rows past the last seat are reported as LIMIT_REACHED, the others go ahead.
+    seats = await billing.reserve_seat_batch(session, workspace_id, settings=settings)
+    existing_emails = await _existing_emails(
+        session, workspace_id, (row.email for row in rows if row.data is not None)
+    )
+    first_row_of: dict[str, int] = {}
+    items: list[dict[str, Any]] = []
+    duplicates = invalid = pending = failed = 0
+    for parsed in rows:
+        item: dict[str, Any] = {
+            "id": new_id(),
+            "job_id": job_id,
+            "row": parsed.row,
+            "email": parsed.email,
+            "outcome": "pending",
+            "attempts": 0,
+        }
+        if parsed.data is None:
+            item.update(outcome="invalid", error_code="VALIDATION_ERROR", message=parsed.error)
+        elif parsed.email in first_row_of:
+            item.update(
+                outcome="duplicate",
+                error_code="DUPLICATE",
+                message=f"Same email as row {first_row_of[parsed.email]} of this request",
+            )
+        elif parsed.email in existing_emails:
+            item.update(
+                outcome="duplicate",
+                error_code="DUPLICATE",
+                message="A mailbox with this email already exists in the workspace",
+            )
+        else:
+            try:
+                seats.take()
+            except LimitReached as exc:
+                item.update(outcome="failed", error_code=exc.code, message=exc.message)
+            else:
+                try:
+                    mailbox = await mailboxes.create_mailbox(
+                        session, keyring, workspace_id, parsed.data, job_id=job_id
+                    )
+                except MailfleetError as exc:
+                    seats.give_back()
+                    if not session.is_active:
+                        # The unique constraint fired inside a flush (a concurrent
+                        # request created the same mailbox): this transaction is lost.
+                        raise Conflict(
+                            "Another request created some of these mailboxes at the same "
+                            "time; send this one again"
+                        ) from exc
+                    duplicate = isinstance(exc, Conflict)
+                    item.update(
+                        outcome="duplicate" if duplicate else "invalid",
+                        error_code="DUPLICATE" if duplicate else exc.code,
+                        message=exc.message[:1000],
+                    )
+                else:
+                    first_row_of[parsed.email] = parsed.row
+                    item["mailbox_id"] = mailbox.id
+        if item["outcome"] == "pending":
+            pending += 1
+        elif item["outcome"] == "duplicate":
+            duplicates += 1
+        elif item["outcome"] == "failed":
+            failed += 1
+        else:
+            invalid += 1
+        if item["outcome"] != "pending":
+            item["finished_at"] = now
+        items.append(item)
+        if len(items) >= _INSERT_BATCH:
+            await session.execute(insert(BulkJobItem), items)
+            items = []
+    if items:
+        await session.execute(insert(BulkJobItem), items)
+
+    job = await session.get(BulkJob, job_id)
+    assert job is not None
+    job.duplicate_count = duplicates
+    job.invalid_count = invalid
+    job.failed_count = failed
+    if pending == 0:
+        job.status = "completed"
+        job.started_at = job.finished_at = now
+    else:
+        after_commit(session, lambda: enqueue_job(job_id))
+    await session.flush()
+    log.info(
+        "bulk job %s accepted: %d rows, %d to verify, %d duplicate, %d invalid, %d over quota",
+        job_id,
+        len(rows),
+        pending,
+        duplicates,
+        invalid,
+        failed,
+    )
+    return job, True
+
+
+# Verification, called by the job's workflow.
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkItem:
+    """One mailbox to verify, with its decrypted credentials: lives in one step only."""
+
+    item_id: str
+    test_id: str | None
+    hosts: tuple[str, ...]
+    credentials: mailboxes.MailboxCredentials | None
+    """None when the mailbox (or its test) is gone: recorded as such, not probed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    item_id: str
+    test_id: str | None
+    outcome: dict[str, Any]
+    attempts: int
+
+
+async def begin_job(session: AsyncSession, job_id: str) -> int | None:
+    """Mark the job running; the highest row number to cover, or None when there
+    is nothing to do (no such job, or it already ended)."""
+    job = await session.get(BulkJob, job_id)
+    if job is None or job.status in FINAL_JOB_STATUSES:
+        return None
+    if job.status == "queued":
+        job.status = "running"
+        job.started_at = utcnow()
+    last_row: int | None = await session.scalar(
+        select(func.max(BulkJobItem.row)).where(BulkJobItem.job_id == job_id)
+    )
+    return last_row or 0
+
+
+async def load_chunk(
+    session: AsyncSession, keyring: Keyring, job_id: str, first_row: int, last_row: int
+) -> list[ChunkItem]:
+    """The pending items of rows first_row..last_row: what a chunk still has to do
+    (a re-run after a crash skips what was recorded)."""
+    rows = await session.execute(
+        select(BulkJobItem.id, ConnectionTest.id, Mailbox)
+        .outerjoin(
+            ConnectionTest,
+            (ConnectionTest.job_id == BulkJobItem.job_id)
+            & (ConnectionTest.mailbox_id == BulkJobItem.mailbox_id),
+        )
+        .outerjoin(Mailbox, Mailbox.id == BulkJobItem.mailbox_id)
+        .where(
+            BulkJobItem.job_id == job_id,
+            BulkJobItem.outcome == "pending",
+            BulkJobItem.row >= first_row,
+            BulkJobItem.row <= last_row,
+        )
+        .order_by(BulkJobItem.row)
+    )
+    work = []
+    for item_id, test_id, mailbox in rows:
+        if mailbox is None or test_id is None:
+            work.append(ChunkItem(item_id, test_id, (), None))
+            continue
+        hosts = tuple(sorted({mailbox.smtp_host.lower(), mailbox.imap_host.lower()}))
+        work.append(
+            ChunkItem(item_id, test_id, hosts, mailboxes.mailbox_credentials(mailbox, keyring))
+        )
+    return work
+
+
+async def record_results(
+    session: AsyncSession, job_id: str, results: list[ItemResult]
+) -> dict[str, int]:
+    """Finish the items and their connection tests, and move the job's counters, in
+    one transaction: a crash leaves either all of it or none. Items no longer
+    pending (a chunk run again after a crash) are left as they are."""
+    pending = set(
+        await session.scalars(
+            select(BulkJobItem.id).where(
+                BulkJobItem.id.in_([result.item_id for result in results]),
+                BulkJobItem.outcome == "pending",
+            )
+        )
+    )
+    tests = {
+        test.id: test
+        for test in await session.scalars(
+            select(ConnectionTest).where(
+                ConnectionTest.id.in_([result.test_id for result in results if result.test_id])
+            )
+        )
+    }
+    # Held so the identity map keeps them: record_test_outcome's session.get then
+    # finds each mailbox without a query of its own.
+    loaded_mailboxes = list(
+        await session.scalars(
+            select(Mailbox).where(Mailbox.id.in_([test.mailbox_id for test in tests.values()]))
+        )
+    )
+    now = utcnow()
+    connected = failed = 0
+    updates: list[dict[str, Any]] = []
+    for result in results:
+        if result.item_id not in pending:
+            continue
+        pending.discard(result.item_id)
+        test = tests.get(result.test_id) if result.test_id else None
+        values: dict[str, Any] = {
+            "id": result.item_id,
+            "attempts": result.attempts,
+            "finished_at": now,
+        }
+        if test is None:
+            values.update(
+                outcome="failed",
+                error_code="MAILBOX_DELETED",
+                message="The mailbox was deleted before it was verified",
+            )
+        elif await mailboxes.record_test_outcome(session, test, result.outcome) == "success":
+            values.update(outcome="connected", error_code=None, message=CONNECTED_MESSAGE)
+        else:
+            values.update(outcome="failed", error_code=test.error_code, message=test.error_message)
+        if values["outcome"] == "connected":
+            connected += 1
+        else:
+            failed += 1
+        updates.append(values)
+    del loaded_mailboxes
+    if updates:
+        # One executemany by primary key, not an UPDATE per item.
+        await session.execute(update(BulkJobItem), updates)
+        await session.execute(
+            update(BulkJob)
+            .where(BulkJob.id == job_id)
+            .values(
+                connected_count=BulkJob.connected_count + connected,
+                failed_count=BulkJob.failed_count + failed,
+                updated_at=now,
+            )
+        )
+    await session.flush()
+    return {"connected": connected, "failed": failed}
+
+
+def failure_outcome(code: str, message: str) -> dict[str, Any]:
+    """A probe-shaped failure for mailboxes a job gives up on without a login."""
+    result = {
+        "ok": False,
+        "code": code,
+        "message": message,
+        "latencyMs": 0,
+        "folders": [],
+        "replyCode": None,
+        "transient": False,
+    }
+    return {"smtp": {"protocol": "smtp", **result}, "imap": {"protocol": "imap", **result}}
+
+
+async def pending_items(session: AsyncSession, job_id: str, limit: int) -> list[ItemResult]:
+    rows = await session.execute(
+        select(BulkJobItem.id, ConnectionTest.id)
+        .outerjoin(
+            ConnectionTest,
+            (ConnectionTest.job_id == BulkJobItem.job_id)
+            & (ConnectionTest.mailbox_id == BulkJobItem.mailbox_id),
+        )
+        .where(BulkJobItem.job_id == job_id, BulkJobItem.outcome == "pending")
+        .order_by(BulkJobItem.row)
+        .limit(limit)
+    )
+    return [ItemResult(item_id, test_id, {}, 0) for item_id, test_id in rows]
+
+
+async def close_job(
+    session: AsyncSession, job_id: str, *, status: str, error: str | None = None
+) -> str:
+    """End the job: counters recounted from the items, which are the truth."""
+    job = await session.get(BulkJob, job_id)
+    if job is None:
+        return "missing"
+    if job.status in FINAL_JOB_STATUSES:
+        return job.status
+    counts: dict[str, int] = {
+        outcome: count
+        for outcome, count in await session.execute(
+            select(BulkJobItem.outcome, func.count())
+            .where(BulkJobItem.job_id == job_id)
+            .group_by(BulkJobItem.outcome)
+        )
+    }
+    now = utcnow()
+    job.connected_count = counts.get("connected", 0)
+    job.failed_count = counts.get("failed", 0)
+    job.duplicate_count = counts.get("duplicate", 0)
+    job.invalid_count = counts.get("invalid", 0)
+    job.status = status
+    job.error = error[:1000] if error else None
+    job.started_at = job.started_at or now
+    job.finished_at = now
+    await session.flush()
+    log.info("bulk job %s %s: %s", job_id, status, counts)
+    return status
+
+
+async def unfinished_job_ids(session: AsyncSession, limit: int = 100) -> list[str]:
+    """Jobs queued or running: what the sweeper re-enqueues."""
+    rows = await session.scalars(
+        select(BulkJob.id)
+        .where(BulkJob.status.in_(("queued", "running")))
+        .order_by(BulkJob.created_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+# Reports
+
+
+REPORT_COLUMNS: Final = ("row", "email", "outcome", "error_code", "message", "mailbox_id")
+# Spreadsheets run a cell that starts with one of these as a formula; a server's
+# reply quoted in a message must stay text.
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def report_cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+async def report_rows(
+    database: Database, job_id: str, page_size: int = 1000
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The items in row order, a page at a time, each page from a short read of
+    its own: a report of 10,000 rows holds neither the whole list nor a long
+    transaction."""
+    after = 0
+    while True:
+        async with database.sessionmaker() as session:
+            page = list(
+                await session.execute(
+                    select(
+                        BulkJobItem.row,
+                        BulkJobItem.email,
+                        BulkJobItem.outcome,
+                        BulkJobItem.error_code,
+                        BulkJobItem.message,
+                        BulkJobItem.mailbox_id,
+                    )
+                    .where(BulkJobItem.job_id == job_id, BulkJobItem.row > after)
+                    .order_by(BulkJobItem.row)
+                    .limit(page_size)
+                )
+            )
+        if not page:
+            return
+        yield [tuple(row) for row in page]
+        after = page[-1][0]

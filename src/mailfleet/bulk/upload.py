@@ -1,0 +1,109 @@
+"""Reading a bulk request body: bounded in size, as JSON, CSV or a multipart upload."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from typing import Final, Literal
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from mailfleet.bulk import formats
+from mailfleet.bulk.formats import ParsedRow
+from mailfleet.kit.errors import MailfleetError, ValidationFailed
+
+_CSV_TYPES: Final = frozenset(
+    {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
+)
+_READ_SIZE: Final = 64 * 1024
+
+
+class PayloadTooLarge(MailfleetError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(MailfleetError):
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The upload is larger than {limit} bytes (MAILFLEET_BULK_MAX_UPLOAD_BYTES); split it"
+    )
+
+
+async def _capped(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        yield chunk
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in _capped(request, limit)])
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_json(request: Request, limit: int) -> object:
+    body = await read_body(request, limit)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValidationFailed.for_field("body", "The request body is not valid JSON") from None
+
+
+async def _uploaded_file(request: Request, limit: int) -> bytes:
+    parser = MultiPartParser(
+        request.headers, _capped(request, limit), max_files=1, max_fields=20, max_part_size=limit
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ValidationFailed.for_field(
+            "file", f"The upload cannot be read: {exc.message}"
+        ) from None
+    try:
+        value = form.get("file")
+        if isinstance(value, UploadFile):
+            return await value.read()
+        if isinstance(value, str):
+            return value.encode()
+        raise ValidationFailed.for_field(
+            "file", "Send the CSV as the multipart form field named 'file'"
+        )
+    finally:
+        await form.close()
+
+
+async def read_bulk_rows(
+    request: Request, *, max_bytes: int, max_rows: int
+) -> tuple[Literal["json", "csv"], list[ParsedRow]]:
+    """The rows of POST /v1/mailboxes/bulk, whichever way they were sent."""
+    kind = media_type(request)
+    if kind == "application/json" or kind.endswith("+json"):
+        return "json", formats.rows_from_json(
+            await read_json(request, max_bytes), max_rows=max_rows
+        )
+    if kind == "multipart/form-data":
+        data = await _uploaded_file(request, max_bytes)
+    elif kind in _CSV_TYPES:
+        data = await read_body(request, max_bytes)
+    else:
+        raise UnsupportedMediaType(
+            "Send a JSON array (application/json), a CSV body (text/csv) or a CSV file "
+            "in the multipart form field 'file'"
+        )
+    _layout, rows = formats.rows_from_csv(formats.decode_text(data), max_rows=max_rows)
+    return "csv", rows

@@ -1,0 +1,341 @@
+"""HTTP to sending platforms: netguard, a pinned address, retries that honour rate limits.
+
+A platform's base URL may be one a user typed (a self-hosted SendKit, another
+Mailfleet), so every host passes netguard and the request goes to the address the
+guard approved, the name kept in the Host header and TLS SNI: a second lookup by
+the HTTP client could answer with a private address (DNS rebinding).
+
+429 waits what Retry-After asks; 5xx, timeouts and connection failures back off
+exponentially. Every wait is capped by MAILFLEET_PLATFORM_MAX_RETRY_DELAY. Texts
+that leave this module (error messages, answer excerpts) have the account's
+secrets scrubbed out, since a platform may echo what it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from mailfleet import __version__
+from mailfleet.config import Settings
+from mailfleet.kit.netguard import IPAddress, NetguardError, guard_host
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"Mailfleet/{__version__} (platform export)"
+# Platform answers are small JSON documents; a report CSV of a large batch is the
+# biggest thing read. Anything larger is refused rather than held in memory.
+MAX_ANSWER_BYTES = 10 * 1024 * 1024
+EXCERPT_CHARS = 300
+_REDACTED = "[redacted]"
+# Not for secrets: it only spreads retries so many workers do not retry in step.
+_jitter = random.Random()  # noqa: S311
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    allow_private: bool
+    nameservers: tuple[str, ...] | None
+    tls_ca_file: str | None
+    timeout: float
+    max_attempts: int
+    retry_delay: float
+    max_retry_delay: float
+    concurrency: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpPolicy:
+        return cls(
+            allow_private=settings.allow_private_networks,
+            nameservers=tuple(settings.dns_nameservers) or None,
+            tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
+            timeout=settings.platform_timeout,
+            max_attempts=settings.platform_max_attempts,
+            retry_delay=settings.platform_retry_delay,
+            max_retry_delay=settings.platform_max_retry_delay,
+            concurrency=settings.platform_concurrency,
+        )
+
+
+class PlatformUnreachable(Exception):
+    """No answer from the platform after every attempt; ``code`` says why in one word."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PlatformResponse:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    attempts: int
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The parsed body, or None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    # Platforms are public HTTPS services; a CA file (MAILFLEET_TLS_CA_FILE) is added
+    # for self-hosted ones behind a private CA.
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+    return max(0.0, (moment - current).total_seconds())
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+class PlatformClient:
+    """HTTP to one platform account: its base URL, its auth headers or query
+    parameters (sent only to the base URL's origin), and the secrets to scrub."""
+
+    def __init__(
+        self,
+        base_url: str,
+        policy: HttpPolicy,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.base_url = httpx.URL(base_url.rstrip("/"))
+        self.policy = policy
+        self._auth_headers = dict(headers or {})
+        self._auth_params = dict(params or {})
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._addresses: dict[str, list[IPAddress]] = {}
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> PlatformClient:
+        # trust_env=False: a proxy from the environment would connect by name again.
+        self._client = httpx.AsyncClient(
+            timeout=self.policy.timeout,
+            follow_redirects=False,
+            verify=_tls_context(self.policy.tls_ca_file),
+            trust_env=False,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
+
+    def excerpt(self, response: PlatformResponse) -> str:
+        text = " ".join(response.text.split())
+        return self.scrub(text)[:EXCERPT_CHARS]
+
+    def resolve(self, url: str) -> httpx.URL:
+        """An absolute URL as given, or a path under the base URL."""
+        if url.startswith(("http://", "https://")):
+            return httpx.URL(url)
+        path = url if url.startswith("/") else "/" + url
+        return httpx.URL(str(self.base_url) + path)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PlatformResponse:
+        """Send with retries; the last answer when retries ran out on 429 or 5xx.
+
+        Raises PlatformUnreachable when no answer came (guard refusal, network,
+        timeout). The account's credentials go only to the base URL's origin: a
+        report link on another host gets none.
+        """
+        target = self.resolve(url)
+        if target.scheme not in ("http", "https") or target.userinfo:
+            raise PlatformUnreachable("INVALID_TARGET", "the platform gave an unusable URL")
+        same_origin = _origin(target) == _origin(self.base_url)
+        query: dict[str, str | int] = dict(self._auth_params) if same_origin else {}
+        query.update(params or {})
+        sent_headers = {"user-agent": USER_AGENT, "accept": "application/json, text/csv, */*"}
+        if same_origin:
+            sent_headers.update(self._auth_headers)
+        sent_headers.update(headers or {})
+        if query:
+            target = target.copy_merge_params(query)
+        content: bytes | None = None
+        if json_body is not None:
+            content = json.dumps(json_body).encode()
+            sent_headers["content-type"] = "application/json"
+
+        attempts = self.policy.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._send_once(method, target, sent_headers, content, attempt)
+            except PlatformUnreachable as exc:
+                if exc.code in ("FORBIDDEN_TARGET", "INVALID_TARGET", "TOO_LARGE"):
+                    raise
+                if attempt == attempts:
+                    raise
+                delay = self._backoff(attempt)
+                log.info(
+                    "platform %s %s: %s; retry %d in %.2fs",
+                    method,
+                    target.host,
+                    exc.code,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if response.status == 429 or response.status >= 500:
+                if attempt == attempts:
+                    return response
+                asked = retry_after_seconds(response.headers.get("retry-after"))
+                delay = min(
+                    asked if asked is not None else self._backoff(attempt),
+                    self.policy.max_retry_delay,
+                )
+                log.info(
+                    "platform %s %s answered %d; retry %d in %.2fs",
+                    method,
+                    target.host,
+                    response.status,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            return response
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _backoff(self, attempt: int) -> float:
+        delay = self.policy.retry_delay * 2.0 ** (attempt - 1) * _jitter.uniform(0.8, 1.2)
+        return min(delay, self.policy.max_retry_delay)
+
+    async def _addresses_of(self, host: str) -> list[IPAddress]:
+        if host not in self._addresses:
+            try:
+                self._addresses[host] = await guard_host(
+                    host,
+                    allow_private=self.policy.allow_private,
+                    nameservers=self.policy.nameservers,
+                )
+            except NetguardError as exc:
+                raise PlatformUnreachable(exc.code, exc.message) from None
+        return self._addresses[host]
+
+    async def _send_once(
+        self,
+        method: str,
+        target: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        attempt: int,
+    ) -> PlatformResponse:
+        assert self._client is not None, "use the client as an async context manager"
+        host = target.host
+        addresses = await self._addresses_of(host)
+        pinned_headers = {**headers, "host": target.netloc.decode("ascii")}
+        failure = "no address to connect to"
+        try:
+            async with asyncio.timeout(self.policy.timeout):
+                for address in addresses:
+                    request = self._client.build_request(
+                        method,
+                        target.copy_with(host=str(address)),
+                        headers=pinned_headers,
+                        content=content,
+                        extensions={"sni_hostname": host} if target.scheme == "https" else {},
+                    )
+                    try:
+                        response = await self._client.send(request, stream=True)
+                    except httpx.ConnectError as exc:
+                        # Another address of the same host may answer.
+                        failure = f"could not connect to {host} ({address}): {exc}"
+                        continue
+                    try:
+                        body = await _read_capped(response)
+                    finally:
+                        await response.aclose()
+                    return PlatformResponse(response.status_code, response.headers, body, attempt)
+        except (TimeoutError, httpx.TimeoutException):
+            raise PlatformUnreachable(
+                "TIMEOUT", f"{host} did not answer within {self.policy.timeout:g} seconds"
+            ) from None
+        except httpx.HTTPError as exc:
+            message = str(exc) or type(exc).__name__
+            raise PlatformUnreachable(
+                "NETWORK_ERROR", self.scrub(f"{host}: {type(exc).__name__}: {message}")[:500]
+            ) from None
+        raise PlatformUnreachable("CONNECTION_FAILED", self.scrub(failure)[:500])
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise PlatformUnreachable(
+                "TOO_LARGE", f"the answer is larger than {MAX_ANSWER_BYTES} bytes"
+            )
+    return bytes(body)
