@@ -24,13 +24,13 @@ run: install
 test: lint test-servers test-sqlite test-postgresql
 
 lint: install
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix src tests scripts
-	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts bench
+	$(BIN)/ruff format src tests scripts bench
 
 # Dovecot and PowerDNS from Debian, when we may install them (root); otherwise the
 # tests that need them skip and say how to install them.

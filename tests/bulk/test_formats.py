@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from mailfleet.bulk.formats import decode_text, detect_layout, rows_from_csv, rows_from_json
 from mailfleet.bulk.service import report_cell
 from mailfleet.bulk.workflows import worth_retrying
 from mailfleet.kit.errors import ValidationFailed
+from mailfleet.platforms.csv_formats import MailboxRow, render_csv
 
 
 def test_layouts_are_told_apart_by_the_header() -> None:
@@ -70,3 +73,39 @@ def test_only_transient_failures_are_retried() -> None:
     assert not worth_retrying({"smtp": timeout, "imap": auth})
     assert not worth_retrying({"smtp": ok, "imap": ok})
     assert not worth_retrying({"missing": True})
+
+
+@pytest.mark.parametrize("layout", ["mailfleet", "instantly", "smartlead"])
+def test_an_export_imports_again(layout: Literal["mailfleet", "instantly", "smartlead"]) -> None:
+    """What `POST /v1/exports/mailboxes` writes in a layout, the bulk import reads back."""
+    row = MailboxRow(
+        email="ann@x.test",
+        display_name="Ann Lee",
+        provider="custom",
+        daily_limit=30,
+        tags=("a", "b"),
+        signature=None,
+        smtp_host="smtp.x.test",
+        smtp_port=465,
+        smtp_secure=True,
+        smtp_username="ann@x.test",
+        imap_host="imap.x.test",
+        imap_port=993,
+        imap_secure=True,
+        imap_username="ann.imap@x.test",
+        smtp_password="smtp-secret",
+        imap_password="imap-secret",
+    )
+    detected, (parsed,) = rows_from_csv(render_csv(layout, [row]), max_rows=10)
+    assert detected == layout
+    assert parsed.data is not None, parsed.error
+    data = parsed.data
+    assert (data.email, data.display_name, data.daily_send_limit) == ("ann@x.test", "Ann Lee", 30)
+    assert (data.smtp.host, data.smtp.port, data.smtp.secure) == ("smtp.x.test", 465, True)
+    assert data.imap is not None
+    assert (data.imap.host, data.imap.port, data.imap.username) == (
+        "imap.x.test",
+        993,
+        "ann.imap@x.test",
+    )
+    assert (data.smtp.password, data.imap.password) == ("smtp-secret", "imap-secret")

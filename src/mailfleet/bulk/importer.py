@@ -7,7 +7,9 @@ stops the watching, never the job.
 
 from __future__ import annotations
 
+import csv
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 
@@ -119,14 +121,30 @@ def _download_report(client: httpx.Client, job: dict[str, Any], path: Path) -> N
                 handle.write(chunk)
 
 
-def _summary(job: dict[str, Any]) -> Table:
-    table = Table(title=f"Bulk connect job {job['id']}: {job['status']}")
+def _reasons(report: Path) -> Counter[tuple[str, str]]:
+    """(outcome, error code) of the rows that did not connect, from the report."""
+    with report.open(newline="", encoding="utf-8") as handle:
+        return Counter(
+            (row["outcome"], row["error_code"] or "-")
+            for row in csv.DictReader(handle)
+            if row["outcome"] in ("failed", "invalid", "duplicate")
+        )
+
+
+def _summary(job: dict[str, Any], reasons: Counter[tuple[str, str]]) -> Table:
+    table = Table(title=f"Bulk connect job {job['id']}: {job['status']}", min_width=60)
     table.add_column("outcome")
+    table.add_column("reason")
     table.add_column("mailboxes", justify="right")
     for name in OUTCOMES:
-        if name != "pending" or job["counts"][name]:
-            table.add_row(name, str(job["counts"][name]))
-    table.add_row("total", str(job["total"]), style="bold")
+        count = job["counts"][name]
+        if name == "pending" and not count:
+            continue
+        table.add_row(name, "", str(count))
+        for (outcome, code), number in reasons.most_common():
+            if outcome == name:
+                table.add_row("", code, str(number), style="dim")
+    table.add_row("total", "", str(job["total"]), style="bold")
     return table
 
 
@@ -190,7 +208,7 @@ def run_import(
         except (ImportFailed, httpx.TransportError, OSError) as exc:
             console.print(f"[red]error:[/] {exc}")
             return 1
-        console.print(_summary(job))
+        console.print(_summary(job, _reasons(path)))
         if job.get("error"):
             console.print(f"[red]The job failed:[/] {job['error']}")
         console.print(f"Report: {path}", highlight=False)

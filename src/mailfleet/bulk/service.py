@@ -216,12 +216,13 @@ async def accept_job(
                             "Another request created some of these mailboxes at the same "
                             "time; send this one again"
                         ) from exc
-                    duplicate = isinstance(exc, Conflict)
-                    item.update(
-                        outcome="duplicate" if duplicate else "invalid",
-                        error_code="DUPLICATE" if duplicate else exc.code,
-                        message=exc.message[:1000],
-                    )
+                    if isinstance(exc, Conflict):
+                        outcome, code = "duplicate", "DUPLICATE"
+                    elif isinstance(exc, LimitReached):
+                        outcome, code = "failed", exc.code
+                    else:
+                        outcome, code = "invalid", exc.code
+                    item.update(outcome=outcome, error_code=code, message=exc.message[:1000])
                 else:
                     first_row_of[parsed.email] = parsed.row
                     item["mailbox_id"] = mailbox.id

@@ -7,6 +7,7 @@ decrypted only inside the verification step.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from dataclasses import dataclass
@@ -211,7 +212,12 @@ def mailbox_credentials(mailbox: Mailbox, keyring: Keyring) -> MailboxCredential
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext:
-    cafile = str(settings.tls_ca_file) if settings.tls_ca_file else None
+    return _cached_tls_context(str(settings.tls_ca_file) if settings.tls_ca_file else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_tls_context(cafile: str | None) -> ssl.SSLContext:
+    # Loading the trust store costs ~20 ms of CPU; a context is safe to share.
     return ssl.create_default_context(cafile=cafile)
 
 

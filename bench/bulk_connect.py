@@ -1,0 +1,407 @@
+"""Bulk connect throughput: Mailfleet's bulk job against a sequential client and a
+bare asyncio client, all measured in one run against the same local servers.
+
+    .venv/bin/python bench/bulk_connect.py --n 10000 --rtt-ms 100
+
+It starts aiosmtpd (SMTP AUTH) and Dovecot (IMAP) with distinct users for each
+measurement, and a latency-injecting TCP proxy in front of each (half the round
+trip added in each direction, bytes kept in order). Then:
+
+  (a) Mailfleet: a real `mailfleet serve` on a fresh SQLite data dir (or
+      --database-url), one POST /v1/mailboxes/bulk of N mailboxes, polled with
+      GET /v1/jobs/{id} until it completes;
+  (b) sequential: smtplib + imaplib logging in to --sample mailboxes one after
+      the other, scaled to mailboxes/s;
+  (c) ceiling: a bare asyncio client (Mailfleet's probe functions, nothing
+      around them) doing the same logins for N other mailboxes at the same
+      concurrency as (a).
+
+Everything stays on loopback. Needs root (Dovecot switches users) and Debian's
+dovecot-imapd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import imaplib
+import json
+import multiprocessing
+import os
+import shutil
+import smtplib
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from tests.bulk.latency_proxy import LatencyProxy  # noqa: E402
+from tests.servers.dovecot import DovecotServer  # noqa: E402
+from tests.servers.postgres import free_port  # noqa: E402
+from tests.servers.smtp import SmtpServer  # noqa: E402
+
+MAILFLEET = [sys.executable, "-m", "mailfleet.cli"]
+
+
+# The proxies run in a process of their own, so forwarding bytes does not share an
+# interpreter lock with the SMTP server or the clients being measured.
+
+
+def _run_proxies(targets: list[int], rtt_ms: float, pipe: Connection) -> None:
+    async def main() -> None:
+        proxies = [LatencyProxy(port, rtt_ms=rtt_ms) for port in targets]
+        for proxy in proxies:
+            await proxy.start()
+        pipe.send([proxy.port for proxy in proxies])
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        for proxy in proxies:
+            await proxy.stop()
+
+    asyncio.run(main())
+
+
+class ProxyProcess:
+    def __init__(self, targets: list[int], rtt_ms: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(
+            target=_run_proxies, args=(targets, rtt_ms, child), daemon=True
+        )
+        self._process.start()
+        self.ports: list[int] = self._pipe.recv()
+
+    def stop(self) -> None:
+        self._pipe.send("stop")
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+# (c) The ceiling: Mailfleet's own probe functions and nothing else, in a process
+# of its own like the server in (a).
+
+
+def _run_ceiling(
+    users: list[tuple[str, str]], smtp_port: int, imap_port: int, concurrency: int, pipe: Connection
+) -> None:
+    from mailfleet.mail.probes import ImapSettings, SmtpSettings, probe_imap, probe_smtp
+
+    async def main() -> tuple[float, int, float, dict[str, int]]:
+        slots = asyncio.Semaphore(concurrency)
+        ok = 0
+        failures: dict[str, int] = {}
+
+        async def one(email: str, password: str) -> None:
+            nonlocal ok
+            async with slots:
+                smtp, imap = await asyncio.gather(
+                    probe_smtp(
+                        SmtpSettings("127.0.0.1", smtp_port, "none", email, password),
+                        allow_private=True,
+                    ),
+                    probe_imap(
+                        ImapSettings("127.0.0.1", imap_port, "none", email, password),
+                        allow_private=True,
+                    ),
+                )
+                ok += smtp.ok and imap.ok
+                for result in (smtp, imap):
+                    if not result.ok:
+                        name = f"{result.protocol} {result.code}"
+                        failures[name] = failures.get(name, 0) + 1
+
+        started = time.perf_counter()
+        cpu = time.process_time()
+        await asyncio.gather(*(one(email, password) for email, password in users))
+        return time.perf_counter() - started, ok, time.process_time() - cpu, failures
+
+    pipe.send(asyncio.run(main()))
+
+
+def measure_ceiling(
+    users: list[tuple[str, str]], smtp_port: int, imap_port: int, concurrency: int
+) -> tuple[float, int, float, dict[str, int]]:
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(
+        target=_run_ceiling, args=(users, smtp_port, imap_port, concurrency, child)
+    )
+    process.start()
+    elapsed, ok, cpu, failures = parent.recv()
+    process.join()
+    return elapsed, ok, cpu, failures
+
+
+# (b) The sequential baseline: the standard library, one mailbox after another.
+
+
+def measure_sequential(
+    users: list[tuple[str, str]], smtp_port: int, imap_port: int
+) -> tuple[float, int]:
+    ok = 0
+    started = time.perf_counter()
+    for email, password in users:
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
+            smtp.ehlo()
+            smtp.login(email, password)
+        imap = imaplib.IMAP4("127.0.0.1", imap_port, timeout=30)
+        try:
+            imap.login(email, password)
+            status, _ = imap.list()
+            ok += status == "OK"
+        finally:
+            imap.logout()
+    return time.perf_counter() - started, ok
+
+
+# (a) Mailfleet: a real server, one bulk job.
+
+
+@dataclass
+class MailfleetRun:
+    accept_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    connected: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    accept_cpu: float = 0.0
+    verify_cpu: float = 0.0
+    poll_ms: list[float] = field(default_factory=list)
+    status: str = ""
+
+
+def _cpu_seconds(pid: int) -> float:
+    # utime + stime of every thread of the process, in clock ticks.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    # VmHWM: the resident set's high-water mark, kept by the kernel.
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure_mailfleet(
+    users: list[tuple[str, str]],
+    smtp_port: int,
+    imap_port: int,
+    *,
+    concurrency: int,
+    database_url: str | None,
+    workdir: Path,
+) -> MailfleetRun:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILFLEET_")}
+    env.update(
+        MAILFLEET_ALLOW_PRIVATE_NETWORKS="true",
+        MAILFLEET_BULK_CONCURRENCY=str(concurrency),
+        # Every mailbox of the bench is on one host (127.0.0.1); the per-host cap
+        # would otherwise be what is measured.
+        MAILFLEET_BULK_PER_HOST=str(concurrency),
+        MAILFLEET_BULK_MAX_ITEMS=str(max(len(users), 10_000)),
+        MAILFLEET_BULK_MAX_UPLOAD_BYTES=str(256 * 1024 * 1024),
+        MAILFLEET_WORKER_ID="bench",
+    )
+    if database_url:
+        env["MAILFLEET_DATABASE_URL"] = database_url
+    boot = subprocess.run(
+        [
+            *MAILFLEET,
+            "admin",
+            "bootstrap",
+            "--json",
+            "--email",
+            "bench@example.test",
+            "--password",
+            "bench-password",
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    headers = {"x-api-key": json.loads(boot.stdout)["apiKey"]}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = (workdir / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [*MAILFLEET, "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    run = MailfleetRun()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"mailfleet serve did not start; see {workdir / 'serve.log'}")
+            time.sleep(0.2)
+        items = [
+            {
+                "email": email,
+                "smtp": {"host": "127.0.0.1", "port": smtp_port, "secure": False, "password": pw},
+                "imap": {"host": "127.0.0.1", "port": imap_port, "secure": False, "password": pw},
+            }
+            for email, pw in users
+        ]
+        with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
+            cpu_before = _cpu_seconds(server.pid)
+            started = time.perf_counter()
+            response = client.post("/v1/mailboxes/bulk", json=items)
+            run.accept_seconds = time.perf_counter() - started
+            cpu_accepted = _cpu_seconds(server.pid)
+            run.accept_cpu = cpu_accepted - cpu_before
+            if response.status_code != 202:
+                raise SystemExit(f"bulk request refused: {response.status_code} {response.text}")
+            job_id = response.json()["data"]["id"]
+            while True:
+                polled = time.perf_counter()
+                job = client.get(f"/v1/jobs/{job_id}").json()["data"]
+                run.poll_ms.append((time.perf_counter() - polled) * 1000)
+                if job["status"] in ("completed", "failed"):
+                    break
+                time.sleep(0.25)
+            run.wall_seconds = time.perf_counter() - started
+            run.verify_cpu = _cpu_seconds(server.pid) - cpu_accepted
+        run.status = job["status"]
+        run.counts = job["counts"]
+        run.connected = job["counts"]["connected"]
+        run.peak_rss_mb = _peak_rss_mb(server.pid)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    return run
+
+
+def _users(prefix: str, count: int) -> list[tuple[str, str]]:
+    return [(f"{prefix}{i}@bench.test", f"{prefix}-secret-{i}") for i in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=10_000, help="mailboxes in the bulk job")
+    parser.add_argument("--rtt-ms", type=float, default=100.0, help="round trip added (0: raw)")
+    parser.add_argument("--sample", type=int, default=50, help="mailboxes for the sequential run")
+    parser.add_argument("--concurrency", type=int, default=200, help="logins in flight")
+    parser.add_argument("--database-url", help="PostgreSQL for Mailfleet (default: fresh SQLite)")
+    args = parser.parse_args()
+    # aiosmtpd warns once per login about its own deprecated attribute.
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+    mailfleet_users = _users("a", args.n)
+    sequential_users = _users("b", args.sample)
+    ceiling_users = _users("c", args.n)
+    everyone = dict(mailfleet_users + sequential_users + ceiling_users)
+    workdir = Path(tempfile.mkdtemp(prefix="mailfleet-bench-"))
+    print(
+        f"bulk connect bench: n={args.n} rtt={args.rtt_ms:g}ms concurrency={args.concurrency} "
+        f"sample={args.sample} cores={os.cpu_count()} database="
+        f"{'postgresql' if args.database_url else 'sqlite'}",
+        flush=True,
+    )
+    with SmtpServer(everyone) as smtp, DovecotServer(everyone) as dovecot:
+        proxies = ProxyProcess([smtp.port, dovecot.port], args.rtt_ms)
+        smtp_port, imap_port = proxies.ports
+        try:
+            print("(a) mailfleet bulk job ...", flush=True)
+            mailfleet = measure_mailfleet(
+                mailfleet_users,
+                smtp_port,
+                imap_port,
+                concurrency=args.concurrency,
+                database_url=args.database_url,
+                workdir=workdir,
+            )
+            print("(b) sequential smtplib + imaplib ...", flush=True)
+            sequential_seconds, sequential_ok = measure_sequential(
+                sequential_users, smtp_port, imap_port
+            )
+            print("(c) bare asyncio client ...", flush=True)
+            ceiling_seconds, ceiling_ok, ceiling_cpu, ceiling_failures = measure_ceiling(
+                ceiling_users, smtp_port, imap_port, args.concurrency
+            )
+        finally:
+            proxies.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    rate_a = args.n / mailfleet.wall_seconds
+    rate_b = args.sample / sequential_seconds
+    rate_c = args.n / ceiling_seconds
+    polls = sorted(mailfleet.poll_ms)
+    p50 = statistics.median(polls)
+    p95 = polls[min(len(polls) - 1, int(len(polls) * 0.95))]
+    rows: list[tuple[str, str]] = [
+        (
+            "(a) mailfleet bulk job",
+            f"{rate_a:8.1f} mailboxes/s  "
+            f"({mailfleet.connected}/{args.n} connected, {mailfleet.status})",
+        ),
+        (
+            "(b) sequential, scaled",
+            f"{rate_b:8.1f} mailboxes/s  ({sequential_ok}/{args.sample} ok)",
+        ),
+        ("(c) bare asyncio ceiling", f"{rate_c:8.1f} mailboxes/s  ({ceiling_ok}/{args.n} ok)"),
+        ("a/b", f"{rate_a / rate_b:8.1f}x"),
+        ("a/c", f"{rate_a / rate_c:8.2f}"),
+        (
+            "job wall time",
+            f"{mailfleet.wall_seconds:8.1f} s "
+            f"(of which accepting the request {mailfleet.accept_seconds:.1f} s)",
+        ),
+        ("server peak RSS", f"{mailfleet.peak_rss_mb:8.0f} MB"),
+        (
+            "CPU per mailbox",
+            f"mailfleet {mailfleet.accept_cpu / args.n * 1000:.2f} ms accepting + "
+            f"{mailfleet.verify_cpu / args.n * 1000:.2f} ms verifying; "
+            f"bare client {ceiling_cpu / args.n * 1000:.2f} ms",
+        ),
+        (
+            "GET /v1/jobs/{id} while running",
+            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms ({len(polls)} polls)",
+        ),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print()
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    if ceiling_failures:
+        print(f"bare client failures (not retried): {ceiling_failures}")
+    if mailfleet.counts.get("connected") != args.n:
+        print(f"warning: not every mailbox connected: {mailfleet.counts}")
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    main()
