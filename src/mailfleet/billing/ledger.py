@@ -12,8 +12,6 @@ unique idempotency key, so a retried step finds what it already wrote.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -254,11 +252,9 @@ def enqueue_after_commit(
     crash is covered by the sweeper (or by the next attempt)."""
 
     async def run() -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
-            enqueue(), context=contextvars.Context()
-        )
+        # jobs.enqueue starts workflows outside any step's context itself.
         try:
-            await task
+            await enqueue()
         except Exception:
             log.warning("could not enqueue billing work after commit", exc_info=True)
 

@@ -9,9 +9,7 @@ between commit and enqueue is covered by `workflows.requeue_pending_deliveries`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextvars
 import json
 import logging
 import secrets
@@ -266,13 +264,11 @@ def _enqueue_after_commit(session: AsyncSession, delivery_ids: list[str]) -> Non
             await enqueue_delivery(delivery_id)
 
     async def enqueue_outside_any_workflow() -> None:
-        # emit() may run inside a DBOS step (a workflow recording its outcome),
-        # and DBOS refuses to start workflows from a step. A task with an empty
-        # context enqueues them as top-level workflows; their deterministic ids
-        # make a re-run of the step enqueue nothing new.
-        task = asyncio.get_running_loop().create_task(enqueue_all(), context=contextvars.Context())
+        # emit() may run inside a DBOS step; jobs.enqueue starts workflows outside
+        # the step's context, and their deterministic ids make a re-run of the step
+        # enqueue nothing new.
         try:
-            await task
+            await enqueue_all()
         except Exception:
             # The rows are committed; failing the caller now would report a
             # failure for work that happened. The sweeper enqueues them later.
