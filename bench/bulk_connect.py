@@ -48,8 +48,8 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from tests.bulk.latency_proxy import LatencyProxy  # noqa: E402
+from tests.servers.common import unused_tcp_port  # noqa: E402
 from tests.servers.dovecot import DovecotServer  # noqa: E402
-from tests.servers.postgres import free_port  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402
 
 MAILFLEET = [sys.executable, "-m", "mailfleet.cli"]
@@ -237,7 +237,7 @@ def measure_mailfleet(
         timeout=120,
     )
     headers = {"x-api-key": json.loads(boot.stdout)["apiKey"]}
-    port = free_port()
+    port = unused_tcp_port()
     base = f"http://127.0.0.1:{port}"
     log = (workdir / "serve.log").open("wb")
     server = subprocess.Popen(

@@ -21,9 +21,9 @@ from tests.mailboxes.test_mailboxes_api import (
     mailbox_body,
     new_user,
 )
+from tests.servers.common import unused_tcp_port
 from tests.servers.dnsserver import LocalDnsServer
 from tests.servers.dovecot import DovecotServer
-from tests.servers.postgres import free_port
 from tests.servers.smtp import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def served(tmp_path: Path, dns_names: LocalDnsServer) -> Iterator[tuple[str, dic
         check=True,
     )
     credentials = json.loads(boot.stdout)
-    port = free_port()
+    port = unused_tcp_port()
     process = subprocess.Popen(
         [*MAILFLEET, "serve", "--port", str(port)],
         cwd=tmp_path,

@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from tests.bulk.conftest import item, make_users
 from tests.bulk.latency_proxy import latency_proxy_in_thread
 from tests.conftest import BACKEND
+from tests.servers.common import unused_tcp_port
 from tests.servers.dovecot import DovecotServer
-from tests.servers.postgres import PostgresServer, free_port
+from tests.servers.postgres import PostgresServer
 from tests.servers.smtp import SmtpServer
 from tests.test_cli import MAILFLEET, _clean_env
 
@@ -33,7 +34,7 @@ class Server:
     def __init__(self, directory: Path, env: dict[str, str]) -> None:
         self.directory = directory
         self.env = env
-        self.port = free_port()
+        self.port = unused_tcp_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.output = b""

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from types import TracebackType
+
+from tests.servers.common import unused_tcp_port
 
 __all__ = ["BlackholeServer", "unused_tcp_port"]
 
-
-def unused_tcp_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now: for servers to bind, or to be refused by.
-
-    The OS may hand the port to someone else before it is used; on a test machine
-    that is rare enough not to matter.
-    """
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["BlackholeServer", "unused_tcp_port"]
 
 
 class BlackholeServer:

@@ -18,11 +18,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
 
-import pytest
+from tests.servers.common import server_unavailable, unused_tcp_port
 
-from .blackhole import unused_tcp_port
 from .tls import LoopbackTLS
 
 __all__ = ["DEFAULT_FOLDERS", "DovecotServer", "dovecot_binary", "server_unavailable"]
@@ -32,13 +30,6 @@ INSTALL_HINT = "apt-get install dovecot-imapd"
 # Created for every user at login, so a LIST has more to show than INBOX: a name
 # with a space (quoted on the wire) and one outside ASCII (modified UTF-7 on the wire).
 DEFAULT_FOLDERS = ("INBOX", "Drafts", "Sent", "Trash", "Sent Items", "Éléments envoyés")
-
-
-def server_unavailable(reason: str) -> NoReturn:
-    """Skip the test on a developer machine, fail it in CI, where servers must exist."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def dovecot_binary() -> str:

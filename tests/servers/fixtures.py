@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.servers.blackhole import BlackholeServer, unused_tcp_port
+from tests.servers.blackhole import BlackholeServer
+from tests.servers.common import unused_tcp_port
 from tests.servers.dnsserver import LocalDnsServer
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer

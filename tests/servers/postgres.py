@@ -5,30 +5,16 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def missing_server(message: str) -> None:
-    """Skip with how to install it, but fail in CI, where a skip would hide a gap."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+from tests.servers.common import server_unavailable, unused_tcp_port
 
 
 class PostgresServer:
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = unused_tcp_port()
         self.dir = Path(tempfile.mkdtemp(prefix="mailfleet-pg-"))
         self.data = self.dir / "data"
         # PostgreSQL refuses to run as root; run it as an ordinary user.
@@ -43,7 +29,7 @@ class PostgresServer:
 
     def start(self) -> None:
         if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-            missing_server("PostgreSQL binaries not on PATH: apt-get install postgresql")
+            server_unavailable("PostgreSQL binaries not on PATH: apt-get install postgresql")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "

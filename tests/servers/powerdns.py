@@ -20,7 +20,7 @@ from types import TracebackType
 
 import httpx
 
-from tests.servers.postgres import missing_server
+from tests.servers.common import server_unavailable
 
 SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
 INSTALL = "apt-get install pdns-server pdns-backend-sqlite3 (or scripts/install-test-servers.sh)"
@@ -74,7 +74,7 @@ class PowerDnsServer:
     def start(self) -> None:
         binary = _binary()
         if binary is None or not SCHEMA.exists():
-            missing_server(f"PowerDNS is not installed: {INSTALL}")
+            server_unavailable(f"PowerDNS is not installed: {INSTALL}")
         assert binary is not None
         database = self.dir / "pdns.db"
         with sqlite3.connect(database) as connection:

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from .blackhole import unused_tcp_port
+from tests.servers.common import unused_tcp_port
+
 from .tls import LoopbackTLS
 
 __all__ = ["SmtpMode", "SmtpServer"]
