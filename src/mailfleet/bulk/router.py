@@ -16,6 +16,7 @@ from mailfleet.bulk.upload import read_bulk_rows
 from mailfleet.db import Database
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceDep
 from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ok
+from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.models import BulkJob
 
 router = APIRouter(prefix="/v1", tags=["bulk connect"], responses=ERROR_RESPONSES)
@@ -104,7 +105,7 @@ async def bulk_connect(
     """Connect many mailboxes at once: each is created inactive and verified by one
     background job. Rows that are invalid or duplicates are reported, not fatal."""
     workspace_id = ctx.workspace_id
-    key = service.check_idempotency_key(idempotency_key)
+    key = check_idempotency_key(idempotency_key)
     if key is not None:
         existing = await service.find_job_by_key(session, workspace_id, key)
         if existing is not None:

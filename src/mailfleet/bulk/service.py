@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 BULK_QUEUE: Final = "bulk_connect"
 FINAL_JOB_STATUSES: Final = frozenset({"completed", "failed"})
-MAX_IDEMPOTENCY_KEY: Final = 200
 _INSERT_BATCH: Final = 500
 _IN_BATCH: Final = 500
 CONNECTED_MESSAGE: Final = "SMTP and IMAP logins succeeded"
@@ -55,18 +54,6 @@ async def enqueue_job(job_id: str) -> None:
     from mailfleet.bulk.workflows import run_bulk_job
 
     await jobs.enqueue(BULK_QUEUE, run_bulk_job, job_id, workflow_id=job_workflow_id(job_id))
-
-
-def check_idempotency_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    key = value.strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise ValidationFailed(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
-            [{"field": "Idempotency-Key", "in": "header", "message": "invalid"}],
-        )
-    return key
 
 
 async def find_job_by_key(session: AsyncSession, workspace_id: str, key: str) -> BulkJob | None:

@@ -21,6 +21,7 @@ from mailfleet.bulk.upload import read_json
 from mailfleet.compat.dialect import dialect_route
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceDep
 from mailfleet.kit.errors import ValidationFailed
+from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.models import BulkJob
 
 CONNECT_MESSAGE: Final = (
@@ -126,7 +127,7 @@ async def connect_email_accounts(
     """Connect email accounts with SMTP and IMAP settings; answers at once with a
     requestId to follow with the status API."""
     workspace_id = ctx.workspace_id
-    key = bulk.check_idempotency_key(idempotency_key)
+    key = check_idempotency_key(idempotency_key)
     if key is not None and (existing := await bulk.find_job_by_key(session, workspace_id, key)):
         return _accepted(existing)
     payload = await read_json(request, settings.bulk_max_upload_bytes)

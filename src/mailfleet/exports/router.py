@@ -27,6 +27,7 @@ from mailfleet.exports.schemas import (
 )
 from mailfleet.kit.clock import isoformat
 from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
+from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.kit.pagination import PageDep
 from mailfleet.models import ExportHistory, ExportItem, PlatformAccount
 
@@ -180,7 +181,7 @@ async def export_mailboxes(
             ctx.workspace_id,
             ctx.user.id,
             body,
-            idempotency_key=service.check_idempotency_key(idempotency_key),
+            idempotency_key=check_idempotency_key(idempotency_key),
         )
         content = ok(history_out(history).model_dump(mode="json", by_alias=True), "Export queued")
         return JSONResponse(content, status_code=status.HTTP_202_ACCEPTED)
@@ -254,7 +255,7 @@ async def create_export_history(
         ctx.workspace_id,
         ctx.user.id,
         body,
-        idempotency_key=service.check_idempotency_key(idempotency_key),
+        idempotency_key=check_idempotency_key(idempotency_key),
     )
     return ok(history_out(history), "Export recorded")
 
@@ -310,6 +311,6 @@ async def connect_inbox(
         ctx.workspace_id,
         ctx.user.id,
         body,
-        idempotency_key=service.check_idempotency_key(idempotency_key),
+        idempotency_key=check_idempotency_key(idempotency_key),
     )
     return service.connect_inbox_answer(record, history)

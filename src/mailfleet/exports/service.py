@@ -14,11 +14,10 @@ results never carry a secret: DBOS stores them in its database in the clear.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import secrets
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -82,7 +81,6 @@ CONNECT_INBOX_MESSAGE: Final = (
     "Inboxes will be connected within 24 hours based on the queue of inboxes."
 )
 PRIVILEGED_ROLES: Final = frozenset({"owner", "admin"})
-MAX_IDEMPOTENCY_KEY: Final = 200
 # Unambiguous when read aloud or typed: no 0/O, 1/I.
 _JOB_ID_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _IN_BATCH: Final = 500
@@ -111,18 +109,6 @@ async def enqueue_export(history_id: str, partition_key: str) -> None:
         workflow_id=export_workflow_id(history_id),
         partition_key=partition_key,
     )
-
-
-def check_idempotency_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    key = value.strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise ValidationFailed(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
-            [{"field": "Idempotency-Key", "in": "header", "message": "invalid"}],
-        )
-    return key
 
 
 async def _history_by_key(
@@ -927,14 +913,6 @@ class _Unexportable(Exception):
         self.message = message
 
 
-async def _outside_workflow(coroutine: Coroutine[Any, Any, T]) -> T:
-    # A new mailbox enqueues its connection test after commit, and DBOS refuses to
-    # start a workflow from inside a step: a task with an empty context enqueues
-    # it as a top-level workflow.
-    task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
-    return await task
-
-
 async def _fail_items(database: Database, item_ids: list[str], reasons: dict[str, str]) -> None:
     async with database.transaction() as session:
         now = utcnow()
@@ -1043,7 +1021,7 @@ async def prepare_inboxes(
                     servers,
                 )
 
-    await _outside_workflow(create_all())
+    await create_all()
 
 
 def _login(server: dict[str, Any], username: str, password: str) -> ServerLogin:
