@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
@@ -33,6 +31,7 @@ from mailfleet.bulk import service
 from mailfleet.bulk.service import ChunkItem, ItemResult
 from mailfleet.config import Settings
 from mailfleet.db import Database
+from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import probe_imap, probe_smtp
 from mailfleet.mailboxes.service import MailboxCredentials
 from mailfleet.runtime import runtime
@@ -108,20 +107,12 @@ def login_limiter(settings: Settings) -> LoginLimiter:
     return _limiter
 
 
-@functools.lru_cache(maxsize=4)
-def _tls_context(cafile: str | None) -> ssl.SSLContext | None:
-    # Building a context loads a CA store: about 20 ms of CPU, more than the rest
-    # of a login costs. One per CA file serves every probe; None lets the probes
-    # use their own cached system-store context.
-    return ssl.create_default_context(cafile=cafile) if cafile else None
-
-
 async def probe_logins(credentials: MailboxCredentials, settings: Settings) -> dict[str, Any]:
     """SMTP and IMAP logins at once, as `mailboxes.service.probe_credentials` does,
     but with a shared TLS context."""
     options: dict[str, Any] = {
         "timeout": settings.mail_timeout,
-        "tls_context": _tls_context(str(settings.tls_ca_file) if settings.tls_ca_file else None),
+        "tls_context": client_context(settings.tls_ca_file),
         "allow_private": settings.allow_private_networks,
         "nameservers": settings.dns_nameservers or None,
     }

@@ -44,6 +44,7 @@ from publicsuffixlist import PublicSuffixList
 from mailfleet import __version__
 from mailfleet.dns.resolver import lookup_mx, make_resolver, normalize_name
 from mailfleet.kit.netguard import IPAddress, NetguardError, guard_host
+from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import Security
 
 __all__ = [
@@ -523,9 +524,7 @@ class Discoverer:
         self._request_timeout = request_timeout
         self._client_factory = http_client_factory
         self._ispdb = self._ispdb_base(ispdb_base_url)
-        # With a CA file only that CA is trusted, which is what tests want; without
-        # one, the system store.
-        self._tls = ssl.create_default_context(cafile=str(tls_ca_file) if tls_ca_file else None)
+        self._tls = client_context(tls_ca_file)
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
         self._autoconfig_port = autoconfig_port

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import logging
 import re
 import socket
@@ -31,6 +30,7 @@ import aioimaplib
 import aiosmtplib
 
 from mailfleet.kit.netguard import IPAddress, NetguardError, guard_host
+from mailfleet.kit.tls import client_context
 
 __all__ = [
     "AUTH_FAILED",
@@ -178,12 +178,6 @@ class _Failure(Exception):
         self.temporary = temporary
 
 
-@functools.cache
-def _default_tls_context() -> ssl.SSLContext:
-    # Loading the system CA store costs milliseconds; one context serves every probe.
-    return ssl.create_default_context()
-
-
 def _tls_name(host: str) -> str:
     # The name a certificate is checked against: no IPv6 brackets, no root dot.
     return host.removeprefix("[").removesuffix("]").rstrip(".")
@@ -275,7 +269,7 @@ class _Probe:
         self.settings = settings
         self.nameservers = nameservers
         self.timeout = timeout
-        self.tls_context = tls_context or _default_tls_context()
+        self.tls_context = tls_context or client_context()
         self.allow_private = allow_private
         self.phase = "resolving the host"
         self.sock: socket.socket | None = None
@@ -846,7 +840,7 @@ async def probe_smtp(
     """Connect, EHLO, (STARTTLS,) AUTH and QUIT. Never sends a message.
 
     `timeout` bounds everything up to the verdict; QUIT gets up to two seconds
-    more. `tls_context` replaces the system trust store (tests pass their CA).
+    more. `tls_context` defaults to `kit.tls.client_context()`, the system store.
     """
     probe = _SmtpProbe(
         s,

@@ -7,9 +7,7 @@ decrypted only inside the verification step.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +24,7 @@ from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import Conflict, Forbidden, NotFound
 from mailfleet.kit.pagination import Page
+from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import ImapSettings, SmtpSettings, probe_imap, probe_smtp, security_for
 from mailfleet.mailboxes.schemas import (
     MailboxCreate,
@@ -211,21 +210,11 @@ def mailbox_credentials(mailbox: Mailbox, keyring: Keyring) -> MailboxCredential
     )
 
 
-def _tls_context(settings: Settings) -> ssl.SSLContext:
-    return _cached_tls_context(str(settings.tls_ca_file) if settings.tls_ca_file else None)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_tls_context(cafile: str | None) -> ssl.SSLContext:
-    # Loading the trust store costs ~20 ms of CPU; a context is safe to share.
-    return ssl.create_default_context(cafile=cafile)
-
-
 async def probe_credentials(credentials: MailboxCredentials, settings: Settings) -> dict[str, Any]:
     """SMTP and IMAP logins at once: `{"smtp": result, "imap": result}` as dicts, no secrets."""
     options: dict[str, Any] = {
         "timeout": settings.mail_timeout,
-        "tls_context": _tls_context(settings),
+        "tls_context": client_context(settings.tls_ca_file),
         "allow_private": settings.allow_private_networks,
         "nameservers": settings.dns_nameservers or None,
     }

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import json
 import logging
 import random
-import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ import httpx
 from mailfleet import __version__
 from mailfleet.config import Settings
 from mailfleet.kit.netguard import IPAddress, NetguardError, guard_host
+from mailfleet.kit.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +101,6 @@ class PlatformResponse:
             return None
 
 
-@functools.lru_cache(maxsize=4)
-def _tls_context(ca_file: str | None) -> ssl.SSLContext:
-    # Platforms are public HTTPS services; a CA file (MAILFLEET_TLS_CA_FILE) is added
-    # for self-hosted ones behind a private CA.
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
-
-
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """Seconds a Retry-After header asks for (delta-seconds or an HTTP date)."""
     if not value:
@@ -164,7 +153,7 @@ class PlatformClient:
         self._client = httpx.AsyncClient(
             timeout=self.policy.timeout,
             follow_redirects=False,
-            verify=_tls_context(self.policy.tls_ca_file),
+            verify=client_context(self.policy.tls_ca_file),
             trust_env=False,
         )
         return self

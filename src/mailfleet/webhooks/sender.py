@@ -8,7 +8,6 @@ DNS lookup by the HTTP client could answer with a private address (rebinding).
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 import time
 import weakref
@@ -21,6 +20,7 @@ from standardwebhooks import Webhook
 from mailfleet import __version__
 from mailfleet.config import Settings
 from mailfleet.kit.netguard import IPAddress, NetguardError, guard_host, guard_url
+from mailfleet.kit.tls import client_context
 
 REQUEST_TIMEOUT = 10.0
 RESPONSE_EXCERPT_BYTES = 500
@@ -72,11 +72,6 @@ def signature_headers(secret: str, message_id: str, body: str) -> dict[str, str]
     }
 
 
-@functools.lru_cache(maxsize=4)
-def _tls_context(ca_file: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_file)
-
-
 def _slots() -> asyncio.Semaphore:
     loop = asyncio.get_running_loop()
     slots = _send_slots.get(loop)
@@ -107,10 +102,9 @@ async def send_webhook(
         "host": target.netloc.decode("ascii"),
         **signature_headers(secret, message_id, body),
     }
-    ca_file = str(settings.tls_ca_file) if settings.tls_ca_file else None
     async with _slots():
         return await _post_to_first_reachable(
-            target, host, addresses, headers, body.encode(), _tls_context(ca_file)
+            target, host, addresses, headers, body.encode(), client_context(settings.tls_ca_file)
         )
 
 
