@@ -638,3 +638,21 @@ async def test_nameservers_on_different_ports(
     result = await lookup_txt(resolver, "ports.test")
 
     assert result.records == ("hello",)
+
+
+async def test_dmarc_fallback_stops_at_the_registrable_domain(
+    dns_zone: Zone, dns_resolver: Resolver
+) -> None:
+    """The organizational domain comes from the Public Suffix List: the fallback of
+    mail.example.co.uk is example.co.uk, never the public suffix co.uk."""
+    dns_zone.set_records("_dmarc.co.uk", "TXT", ["v=DMARC1; p=none"])
+    dns_zone.set_records("_dmarc.example.co.uk", "TXT", ["v=DMARC1; p=reject"])
+    dns_zone.set_records("_dmarc.co.jp", "TXT", ["v=DMARC1; p=none"])
+
+    inherited = await check_dmarc(dns_resolver, "mail.example.co.uk")
+    orphan = await check_dmarc(dns_resolver, "example.co.jp")
+
+    assert (inherited.status, inherited.details["policyDomain"]) == ("pass", "example.co.uk")
+    assert inherited.details["policy"] == "reject"
+    assert orphan.status == "fail", orphan.message
+    assert orphan.details["policyDomain"] == "example.co.jp"

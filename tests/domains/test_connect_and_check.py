@@ -80,18 +80,24 @@ async def test_names_are_validated_and_idna_normalised(
 ) -> None:
     response = await client.post(
         "/v1/domains/connect",
-        json={"domains": ["bücher.test", "Other.test"], "dnsProvider": "manual"},
+        json={"domains": ["bücher.test", "Other.test", "faß.test"], "dnsProvider": "manual"},
         headers=owner.headers,
     )
     assert response.status_code == 201, response.text
     names = [(d["name"], d["unicodeName"]) for d in response.json()["data"]]
-    assert names == [("xn--bcher-kva.test", "bücher.test"), ("other.test", "other.test")]
+    # faß is not fass (IDNA 2003 mapped one to the other: another domain).
+    assert names == [
+        ("xn--bcher-kva.test", "bücher.test"),
+        ("other.test", "other.test"),
+        ("xn--fa-hia.test", "faß.test"),
+    ]
 
     cases: list[tuple[dict[str, Any], str]] = [
         ({"domains": ["ok.test", "not a domain"]}, "domains.1"),
         ({"domain": "http://x.test/path"}, "domain"),
         ({"domain": "localhost"}, "domain"),
         ({"domain": "1.2.3.4"}, "domain"),
+        ({"domain": "xn--zz.com"}, "domain"),
         ({"domains": ["dup.test", "DUP.test."]}, "domains.1"),
         ({"domain": "x.test", "dnsProvider": "route53"}, "dnsProvider"),
         ({"domain": "x.test", "mailProvider": "yahoo"}, "mailProvider"),

@@ -34,6 +34,7 @@ from mailfleet.dns.resolver import (
     normalize_name,
 )
 from mailfleet.kit.clock import isoformat, utcnow
+from mailfleet.kit.names import registrable_domain
 
 CheckStatus = Literal["pass", "warn", "fail", "unknown"]
 CheckName = Literal["mx", "spf", "dkim", "dmarc"]
@@ -1025,12 +1026,9 @@ def validate_dmarc(text: str) -> tuple[dict[str, str], list[str], list[str]]:
 
 
 def organizational_domain(domain: str) -> str:
-    """The last two labels: a simple approximation of RFC 7489's organizational domain.
-
-    It is wrong under multi-label public suffixes such as co.uk; using the Public
-    Suffix List would fix that at the cost of shipping and refreshing the list.
-    """
-    return ".".join(domain.split(".")[-2:])
+    """RFC 7489's organizational domain: the registrable domain by the Public Suffix
+    List (`mail.example.co.uk` -> `example.co.uk`, never `co.uk`)."""
+    return registrable_domain(domain) or domain
 
 
 async def check_dmarc(resolver: dns.asyncresolver.Resolver, domain: str) -> RecordCheck:

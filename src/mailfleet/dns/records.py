@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailfleet.dns.checks import parse_spf, validate_dmarc
+from mailfleet.kit import names
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA"]
 RECORD_TYPES: tuple[RecordType, ...] = get_args(RecordType)
@@ -138,21 +139,17 @@ def to_ascii_domain(value: str, field: str = "domain") -> tuple[str, str]:
     if "://" in text or "/" in text or "@" in text or ":" in text:
         raise RecordError(field, f"{value!r} is not a domain name (no scheme, path or port)")
     try:
-        ascii_name = text.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise RecordError(field, f"{value!r} is not a valid domain name") from None
-    labels = ascii_name.split(".")
-    if len(labels) < 2 or len(ascii_name) > 253:
+        ascii_domain = names.ascii_name(text)
+    except ValueError as exc:
+        raise RecordError(field, f"{value!r} is not a valid domain name ({exc})") from None
+    labels = ascii_domain.split(".")
+    if len(labels) < 2:
         raise RecordError(field, f"{value!r} is not a valid domain name (e.g. example.com)")
     if not all(_LABEL_RE.fullmatch(label) and "_" not in label for label in labels):
         raise RecordError(field, f"{value!r} is not a valid domain name")
     if labels[-1].isdigit():
         raise RecordError(field, f"{value!r} is an address, not a domain name")
-    try:
-        unicode_name = ascii_name.encode("ascii").decode("idna")
-    except UnicodeError:
-        unicode_name = ascii_name
-    return ascii_name, unicode_name
+    return ascii_domain, names.unicode_name(ascii_domain)
 
 
 def _host(value: str, field: str, *, allow_root: bool = False) -> str:
@@ -162,11 +159,11 @@ def _host(value: str, field: str, *, allow_root: bool = False) -> str:
             return ""
         raise RecordError(field, "a host name is required")
     try:
-        encoded = text.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        encoded = names.ascii_name(text)
+    except ValueError:
         raise RecordError(field, f"{value!r} is not a valid host name") from None
     labels = encoded.split(".")
-    if len(encoded) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
+    if not all(_LABEL_RE.fullmatch(label) for label in labels):
         raise RecordError(field, f"{value!r} is not a valid host name")
     return encoded
 
@@ -185,10 +182,10 @@ def record_name(name: str, zone: str) -> str:
     labels = full.split(".")
     wildcard = labels[0] == "*"
     try:
-        rest = ".".join(labels[1:] if wildcard else labels).encode("idna").decode("ascii")
-    except UnicodeError:
+        rest = names.ascii_name(".".join(labels[1:] if wildcard else labels))
+    except ValueError:
         raise RecordError("name", f"{name!r} is not a valid record name") from None
-    full = ("*." if wildcard else "") + rest.lower()
+    full = ("*." if wildcard else "") + rest
     if len(full) > 253 or not all(
         _LABEL_RE.fullmatch(label) for label in (labels[1:] if wildcard else full.split("."))
     ):

@@ -21,6 +21,8 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from mailfleet.kit.names import ascii_name
+
 LookupStatus = Literal["found", "missing", "unknown"]
 
 # Why a lookup came back without records; "" when it found some.
@@ -148,7 +150,11 @@ def normalize_name(name: str) -> str:
     text = name.strip()
     if not text or text == ".":
         raise ValueError("empty domain name")
-    return to_dns_name(text).to_text(omit_final_dot=True).lower()
+    try:
+        ascii_form = ascii_name(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid domain name {name!r}: {exc}") from None
+    return to_dns_name(ascii_form).to_text(omit_final_dot=True).lower()
 
 
 def _name_text(name: dns.name.Name) -> str:

@@ -62,6 +62,7 @@ from mailfleet.kit.clock import isoformat, utcnow
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import Conflict, MailfleetError, NotFound, ValidationFailed
 from mailfleet.kit.ids import new_id
+from mailfleet.kit.names import ascii_name
 from mailfleet.kit.pagination import Page
 from mailfleet.models import (
     CloudflareCredential,
@@ -521,8 +522,8 @@ def _filtered(workspace_id: str, filters: DomainFilters) -> Select[Domain]:
         query = query.where(Domain.mail_provider == filters.mail_provider)
     if filters.search:
         term = filters.search.strip().lower()
-        with suppress(UnicodeError):
-            term = term.encode("idna").decode("ascii")
+        with suppress(ValueError):
+            term = ascii_name(term)
         query = query.where(Domain.name.like(f"%{term}%"))
     return query
 

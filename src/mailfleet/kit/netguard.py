@@ -14,6 +14,8 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Final, Literal
 
+from mailfleet.kit.names import ascii_name
+
 __all__ = [
     "FORBIDDEN_TARGET",
     "HOST_NOT_FOUND",
@@ -119,19 +121,13 @@ def _parse_literal(host: str) -> IPAddress | None:
 
 def _normalise_hostname(host: str) -> str | None:
     """The ASCII (IDNA) form of a host name, or None when it is not a valid name."""
-    name = host[:-1] if host.endswith(".") else host
-    if not name:
-        return None
     try:
-        ascii_name = name.lower().encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        name = ascii_name(host)
+    except ValueError:
         return None
-    if len(ascii_name) > 253:
+    if not all(_LABEL_RE.fullmatch(label) for label in name.split(".")):
         return None
-    labels = ascii_name.split(".")
-    if not all(_LABEL_RE.fullmatch(label) for label in labels):
-        return None
-    return ascii_name
+    return name
 
 
 def _check(

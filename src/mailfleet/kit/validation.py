@@ -8,6 +8,8 @@ from typing import Annotated
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator
 
+from mailfleet.kit.names import ascii_name
+
 
 def normalize_email(value: str) -> str:
     """Syntax-check an address (no DNS) and lowercase it, as SendKit stores emails.
@@ -25,7 +27,7 @@ EmailAddress = Annotated[str, AfterValidator(normalize_email)]
 
 
 def normalize_hostname(value: str) -> str:
-    """A DNS name or IP literal, IDNA-encoded and lowercased; no scheme, path or port."""
+    """A DNS name or IP literal, IDNA-encoded (UTS 46) and lowercased; no scheme, path or port."""
     import ipaddress
 
     host = value.strip().rstrip(".").lower()
@@ -34,11 +36,11 @@ def normalize_hostname(value: str) -> str:
     except ValueError:
         pass
     try:
-        encoded = host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ValueError("not a valid host name") from exc
+        encoded = ascii_name(host)
+    except ValueError as exc:
+        raise ValueError(f"not a valid host name ({exc})") from None
     labels = encoded.split(".")
-    if not 0 < len(encoded) <= 253 or not all(_LABEL.match(label) for label in labels):
+    if not all(_LABEL.match(label) for label in labels):
         raise ValueError("not a valid host name (expected e.g. smtp.example.com)")
     return encoded
 

@@ -22,7 +22,6 @@ the autoconfig candidates fetched beside it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import logging
 import re
@@ -39,10 +38,10 @@ import dns.exception
 import httpx
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml
-from publicsuffixlist import PublicSuffixList
 
 from mailfleet import __version__
 from mailfleet.dns.resolver import lookup_mx, make_resolver, normalize_name
+from mailfleet.kit.names import ascii_name, registrable_domain
 from mailfleet.kit.netguard import IPAddress, NetguardError, guard_host
 from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import Security
@@ -329,19 +328,6 @@ def _match_mx(exchanges: Sequence[str]) -> DiscoveryResult | None:
     return None
 
 
-@functools.cache
-def _public_suffixes() -> PublicSuffixList:
-    # The list bundled with the package: a lookup must never fetch a newer one.
-    # Loaded on first use, since parsing it costs a few milliseconds.
-    return PublicSuffixList()
-
-
-def registrable_domain(host: str) -> str | None:
-    """The registrable domain of ``host`` ("mx1.eu.hoster.co.uk" -> "hoster.co.uk")."""
-    base: str | None = _public_suffixes().privatesuffix(host.lower().rstrip("."))
-    return base
-
-
 # ------------------------------------------------------------------ autoconfig XML
 
 
@@ -365,12 +351,12 @@ def _valid_host(text: str) -> str | None:
     except ValueError:
         pass
     try:
-        ascii_name = name.encode("idna").decode("ascii")
-    except UnicodeError:
+        host = ascii_name(name)
+    except ValueError:
         return None
-    if len(ascii_name) > 253 or not all(_LABEL_RE.fullmatch(x) for x in ascii_name.split(".")):
+    if not all(_LABEL_RE.fullmatch(x) for x in host.split(".")):
         return None
-    return ascii_name
+    return host
 
 
 def _server_from(element: Element, domain: str) -> tuple[ServerSettings, bool] | None:
