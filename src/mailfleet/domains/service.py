@@ -3,7 +3,8 @@ records, DNS checks, nameservers, forwarding, Cloudflare credentials.
 
 Stored records always match the provider's: a change goes to the provider first and
 is stored only once the provider accepted it (and with what the provider answered);
-when storing then fails, the provider change is undone. Services flush, never commit.
+when storing then fails, the provider change is undone. Services flush, never commit
+(except connect_domains, which must not hold a transaction across provider calls).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, cast
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -209,6 +210,18 @@ def _check_zone(domain: Domain, rows: Sequence[DnsRecord], changes: Sequence[Rec
         )
 
 
+def _changes_for(edits: Sequence[Edit]) -> list[RecordChange]:
+    return [
+        RecordChange(
+            key=edit.row.id if edit.row else new_id(),
+            before=record_data(edit.row) if edit.row else None,
+            after=edit.after,
+            provider_id=edit.row.provider_record_id if edit.row else None,
+        )
+        for edit in edits
+    ]
+
+
 async def write_records(
     session: AsyncSession,
     provider: DnsProvider,
@@ -222,15 +235,7 @@ async def write_records(
     (None for removals). `journal` collects what the provider accepted."""
     if rows is None:
         rows = await records_of(session, domain.id)
-    changes = [
-        RecordChange(
-            key=edit.row.id if edit.row else new_id(),
-            before=record_data(edit.row) if edit.row else None,
-            after=edit.after,
-            provider_id=edit.row.provider_record_id if edit.row else None,
-        )
-        for edit in edits
-    ]
+    changes = _changes_for(edits)
     _check_zone(domain, rows, changes)
     current = [(row.id, record_data(row)) for row in rows]
     zone = _zone(domain)
@@ -329,6 +334,19 @@ def normalise_names(names: Sequence[str], single: bool) -> list[tuple[str, str]]
     return result
 
 
+@dataclass
+class _Connecting:
+    """One domain on its way through a connect: claimed, then set up at the provider."""
+
+    domain: Domain
+    rows: list[DnsRecord] = field(default_factory=list)
+    edits: list[Edit] = field(default_factory=list)
+    changes: list[RecordChange] = field(default_factory=list)
+    applied: dict[str, Applied] = field(default_factory=dict)
+    key: DkimKey | None = None
+    opened: OpenedZone | None = None
+
+
 async def connect_domains(
     session: AsyncSession,
     env: Env,
@@ -343,6 +361,13 @@ async def connect_domains(
 
     All or nothing: when one domain fails, the zones already set up for the others
     in this request are undone at the provider and nothing is stored.
+
+    Three transactions, on purpose (the one place this service commits): the
+    claim (the domain rows, whose unique names stop a concurrent connect of the
+    same name before it reaches the provider), then the provider calls with no
+    transaction open (up to 100 names, each a few HTTP calls of up to 20 s: on
+    SQLite a transaction held across them would lock out every other writer),
+    then the records the provider accepted. A failure removes the claim.
     """
     wanted = normalise_names(names, single)
     taken = list(
@@ -350,43 +375,41 @@ async def connect_domains(
     )
     if taken:
         raise Conflict(f"Already connected: {', '.join(sorted(taken))}", domains=sorted(taken))
-    connected: list[Domain] = []
-    undo: list[tuple[ZoneRef, OpenedZone, list[RecordChange], dict[str, Applied]]] = []
-    async with provider_for(session, env, workspace_id, dns_provider) as provider:
+    provider = await _make_provider(session, env, workspace_id, dns_provider)
+    try:
+        claimed = [
+            _Connecting(
+                await _claim(session, workspace_id, name, uname, dns_provider, mail_provider)
+            )
+            for name, uname in wanted
+        ]
+        await session.commit()
         try:
-            for ascii_name, unicode_name in wanted:
-                domain = await _connect_one(
-                    session,
-                    env,
-                    provider,
-                    workspace_id,
-                    ascii_name,
-                    unicode_name,
-                    dns_provider,
-                    cast(MailProvider, mail_provider),
-                    undo,
-                )
-                connected.append(domain)
+            for item in claimed:
+                await _set_up_at_provider(env, provider, item)
+            for item in claimed:
+                await _record_connect(session, item)
+            await session.commit()
         except BaseException:
-            for zone, opened, changes, applied in reversed(undo):
-                try:
-                    await provider.abandon_zone(zone, opened, inverse(changes, applied))
-                except Exception:
-                    log.exception("could not undo the connect of %s at its provider", zone.name)
+            ids = [item.domain.id for item in claimed]
+            # Before the rollback, which expires what the undo reads.
+            await _undo_connect(provider, claimed)
+            await session.rollback()
+            await session.execute(delete(Domain).where(Domain.id.in_(ids)))
+            await session.commit()
             raise
-    return connected
+    finally:
+        await provider.aclose()
+    return [item.domain for item in claimed]
 
 
-async def _connect_one(
+async def _claim(
     session: AsyncSession,
-    env: Env,
-    provider: DnsProvider,
     workspace_id: str,
     name: str,
     unicode_name: str,
     dns_provider: str,
-    mail_provider: MailProvider,
-    undo: list[tuple[ZoneRef, OpenedZone, list[RecordChange], dict[str, Applied]]],
+    mail_provider: str,
 ) -> Domain:
     domain = Domain(
         id=new_id(),
@@ -403,49 +426,44 @@ async def _connect_one(
     )
     session.add(domain)
     try:
-        # The row first: its unique name makes a concurrent connect of the same name
-        # wait or fail here, before either touches the provider.
         await session.flush()
     except IntegrityError:
         raise Conflict(f"Already connected: {name}", domains=[name]) from None
+    return domain
 
-    opened = await provider.open_zone(name)
-    zone = ZoneRef(name, opened.zone_id)
-    entry: tuple[ZoneRef, OpenedZone, list[RecordChange], dict[str, Applied]] = (
-        zone,
-        opened,
-        [],
-        {},
-    )
-    undo.append(entry)
+
+async def _set_up_at_provider(env: Env, provider: DnsProvider, item: _Connecting) -> None:
+    """Open the zone and write the mail records at the provider; touches no database."""
+    domain = item.domain
+    name = domain.name
+    mail_provider = cast(MailProvider, domain.mail_provider)
+    item.opened = opened = await provider.open_zone(name)
     domain.provider_zone_id = opened.zone_id
     domain.nameservers = list(opened.nameservers)
 
-    rows: list[DnsRecord] = []
+    rows = item.rows
     for existing in opened.existing:
         record = existing.record
         purpose = "ns" if record.type == "NS" and record.name == name else None
-        row = DnsRecord(
-            id=new_id(),
-            domain_id=domain.id,
-            name=record.name,
-            type=record.type,
-            content=record.content,
-            ttl=record.ttl,
-            priority=record.priority,
-            purpose=purpose,
-            provider_record_id=existing.provider_id,
+        rows.append(
+            DnsRecord(
+                id=new_id(),
+                domain_id=domain.id,
+                name=record.name,
+                type=record.type,
+                content=record.content,
+                ttl=record.ttl,
+                priority=record.priority,
+                purpose=purpose,
+                provider_record_id=existing.provider_id,
+            )
         )
-        session.add(row)
-        rows.append(row)
-    await session.flush()
 
-    key: DkimKey | None = None
     selector = public_key = None
     if mail_provider == "self-hosted":
         private_pem, public_key = await asyncio.to_thread(generate_dkim_key)
         selector = dkim_selector(utcnow(), [])
-        key = DkimKey(
+        item.key = DkimKey(
             domain_id=domain.id,
             selector=selector,
             public_key=public_key,
@@ -462,7 +480,7 @@ async def _connect_one(
         existing_spf=apex_spf[0].content if apex_spf else None,
     )
     domain.setup_instructions = [dict(step) for step in plan.instructions]
-    edits: list[Edit] = []
+    edits = item.edits
     planned_mx = any(purpose == "mx" for purpose, _ in plan.records)
     if planned_mx:
         # The mail provider's MX replace whatever the zone pointed mail at before.
@@ -483,13 +501,34 @@ async def _connect_one(
         )
         domain.dmarc_policy = DEFAULT_DMARC.to_dict()
 
-    # What the provider accepted is logged for the undo, so a failure later in this
+    item.changes = _changes_for(edits)
+    _check_zone(domain, rows, item.changes)
+    # What the provider accepted is kept for the undo, so a failure later in this
     # request reverses exactly what was sent.
-    await write_records(session, provider, domain, edits, rows, journal=(entry[2], entry[3]))
-    if key is not None:
-        session.add(key)
+    current = [(row.id, record_data(row)) for row in rows]
+    item.applied = await provider.apply(_zone(domain), item.changes, current)
+
+
+async def _record_connect(session: AsyncSession, item: _Connecting) -> None:
+    domain = item.domain
+    session.add(domain)
+    session.add_all(item.rows)
     await session.flush()
-    return domain
+    await _store(session, domain, item.edits, item.changes, item.applied)
+    if item.key is not None:
+        session.add(item.key)
+    await session.flush()
+
+
+async def _undo_connect(provider: DnsProvider, claimed: Sequence[_Connecting]) -> None:
+    for item in reversed(claimed):
+        if item.opened is None:
+            continue
+        zone = ZoneRef(item.domain.name, item.opened.zone_id)
+        try:
+            await provider.abandon_zone(zone, item.opened, inverse(item.changes, item.applied))
+        except Exception:
+            log.exception("could not undo the connect of %s at its provider", zone.name)
 
 
 async def get_domain(session: AsyncSession, workspace_id: str, domain_id: str) -> Domain:
