@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from mailfleet import __version__, runtime
 from mailfleet.accounts.router import router as accounts_router
@@ -24,7 +27,7 @@ from mailfleet.domains.router import router as domains_router
 from mailfleet.exports.router import connect_inbox_router
 from mailfleet.exports.router import router as exports_router
 from mailfleet.health import router as health_router
-from mailfleet.kit.errors import ERROR_CODES, MailfleetError
+from mailfleet.kit.errors import ERROR_CODES, MailfleetError, ValidationFailed
 from mailfleet.kit.requestid import RequestIdMiddleware
 from mailfleet.logconfig import configure_logging
 from mailfleet.mailboxes.router import router as mailboxes_router
@@ -32,6 +35,8 @@ from mailfleet.webhooks.router import router as webhooks_router
 from mailfleet.workspaces.router import router as workspaces_router
 
 log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def _request_id(request: Request) -> str | None:
@@ -63,8 +68,18 @@ async def handle_mailfleet_error(request: Request, exc: Exception) -> JSONRespon
 
 async def handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        # FastAPI locates the error by character offset; people read lines and columns.
+        location = malformed.get("loc", ())
+        position = location[-1] if location and isinstance(location[-1], int) else 0
+        document = exc.body if isinstance(exc.body, str) else ""
+        reason = str((malformed.get("ctx") or {}).get("error", "invalid JSON"))
+        failed = ValidationFailed.invalid_json(reason, document, position)
+        return _error(400, failed.code, failed.message, **failed.extra)
     details = []
-    for error in exc.errors():
+    for error in errors:
         location = error.get("loc", ())
         detail = {
             "field": _field_path(location),
@@ -73,12 +88,9 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
             "type": error.get("type", "invalid"),
         }
         details.append(detail)
-    if any(error.get("type") == "json_invalid" for error in exc.errors()):
-        message = "The request body is not valid JSON"
-    else:
-        message = "Invalid request: " + "; ".join(
-            f"{d['field'] or d['in']}: {d['message']}" for d in details[:5]
-        )
+    message = "Invalid request: " + "; ".join(
+        f"{d['field'] or d['in']}: {d['message']}" for d in details[:5]
+    )
     return _error(400, "VALIDATION_ERROR", message, details=details)
 
 
@@ -110,6 +122,23 @@ async def handle_unexpected_error(request: Request, exc: Exception) -> JSONRespo
     return response
 
 
+def add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the vendored swagger-ui-dist (static/swagger-ui)."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        assets = f"{root}/static/swagger-ui"
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> FastAPI:
     """Build the app. `start_jobs=False` leaves DBOS to the caller (tests launch it once)."""
     settings = settings or get_settings()
@@ -130,7 +159,13 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         version=__version__,
         description="Self-hosted control plane for cold-email inbox infrastructure.",
         lifespan=lifespan,
+        # /docs is served below from files shipped in the package (FastAPI's own
+        # loads Swagger UI from a CDN: a blank page offline). No ReDoc: it would
+        # need a CDN too, and /docs and /openapi.json cover the same ground.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.settings = settings
     # Registered before (so inside) the request-id middleware: redirects carry an id too.
     # Only Hosts of forwarded domains are answered; every other Host reaches the API.

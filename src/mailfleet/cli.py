@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -103,31 +104,47 @@ def migrate() -> None:
 
     settings = _settings()
 
-    async def run() -> None:
+    async def run() -> str:
         database = Database.from_settings(settings)
-        await upgrade_database(database)
-        await database.dispose()
+        try:
+            return (await upgrade_database(database)).describe()
+        finally:
+            await database.dispose()
 
-    asyncio.run(run())
-    typer.echo("database is up to date")
+    typer.echo(asyncio.run(run()))
 
 
 @admin_app.command("bootstrap")
 def bootstrap(
     email: Annotated[str, typer.Option(help="The first user's email")],
     password: Annotated[
-        str,
-        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Their password"),
-    ],
+        str | None,
+        typer.Option(
+            help="Their password, 8+ characters. Omitted: asked for (twice) on a terminal, "
+            "or read from the first line of standard input",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Create this superuser even though users exist already "
+            "(without it, bootstrap refuses once anyone exists)",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Create the first user, their default workspace and a user API key (printed once)."""
+    """Create the first user (a superuser), their default workspace and a user API key
+    (printed once). Refuses when users exist, unless --force."""
     from mailfleet.accounts import service as accounts
     from mailfleet.db import Database
     from mailfleet.kit.errors import MailfleetError
     from mailfleet.migrate import upgrade_database
 
     settings = _settings()
+    if password is None:
+        password = _read_password()
     if len(password) < 8:
         typer.secho("error: the password needs at least 8 characters", fg="red", err=True)
         raise typer.Exit(2)
@@ -137,7 +154,9 @@ def bootstrap(
         try:
             await upgrade_database(database)
             async with database.transaction() as session:
-                return await accounts.bootstrap(session, email=email, password=password)
+                return await accounts.bootstrap(
+                    session, email=email, password=password, force=force
+                )
         finally:
             await database.dispose()
 
@@ -161,6 +180,24 @@ def bootstrap(
     typer.echo(f"workspace  {result.workspace.name} ({result.workspace.id})")
     typer.echo(f"API key    {result.api_key}")
     typer.echo("Store the key now: it is not shown again.")
+
+
+def _read_password() -> str:
+    """Ask on a terminal; otherwise take the first line of standard input, so a
+    script can pipe a password in without it showing in the process list."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return value
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line.strip():
+        typer.secho(
+            "error: no password: give --password, run on a terminal to be asked for it, "
+            "or write it on standard input",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return line.rstrip("\r\n")
 
 
 @keys_app.command("generate")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from mailfleet.db import Database
@@ -21,11 +23,32 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _upgrade(connection: Connection) -> None:
+@dataclass(frozen=True)
+class Upgrade:
+    """The schema revision before and after an upgrade (None: no schema yet)."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        if self.before is None:
+            return f"created the database schema (revision {self.after})"
+        if self.before != self.after:
+            return f"upgraded the database schema from revision {self.before} to {self.after}"
+        return f"the database schema is up to date (revision {self.after})"
+
+
+def _revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection) -> Upgrade:
+    before = _revision(connection)
     command.upgrade(alembic_config(connection), "head")
+    return Upgrade(before, _revision(connection))
 
 
-async def upgrade_database(database: Database) -> None:
+async def upgrade_database(database: Database) -> Upgrade:
     """Bring the schema to the newest revision (a no-op when it is there)."""
     async with database.engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        return await connection.run_sync(_upgrade)

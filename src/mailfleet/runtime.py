@@ -6,11 +6,14 @@ request, get them here. The app lifespan and `mailfleet worker` set it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.kit.crypto import Keyring
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ async def start(settings: Settings, *, launch_jobs: bool) -> Runtime:
 
     settings.check_startup()
     database = Database.from_settings(settings)
-    await upgrade_database(database)
+    upgrade = await upgrade_database(database)
+    log.info("%s", upgrade.describe())
     current = Runtime(settings, database, Keyring(settings.secret_keyring_entries()))
     set_runtime(current)
     if launch_jobs:

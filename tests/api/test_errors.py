@@ -15,15 +15,31 @@ async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
     assert response.headers["x-request-id"]
 
 
-async def test_malformed_json_is_400(client: httpx.AsyncClient, owner: Account) -> None:
+async def test_malformed_json_is_400_located_by_line_and_column(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
     response = await client.post(
         "/v1/workspaces",
-        content=b'{"name": ',
+        content=b'{\n  "name": "ok",\n  "description": }',
         headers={**owner.headers, "content-type": "application/json"},
     )
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
-    assert response.json()["error"]["message"] == "The request body is not valid JSON"
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"] == (
+        "The request body is not valid JSON: Expecting value at line 3, column 18"
+    )
+    # The body is the field: never a character offset standing in for a field name.
+    assert error["details"] == [
+        {
+            "field": "body",
+            "in": "body",
+            "message": "Expecting value at line 3, column 18",
+            "type": "json_invalid",
+            "line": 3,
+            "column": 18,
+        }
+    ]
 
 
 async def test_validation_error_names_the_field(client: httpx.AsyncClient, owner: Account) -> None:

@@ -188,4 +188,7 @@ async def test_errors_in_saleshandy_shape(client: httpx.AsyncClient, owner: Acco
         headers={**headers, "content-type": "application/json"},
     )
     assert broken.status_code == 400
-    assert broken.json()["message"] == "The request body is not valid JSON"
+    assert broken.json()["message"] == (
+        "The request body is not valid JSON: "
+        "Expecting property name enclosed in double quotes at line 1, column 3"
+    )

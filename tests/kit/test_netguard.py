@@ -70,6 +70,8 @@ async def test_non_public_targets_are_refused(host: str) -> None:
     assert host.strip("[]") in str(error)
     assert error.address is not None
     assert error.address in str(error)
+    # A newcomer trying local mail servers learns which setting lets them through.
+    assert "MAILFLEET_ALLOW_PRIVATE_NETWORKS=true" in error.message
 
 
 @pytest.mark.parametrize("host", PUBLIC_LITERALS)

@@ -122,8 +122,21 @@ class Bootstrap:
     api_key: str
 
 
-async def bootstrap(session: AsyncSession, *, email: str, password: str) -> Bootstrap:
-    """The first user: an owner with a default workspace and a user API key."""
+async def bootstrap(
+    session: AsyncSession, *, email: str, password: str, force: bool = False
+) -> Bootstrap:
+    """The first user: an owner with a default workspace and a user API key.
+
+    Once anyone exists, another "first user" (a superuser with a fresh key) is
+    made only when asked for explicitly: running the quick start twice must not
+    mint a second superuser by accident.
+    """
+    if not force and await session.scalar(select(User.id).limit(1)) is not None:
+        raise Conflict(
+            "Mailfleet already has users, so there is no first user to create; "
+            "a superuser adds users with POST /v1/users, or pass --force to create "
+            "another superuser anyway"
+        )
     user, workspace = await create_user(session, email=email, password=password)
     user.is_superuser = True
     created = await create_api_key(session, user, name="bootstrap", scope="user", workspace_id=None)

@@ -60,7 +60,9 @@ async def read_json(request: Request, limit: int) -> object:
     body = await read_body(request, limit)
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed.invalid_json(exc.msg, exc.doc, exc.pos) from None
+    except UnicodeDecodeError:
         raise ValidationFailed.for_field("body", "The request body is not valid JSON") from None
 
 

@@ -33,6 +33,40 @@ class ValidationFailed(MailfleetError):
     def for_field(cls, field: str, message: str) -> ValidationFailed:
         return cls(message, [{"field": field, "message": message}])
 
+    @classmethod
+    def invalid_json(cls, reason: str, document: str, position: int) -> ValidationFailed:
+        """Malformed JSON, located by line and column (a character offset means
+        nothing to someone looking at their request in an editor)."""
+        return cls(
+            f"The request body is not valid JSON: {json_error_text(reason, document, position)}",
+            [json_error_detail(reason, document, position)],
+        )
+
+
+def json_error_text(reason: str, document: str, position: int) -> str:
+    line, column = _line_and_column(document, position)
+    return f"{reason} at line {line}, column {column}"
+
+
+def json_error_detail(reason: str, document: str, position: int) -> dict[str, Any]:
+    """The `details` entry of a malformed JSON body: the field is the body itself."""
+    line, column = _line_and_column(document, position)
+    return {
+        "field": "body",
+        "in": "body",
+        "message": json_error_text(reason, document, position),
+        "type": "json_invalid",
+        "line": line,
+        "column": column,
+    }
+
+
+def _line_and_column(document: str, position: int) -> tuple[int, int]:
+    # As json.JSONDecodeError counts them: both from 1.
+    line = document.count("\n", 0, position) + 1
+    column = position - document.rfind("\n", 0, position)
+    return line, column
+
 
 class Unauthorized(MailfleetError):
     status_code = 401

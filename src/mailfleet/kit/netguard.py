@@ -146,7 +146,8 @@ def _check(
                 raise NetguardError(
                     FORBIDDEN_TARGET,
                     f"{target}, which is not public ({reason}); outbound connections "
-                    "may not reach it",
+                    "may not reach it unless MAILFLEET_ALLOW_PRIVATE_NETWORKS=true (for "
+                    "servers on this machine or your own network)",
                     host=host,
                     address=str(ip),
                 )
