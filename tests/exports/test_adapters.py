@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -642,3 +644,42 @@ async def test_https_platform_reached_at_the_guarded_address_with_its_name(
         assert done["exportStatus"] == "COMPLETED", done
         [sent] = secure.requests("POST", "/v1/mailboxes")
         assert sent.headers["host"] == f"localhost:{secure.port}"
+
+
+async def test_secrets_a_platform_echoes_encoded_are_never_stored(
+    client: httpx.AsyncClient,
+    owner: Account,
+    database: Database,
+    keyring: Keyring,
+    fake: FakePlatform,
+) -> None:
+    """A platform that echoes the API key URL-encoded or JSON-escaped must not get
+    it into export_items.message, which every member (viewers too) reads."""
+    key = 'pk/"quoted" a+b&c=d\\e-0123'
+    fake.route("GET", "/api/v2/accounts", Reply(200, {"items": []}))
+    echoes = {
+        "box0@fleet.test": Reply(400, {"message": f"bad token {quote(key, safe='')}"}),
+        "box1@fleet.test": Reply(400, {"message": f"bad token {quote_plus(key).lower()}"}),
+        "box2@fleet.test": Reply(400, {"message": "request was " + json.dumps({"key": key})}),
+        # Not JSON: the raw body (here the request echoed as JSON text) is never kept.
+        "box3@fleet.test": Reply(500, json.dumps({"authorization": f"Bearer {key}"})),
+        "box4@fleet.test": Reply(422, {"message": f"token {key} refused"}),
+    }
+    fake.route("POST", "/api/v2/accounts", lambda seen: echoes[seen.json["email"]])
+    account = await add_account(client, owner, "instantly", fake.url, api_key=key)
+    made = await make_mailboxes(database, keyring, owner.workspace_id, 5)
+
+    queued = await push(client, owner, account["id"])
+    done = await wait_for_export(client, owner, queued["id"])
+
+    messages = {r["email"]: r["message"] for r in done["results"]}
+    assert len(messages) == len(made)
+    forms = {key, quote(key, safe=""), quote_plus(key), json.dumps(key)[1:-1], "a+b&c=d"}
+    for email, message in messages.items():
+        leaked = [form for form in forms if form.lower() in message.lower()]
+        assert leaked == [], (email, message)
+    assert messages["box0@fleet.test"] == "Instantly answered 400: bad token [redacted]"
+    assert (
+        messages["box3@fleet.test"] == "Instantly answered 500: HTTP 500, no message in the answer"
+    )
+    assert messages["box4@fleet.test"] == "Instantly answered 422: token [redacted] refused"

@@ -130,7 +130,9 @@ class AccountAccess:
 
 def platform_message(response: PlatformResponse, client: PlatformClient) -> str:
     """The human message in a platform's answer: its JSON message or error fields,
-    else an excerpt of the body; secrets scrubbed."""
+    secrets scrubbed. Never the raw body: a platform may echo the request (secrets
+    included, in whatever encoding), and the message is stored and shown to every
+    member of the workspace."""
     data = response.json()
     found: list[str] = []
 
@@ -154,8 +156,9 @@ def platform_message(response: PlatformResponse, client: PlatformClient) -> str:
                 collect(data[key])
             if found:
                 break
-    message = "; ".join(dict.fromkeys(found)) if found else client.excerpt(response)
-    return client.scrub(message)[:500] or f"HTTP {response.status}"
+    if not found:
+        return f"HTTP {response.status}, no message in the answer"
+    return client.scrub("; ".join(dict.fromkeys(found)))[:500] or f"HTTP {response.status}"
 
 
 def already_exists(status: int, message: str) -> bool:

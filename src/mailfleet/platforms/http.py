@@ -7,8 +7,9 @@ the HTTP client could answer with a private address (DNS rebinding).
 
 429 waits what Retry-After asks; 5xx, timeouts and connection failures back off
 exponentially. Every wait is capped by MAILFLEET_PLATFORM_MAX_RETRY_DELAY. Texts
-that leave this module (error messages, answer excerpts) have the account's
-secrets scrubbed out, since a platform may echo what it was sent.
+that leave this module (error messages) have the account's secrets scrubbed out,
+in the forms a platform echoes them (as sent, URL-encoded, JSON-escaped), since a
+platform may echo what it was sent.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -38,7 +41,6 @@ USER_AGENT = f"Mailfleet/{__version__} (platform export)"
 # Platform answers are small JSON documents; a report CSV of a large batch is the
 # biggest thing read. Anything larger is refused rather than held in memory.
 MAX_ANSWER_BYTES = 10 * 1024 * 1024
-EXCERPT_CHARS = 300
 _REDACTED = "[redacted]"
 # Not for secrets: it only spreads retries so many workers do not retry in step.
 _jitter = random.Random()  # noqa: S311
@@ -127,6 +129,20 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
 
 
+def secret_forms(secret: str) -> set[str]:
+    """`secret` as a platform may echo it back: as sent, URL-encoded (either case of
+    hex, `+` or `%20` for spaces) and JSON-escaped (one or two levels, ASCII or not)."""
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")}
+    for text in (secret, json.dumps(secret)[1:-1]):
+        forms.add(json.dumps(text)[1:-1])
+        forms.add(json.dumps(text, ensure_ascii=False)[1:-1])
+    forms |= {_PERCENT.sub(lambda m: m.group().lower(), form) for form in forms}
+    return forms
+
+
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
+
+
 class PlatformClient:
     """HTTP to one platform account: its base URL, its auth headers or query
     parameters (sent only to the base URL's origin), and the secrets to scrub."""
@@ -144,7 +160,9 @@ class PlatformClient:
         self.policy = policy
         self._auth_headers = dict(headers or {})
         self._auth_params = dict(params or {})
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        forms = {form for s in secrets if s and len(s) >= 4 for form in secret_forms(s)}
+        # Longest first, so a form containing another is replaced whole.
+        self._secrets = sorted(forms, key=len, reverse=True)
         self._addresses: dict[str, list[IPAddress]] = {}
         self._client: httpx.AsyncClient | None = None
 
@@ -172,10 +190,6 @@ class PlatformClient:
         for secret in self._secrets:
             text = text.replace(secret, _REDACTED)
         return text
-
-    def excerpt(self, response: PlatformResponse) -> str:
-        text = " ".join(response.text.split())
-        return self.scrub(text)[:EXCERPT_CHARS]
 
     def resolve(self, url: str) -> httpx.URL:
         """An absolute URL as given, or a path under the base URL."""
