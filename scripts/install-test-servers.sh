@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the real servers the test suite talks to on loopback: Dovecot (IMAP)
-# and PowerDNS with its SQLite backend. PostgreSQL 15 binaries are expected on
+# and PowerDNS with its SQLite backend; Postfix, Dovecot's LMTP and SQL drivers for
+# the hosted mail server (`mailfleet mailserver run`). PostgreSQL 15 binaries are expected on
 # PATH (initdb, pg_ctl); they are installed from Debian when missing.
 set -euo pipefail
 
 need=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 command -v pdns_server >/dev/null 2>&1 || [ -x /usr/sbin/pdns_server ] || need+=(pdns-server pdns-backend-sqlite3)
+command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || need+=(postfix)
+for package in postfix-sqlite postfix-pgsql dovecot-lmtpd dovecot-sqlite dovecot-pgsql; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || need+=("$package")
+done
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then
@@ -18,9 +23,11 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 echo "installing test servers: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Postfix asks how it is used; the system instance is never started.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian's packages try to start their services; tests start private instances instead.
-for service in dovecot pdns; do
+for service in dovecot pdns postfix; do
   if [ -x "/etc/init.d/$service" ]; then "/etc/init.d/$service" stop >/dev/null 2>&1 || true; fi
 done

@@ -31,6 +31,7 @@ from mailfleet.kit.errors import ERROR_CODES, MailfleetError, ValidationFailed
 from mailfleet.kit.requestid import RequestIdMiddleware
 from mailfleet.logconfig import configure_logging
 from mailfleet.mailboxes.router import router as mailboxes_router
+from mailfleet.mailserver.router import router as mailserver_router
 from mailfleet.webhooks.router import router as webhooks_router
 from mailfleet.workspaces.router import router as workspaces_router
 
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         saleshandy_router,
         webhooks_router,
         domains_router,
+        mailserver_router,
         billing_router,
         exports_router,
         connect_inbox_router,

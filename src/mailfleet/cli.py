@@ -15,6 +15,7 @@ import typer
 from mailfleet import __version__
 from mailfleet.billing.cli import billing_app
 from mailfleet.config import Settings, SettingsError, get_settings
+from mailfleet.mailserver.cli import mailserver_app
 
 app = typer.Typer(
     help="Mailfleet: self-hosted control plane for cold-email inbox infrastructure.",
@@ -30,6 +31,7 @@ mailboxes_app = typer.Typer(
 )
 app.add_typer(mailboxes_app, name="mailboxes")
 app.add_typer(billing_app, name="billing")
+app.add_typer(mailserver_app, name="mailserver")
 
 
 def _settings() -> Settings:

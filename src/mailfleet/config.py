@@ -85,6 +85,34 @@ class Settings(BaseSettings):
     bulk_chunk_size: int = Field(default=25, ge=1, le=1000)
     bulk_max_attempts: int = Field(default=3, ge=1, le=10)
     bulk_retry_delay: float = Field(default=2.0, ge=0)
+    # Hosted mail (`mailfleet mailserver`): the host name published as MX target and
+    # given to clients as their SMTP/IMAP host (default: this machine's FQDN); its TLS
+    # certificate and key (outside production a self-signed pair is generated into the
+    # data dir when unset); an optional smarthost for outbound mail where port 25 is
+    # blocked ("[host]:port"); where mail is stored (default DATA_DIR/mail); the quota
+    # of a new mailbox in MiB (0: none); how long a deleted mailbox's mail is kept.
+    mail_hostname: str | None = None
+    mail_tls_cert: Path | None = None
+    mail_tls_key: Path | None = None
+    mail_relayhost: str | None = None
+    mail_storage_dir: Path | None = None
+    mail_default_quota_mb: int = Field(default=5120, ge=0)
+    mail_deleted_retention_days: int = Field(default=30, ge=0)
+    # Where `mailfleet mailserver run` listens; the ports are also what hosted
+    # mailboxes are told to use (submission and IMAPS).
+    mail_listen: str = "0.0.0.0"  # noqa: S104 - a mail server serves the world
+    mail_smtp_port: int = Field(default=25, ge=1, le=65535)
+    mail_submission_port: int = Field(default=587, ge=1, le=65535)
+    mail_smtps_port: int = Field(default=465, ge=1, le=65535)
+    mail_imap_port: int = Field(default=143, ge=1, le=65535)
+    mail_imaps_port: int = Field(default=993, ge=1, le=65535)
+    # Loopback ports of the DKIM signing filter and of Postfix's re-injection
+    # listener that takes signed mail back.
+    mail_dkim_filter_port: int = Field(default=10027, ge=1, le=65535)
+    mail_reinject_port: int = Field(default=10028, ge=1, le=65535)
+    # The system user that owns mail storage (created by the README's install step);
+    # `mailserver run` falls back to "dovecot" when it does not exist.
+    mail_user: str = "vmail"
     worker_id: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -145,6 +173,19 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def mail_host(self) -> str:
+        """The mail server's public host name: MAILFLEET_MAIL_HOSTNAME or this machine's."""
+        if self.mail_hostname:
+            return self.mail_hostname.strip().rstrip(".").lower()
+        import socket
+
+        return socket.getfqdn().lower()
+
+    @property
+    def resolved_mail_storage_dir(self) -> Path:
+        return (self.mail_storage_dir or self.resolved_data_dir / "mail").expanduser().resolve()
 
     @property
     def is_sqlite(self) -> bool:

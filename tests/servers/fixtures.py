@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from mailfleet.config import Settings
 from tests.servers.blackhole import BlackholeServer
 from tests.servers.common import unused_tcp_port
 from tests.servers.dnsserver import LocalDnsServer
 from tests.servers.dovecot import DovecotServer
+from tests.servers.mailserver import HostedMailServer
 from tests.servers.smtp import SmtpServer
 from tests.servers.tls import LoopbackTLS
 
@@ -85,3 +87,13 @@ def dns_names(dns_zone: LocalDnsServer) -> LocalDnsServer:
     for name in LOOPBACK_NAMES:
         dns_zone.set_records(name, "A", ["127.0.0.1"])
     return dns_zone
+
+
+@pytest.fixture(scope="session")
+def hosted_mail_server(
+    settings: Settings, loopback_tls: LoopbackTLS, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HostedMailServer]:
+    """`mailfleet mailserver run` (Postfix, Dovecot, DKIM filter) on the session's
+    database, started once: it is the slowest server here."""
+    with HostedMailServer(settings, loopback_tls, tmp_path_factory.mktemp("mailserver")) as server:
+        yield server

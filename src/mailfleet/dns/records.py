@@ -360,6 +360,7 @@ def mail_plan(
     dkim_selector: str | None = None,
     dkim_public_key: str | None = None,
     existing_spf: str | None = None,
+    mail_host: str | None = None,
     ttl: int = DEFAULT_TTL,
 ) -> MailPlan:
     """The MX, SPF and DKIM records (DMARC is separate, `dmarc_record`) for a provider."""
@@ -420,7 +421,8 @@ def mail_plan(
             }
         )
     elif provider == "self-hosted":
-        mail_host = f"mail.{domain}"
+        # MAILFLEET_MAIL_HOSTNAME when Mailfleet runs the mail server itself.
+        mail_host = mail_host or f"mail.{domain}"
         mx = [(10, mail_host)]
         includes = ["mx"]
         if dkim_selector and dkim_public_key:

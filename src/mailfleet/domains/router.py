@@ -29,6 +29,7 @@ from mailfleet.domains.schemas import (
 )
 from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
 from mailfleet.kit.pagination import PageDep
+from mailfleet.mailserver.service import hosted_mail
 from mailfleet.models import DkimKey, DnsRecord, Domain
 
 router = APIRouter(prefix="/v1", tags=["domains"], responses=ERROR_RESPONSES)
@@ -112,6 +113,7 @@ async def _detail(session: SessionDep, domain: Domain) -> DomainDetailOut:
         **domain_out(domain, count).model_dump(),
         dkim=[key_out(domain, key) for key in keys],
         records=[record_out(domain, row) for row in rows],
+        hosted_mail=await hosted_mail(session, domain),
     )
 
 

@@ -134,6 +134,8 @@ class DomainOut(ApiOut):
 class DomainDetailOut(DomainOut):
     dkim: list[DkimKeyOut]
     records: list[DnsRecordOut]
+    # Self-hosted domains: email forwarding and catch-all (mailserver/).
+    hosted_mail: Any = None
 
 
 class DnsCheckOut(ApiOut):

@@ -478,6 +478,7 @@ async def _set_up_at_provider(env: Env, provider: DnsProvider, item: _Connecting
         dkim_selector=selector,
         dkim_public_key=public_key,
         existing_spf=apex_spf[0].content if apex_spf else None,
+        mail_host=env.settings.mail_host if env.settings.mail_hostname else None,
     )
     domain.setup_instructions = [dict(step) for step in plan.instructions]
     edits = item.edits

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from mailfleet.deps import DiscovererDep, KeyringDep, SessionDep, WorkspaceDep
+from mailfleet.deps import DiscovererDep, KeyringDep, SessionDep, SettingsDep, WorkspaceDep
 from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
 from mailfleet.kit.errors import ValidationFailed
 from mailfleet.kit.pagination import PageDep
@@ -29,6 +29,8 @@ from mailfleet.mailboxes.schemas import (
     TagOut,
     TagUpdate,
 )
+from mailfleet.mailserver import service as hosted
+from mailfleet.mailserver.schemas import HostedUpdateIn
 from mailfleet.models import ConnectionTest, Mailbox, Pool, Tag
 
 router = APIRouter(prefix="/v1", tags=["mailboxes"], responses=ERROR_RESPONSES)
@@ -66,6 +68,11 @@ def mailbox_out(mailbox: Mailbox) -> MailboxOut:
         last_verified_at=mailbox.last_verified_at,
         created_at=mailbox.created_at,
         updated_at=mailbox.updated_at,
+        hosted=mailbox.hosted_domain_id is not None,
+        first_name=mailbox.first_name,
+        last_name=mailbox.last_name,
+        quota_bytes=mailbox.quota_bytes,
+        forward_to=mailbox.forward_to,
     )
 
 
@@ -168,8 +175,13 @@ async def discover_settings(
 
 
 @router.get("/mailboxes/{mailbox_id}", response_model=Envelope[MailboxOut])
-async def get_mailbox(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
-    return ok(mailbox_out(await service.get_mailbox(session, ctx.workspace_id, mailbox_id)))
+async def get_mailbox(
+    mailbox_id: str, ctx: WorkspaceDep, session: SessionDep, settings: SettingsDep
+) -> Any:
+    mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    out = mailbox_out(mailbox)
+    out.quota_used_bytes = hosted.quota_used_bytes(settings, mailbox)
+    return ok(out)
 
 
 @router.put("/mailboxes/{mailbox_id}", response_model=Envelope[MailboxOut])
@@ -181,9 +193,15 @@ async def update_mailbox(
     keyring: KeyringDep,
 ) -> Any:
     mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    hosted_update = HostedUpdateIn.model_validate(
+        body.model_dump(include={"first_name", "last_name", "password", "reset_password"})
+    )
+    generated = await hosted.update_hosted_mailbox(session, keyring, mailbox, hosted_update)
     mailbox, test = await service.update_mailbox(session, keyring, mailbox, body)
     message = "Mailbox updated" + ("; new settings queued for verification" if test else "")
-    return ok(mailbox_out(mailbox), message)
+    out = mailbox_out(mailbox)
+    out.password = generated
+    return ok(out, message)
 
 
 @router.delete("/mailboxes/{mailbox_id}", response_model=Envelope[RemovalOut | None])

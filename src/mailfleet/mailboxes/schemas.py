@@ -75,6 +75,12 @@ class ServerUpdate(ApiModel):
 
 class MailboxUpdate(ApiModel):
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Hosted mailboxes only (mailserver/): names, and a new password (given, or
+    # generated with resetPassword and returned once).
+    first_name: str | None = Field(default=None, min_length=1, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    password: str | None = Field(default=None, min_length=10, max_length=128, repr=False)
+    reset_password: bool = False
     daily_send_limit: int | None = None
     signature: str | None = Field(default=None, max_length=20_000)
     tags: list[str] | None = Field(default=None, max_length=50)
@@ -117,6 +123,15 @@ class MailboxOut(ApiOut):
     last_verified_at: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp
+    # Hosted mailboxes: on Mailfleet's own mail server.
+    hosted: bool = False
+    first_name: str | None = None
+    last_name: str | None = None
+    quota_bytes: int | None = None
+    quota_used_bytes: int | None = None
+    forward_to: str | None = None
+    # Only in the answer to the PUT that generated it (resetPassword).
+    password: str | None = None
 
 
 class ConnectionTestOut(ApiOut):

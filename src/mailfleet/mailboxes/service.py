@@ -412,6 +412,11 @@ async def remove_mailbox(session: AsyncSession, mailbox: Mailbox) -> datetime | 
 
 async def delete_mailbox(session: AsyncSession, mailbox: Mailbox) -> None:
     data = mailbox_event_data(mailbox)
+    if mailbox.hosted_domain_id is not None:
+        from mailfleet.mailserver.service import schedule_mail_purge
+        from mailfleet.runtime import runtime
+
+        await schedule_mail_purge(session, runtime().settings, mailbox)
     await session.delete(mailbox)
     await session.flush()
     await emit(session, mailbox.workspace_id, events.MAILBOX_DELETED, data)

@@ -48,6 +48,7 @@ from mailfleet.models.mailboxes import (
     Tag,
     mailbox_tags,
 )
+from mailfleet.models.mailserver import MailPurge
 from mailfleet.models.webhooks import (
     DELIVERY_STATUSES,
     WebhookDelivery,
@@ -100,6 +101,7 @@ __all__ = [
     "ExportItem",
     "IdempotentRequest",
     "Invoice",
+    "MailPurge",
     "Mailbox",
     "MailboxRemoval",
     "Membership",

@@ -48,6 +48,9 @@ class Domain(Timestamps, Base):
     forward_url: Mapped[str | None] = mapped_column(String(2048))
     forward_permanent: Mapped[bool] = mapped_column(Boolean, default=True)
     forward_keep_path: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Self-hosted mail: where mail for an address of this domain that no mailbox or
+    # alias owns goes (None: it is refused).
+    catch_all_destination: Mapped[str | None] = mapped_column(String(320))
 
 
 class DnsRecord(Timestamps, Base):

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -99,6 +100,19 @@ class Mailbox(Timestamps, Base):
     setup_status: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(1000))
+
+    # Hosted mailboxes (mailserver/): the self-hosted domain whose mail server holds
+    # this mailbox, the hash Dovecot verifies logins against (the keyring copies above
+    # stay for exports), and what Postfix does with mail that arrives for it.
+    hosted_domain_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("domains.id", ondelete="SET NULL"), index=True
+    )
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    forward_to: Mapped[str | None] = mapped_column(String(320))
+    forward_keep_copy: Mapped[bool] = mapped_column(Boolean, default=True)
 
     tags: Mapped[list[Tag]] = relationship(secondary=mailbox_tags, lazy="selectin")
 

@@ -1,0 +1,397 @@
+"""Hosted mailboxes, email forwarding and catch-all: rows that Postfix and Dovecot
+read through the views of migration 0009, so a change takes effect at the mail
+server's next lookup, without a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailfleet.config import Settings
+from mailfleet.kit.clock import utcnow
+from mailfleet.kit.crypto import Keyring
+from mailfleet.kit.errors import Conflict, MailfleetError, NotFound, ValidationFailed
+from mailfleet.mailboxes import service as mailboxes
+from mailfleet.mailboxes.schemas import MailboxCreate
+from mailfleet.mailserver.passwords import dovecot_hash, generate_password
+from mailfleet.mailserver.schemas import (
+    CatchAllOut,
+    EmailForwardingIn,
+    EmailForwardingOut,
+    HostedMailboxIn,
+    HostedMailboxResult,
+    HostedMailOut,
+    HostedUpdateIn,
+)
+from mailfleet.models import DkimKey, Domain, Mailbox, MailPurge
+
+log = logging.getLogger(__name__)
+
+HOSTED_PROVIDER = "mailfleet"
+
+
+def require_self_hosted(domain: Domain) -> None:
+    if domain.mail_provider != "self-hosted":
+        raise Conflict(
+            f"{domain.name} gets its mail from {domain.mail_provider!r}, not from Mailfleet: "
+            "only domains connected with mailProvider 'self-hosted' have hosted mailboxes",
+            reason="DOMAIN_NOT_SELF_HOSTED",
+        )
+
+
+def maildir_of(domain_name: str, mailbox_id: str) -> str:
+    """Relative to the storage dir; the id (not the address) so a re-created address
+    never sees a deleted mailbox's mail. The mailserver_mailboxes view says the same."""
+    return f"{domain_name}/{mailbox_id}"
+
+
+def display_name(first: str, last: str) -> str:
+    return f"{first} {last}".strip()
+
+
+async def _hash(password: str) -> str:
+    # Argon2 costs ~20 ms of CPU: off the event loop.
+    return await asyncio.to_thread(dovecot_hash, password)
+
+
+async def create_hosted_mailboxes(
+    session: AsyncSession,
+    settings: Settings,
+    keyring: Keyring,
+    domain: Domain,
+    items: list[HostedMailboxIn],
+) -> list[HostedMailboxResult]:
+    """One result per item, in order: a failed item (duplicate address, no seat left,
+    unknown pool) is reported and never stops the others."""
+    require_self_hosted(domain)
+    emails = [f"{item.username}@{domain.name}" for item in items]
+    existing = set(
+        await session.scalars(
+            select(Mailbox.email).where(
+                Mailbox.workspace_id == domain.workspace_id, Mailbox.email.in_(emails)
+            )
+        )
+    )
+    seen: set[str] = set()
+    results: list[HostedMailboxResult] = []
+    host = settings.mail_host
+    for index, (item, email) in enumerate(zip(items, emails, strict=True)):
+        result = HostedMailboxResult(
+            index=index, username=item.username, email=email, status="failed"
+        )
+        results.append(result)
+        if email in existing or email in seen:
+            result.error = {"code": "CONFLICT", "message": f"{email} already exists"}
+            continue
+        seen.add(email)
+        generated = item.password is None
+        password = item.password or generate_password()
+        try:
+            if item.pool_id is not None:
+                await mailboxes.get_pool(session, domain.workspace_id, item.pool_id)
+            create = MailboxCreate(
+                email=email,
+                display_name=display_name(item.first_name, item.last_name) or item.username,
+                provider=HOSTED_PROVIDER,
+                smtp={
+                    "host": host,
+                    "port": settings.mail_submission_port,
+                    "secure": True,
+                    "username": email,
+                    "password": password,
+                },
+                imap={
+                    "host": host,
+                    "port": settings.mail_imaps_port,
+                    "secure": True,
+                    "username": email,
+                    "password": password,
+                },
+                daily_send_limit=item.daily_send_limit,
+                tags=item.tags,
+                pool_id=item.pool_id,
+            )
+            # The mail server hands out this login itself: active at once, nothing to probe.
+            mailbox = await mailboxes.create_mailbox(
+                session, keyring, domain.workspace_id, create, verify=False
+            )
+        except MailfleetError as exc:
+            result.error = exc.to_error_body()
+            continue
+        mailbox.hosted_domain_id = domain.id
+        mailbox.first_name = item.first_name
+        mailbox.last_name = item.last_name
+        mailbox.password_hash = await _hash(password)
+        mailbox.quota_bytes = settings.mail_default_quota_mb * 1024 * 1024
+        mailbox.last_verified_at = utcnow()
+        await session.flush()
+        result.status = "created"
+        result.mailbox_id = mailbox.id
+        result.password = password if generated else None
+    return results
+
+
+async def update_hosted_mailbox(
+    session: AsyncSession, keyring: Keyring, mailbox: Mailbox, data: HostedUpdateIn
+) -> str | None:
+    """Names and password of a hosted mailbox; the new password is returned when
+    Mailfleet generated it. Dovecot reads the hash at the next login: no restart."""
+    if mailbox.hosted_domain_id is None:
+        for field, value in (
+            ("firstName", data.first_name),
+            ("lastName", data.last_name),
+            ("password", data.password),
+        ):
+            if value is not None:
+                raise ValidationFailed.for_field(
+                    field, f"{field} applies to hosted mailboxes only; use smtp and imap here"
+                )
+        if data.reset_password:
+            raise ValidationFailed.for_field(
+                "resetPassword", "resetPassword applies to hosted mailboxes only"
+            )
+        return None
+    if data.first_name is not None:
+        mailbox.first_name = data.first_name.strip()
+    if data.last_name is not None:
+        mailbox.last_name = data.last_name.strip()
+    if data.first_name is not None or data.last_name is not None:
+        mailbox.display_name = display_name(mailbox.first_name or "", mailbox.last_name or "")
+    generated = None
+    password = data.password
+    if data.reset_password:
+        password = generated = generate_password()
+    if password is not None:
+        ciphertext = keyring.encrypt(password)
+        mailbox.smtp_password_enc = ciphertext
+        mailbox.imap_password_enc = ciphertext
+        mailbox.password_hash = await _hash(password)
+    mailbox.updated_at = utcnow()
+    await session.flush()
+    return generated
+
+
+async def schedule_mail_purge(session: AsyncSession, settings: Settings, mailbox: Mailbox) -> None:
+    """Called as a hosted mailbox's row goes: its login goes with it at once (the views
+    no longer list it); its mail stays for the retention, then `mailserver run` removes it."""
+    domain_name = mailbox.email.rsplit("@", 1)[1]
+    session.add(
+        MailPurge(
+            workspace_id=mailbox.workspace_id,
+            email=mailbox.email,
+            maildir=maildir_of(domain_name, mailbox.id),
+            purge_after=utcnow() + timedelta(days=settings.mail_deleted_retention_days),
+        )
+    )
+    await session.flush()
+
+
+async def purge_due_mail(session: AsyncSession, storage: Path, limit: int = 100) -> int:
+    """Remove the mail of deleted mailboxes whose retention has passed."""
+    due = list(
+        await session.scalars(
+            select(MailPurge)
+            .where(MailPurge.purge_after <= utcnow())
+            .order_by(MailPurge.purge_after)
+            .limit(limit)
+        )
+    )
+    for purge in due:
+        await asyncio.to_thread(_remove_maildir, storage, purge.maildir)
+        log.info("removed the mail of deleted mailbox %s", purge.maildir)
+        await session.delete(purge)
+    await session.flush()
+    return len(due)
+
+
+def _remove_maildir(storage: Path, relative: str) -> None:
+    root = storage.resolve()
+    target = (root / relative).resolve()
+    if target.is_relative_to(root) and target != root:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def quota_used_bytes(settings: Settings, mailbox: Mailbox) -> int | None:
+    """Bytes in the mailbox per Dovecot's maildir++ quota file, when this process
+    sees the mail storage (the embedded server); None otherwise."""
+    if mailbox.hosted_domain_id is None:
+        return None
+    home = settings.resolved_mail_storage_dir / maildir_of(mailbox.domain, mailbox.id)
+    if not home.is_dir():
+        return None if not settings.resolved_mail_storage_dir.is_dir() else 0
+    size_file = home / "Maildir" / "maildirsize"
+    try:
+        lines = size_file.read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    used = 0
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0].lstrip("-").isdigit():
+            used += int(parts[0])
+    return max(used, 0)
+
+
+async def _domain_mailboxes(
+    session: AsyncSession, domain: Domain, mailbox_ids: list[str] | None
+) -> list[Mailbox]:
+    query = select(Mailbox).where(
+        Mailbox.workspace_id == domain.workspace_id, Mailbox.hosted_domain_id == domain.id
+    )
+    if mailbox_ids is not None:
+        query = query.where(Mailbox.id.in_(mailbox_ids))
+    found = list(await session.scalars(query.order_by(Mailbox.email)))
+    if mailbox_ids is not None:
+        missing = sorted(set(mailbox_ids) - {mailbox.id for mailbox in found})
+        if missing:
+            raise ValidationFailed.for_field(
+                "mailboxIds", f"not hosted mailboxes of {domain.name}: {', '.join(missing)}"
+            )
+    return found
+
+
+async def _owned_addresses(session: AsyncSession, domain: Domain) -> set[str]:
+    return set(
+        await session.scalars(select(Mailbox.email).where(Mailbox.hosted_domain_id == domain.id))
+    )
+
+
+async def set_email_forwarding(
+    session: AsyncSession, domain: Domain, data: EmailForwardingIn
+) -> list[Mailbox]:
+    require_self_hosted(domain)
+    targets = await _domain_mailboxes(session, domain, data.mailbox_ids)
+    if not targets:
+        raise ValidationFailed.for_field("mailboxIds", f"{domain.name} has no hosted mailbox")
+    if data.forward_to in {mailbox.email for mailbox in targets}:
+        raise ValidationFailed.for_field(
+            "forwardTo", "forwardTo is one of the forwarded mailboxes: mail would loop"
+        )
+    forward_domain = data.forward_to.rsplit("@", 1)[1]
+    if forward_domain == domain.name and data.forward_to not in await _owned_addresses(
+        session, domain
+    ):
+        raise ValidationFailed.for_field(
+            "forwardTo", f"no mailbox owns {data.forward_to}; mail forwarded there would bounce"
+        )
+    for mailbox in targets:
+        mailbox.forward_to = data.forward_to
+        mailbox.forward_keep_copy = data.keep_copy
+        mailbox.updated_at = utcnow()
+    await session.flush()
+    return targets
+
+
+async def remove_email_forwarding(
+    session: AsyncSession, domain: Domain, mailbox_ids: list[str] | None
+) -> int:
+    require_self_hosted(domain)
+    targets = await _domain_mailboxes(session, domain, mailbox_ids)
+    changed = 0
+    for mailbox in targets:
+        if mailbox.forward_to is not None:
+            mailbox.forward_to = None
+            mailbox.forward_keep_copy = True
+            changed += 1
+    await session.flush()
+    return changed
+
+
+async def set_catch_all(session: AsyncSession, domain: Domain, destination: str) -> Domain:
+    require_self_hosted(domain)
+    if destination.rsplit("@", 1)[1] == domain.name and destination not in await _owned_addresses(
+        session, domain
+    ):
+        # Nobody owns it, so the catch-all itself would take it: a loop.
+        raise ValidationFailed.for_field(
+            "destination",
+            f"no mailbox owns {destination}: the catch-all would send its mail back to itself",
+        )
+    domain.catch_all_destination = destination
+    domain.updated_at = utcnow()
+    await session.flush()
+    return domain
+
+
+async def remove_catch_all(session: AsyncSession, domain: Domain) -> Domain:
+    require_self_hosted(domain)
+    domain.catch_all_destination = None
+    domain.updated_at = utcnow()
+    await session.flush()
+    return domain
+
+
+async def hosted_mail(session: AsyncSession, domain: Domain) -> HostedMailOut | None:
+    """Forwarding (grouped by target) and catch-all of a self-hosted domain."""
+    if domain.mail_provider != "self-hosted":
+        return None
+    groups: dict[tuple[str, bool], list[str]] = {}
+    rows = await session.execute(
+        select(Mailbox.id, Mailbox.forward_to, Mailbox.forward_keep_copy)
+        .where(Mailbox.hosted_domain_id == domain.id, Mailbox.forward_to.is_not(None))
+        .order_by(Mailbox.email)
+    )
+    for mailbox_id, forward_to, keep_copy in rows:
+        groups.setdefault((str(forward_to), bool(keep_copy)), []).append(mailbox_id)
+    return HostedMailOut(
+        email_forwarding=[
+            EmailForwardingOut(forward_to=target, keep_copy=keep, mailbox_ids=ids)
+            for (target, keep), ids in groups.items()
+        ],
+        catch_all=CatchAllOut(destination=domain.catch_all_destination)
+        if domain.catch_all_destination
+        else None,
+    )
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    domain: str
+    selector: str
+    private_pem: bytes
+
+
+async def signing_key(
+    session: AsyncSession, keyring: Keyring, domain_name: str
+) -> SigningKey | None:
+    """The active DKIM key of a self-hosted domain, read (and decrypted) when a message
+    is signed, so a rotation takes effect at the next message."""
+    row = await session.execute(
+        select(DkimKey.selector, DkimKey.private_key_enc)
+        .join(Domain, Domain.id == DkimKey.domain_id)
+        .where(
+            Domain.name == domain_name,
+            Domain.mail_provider == "self-hosted",
+            DkimKey.status == "active",
+        )
+        .order_by(DkimKey.activated_at.desc())
+        .limit(1)
+    )
+    found = row.first()
+    if found is None:
+        return None
+    selector, private_enc = found
+    return SigningKey(domain_name, selector, keyring.decrypt(private_enc).encode())
+
+
+async def get_hosted_domain(session: AsyncSession, workspace_id: str, domain_id: str) -> Domain:
+    domain = await session.scalar(
+        select(Domain).where(Domain.id == domain_id, Domain.workspace_id == workspace_id)
+    )
+    if domain is None:
+        raise NotFound(f"Domain {domain_id} not found")
+    return domain
+
+
+def summary(results: list[HostedMailboxResult]) -> dict[str, Any]:
+    created = sum(1 for result in results if result.status == "created")
+    return {"total": len(results), "created": created, "failed": len(results) - created}
