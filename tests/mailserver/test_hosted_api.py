@@ -154,3 +154,42 @@ def test_config_command_writes_secrets_only_to_0600_files(tmp_path: Path) -> Non
     main_cf = (tmp_path / "etc" / "postfix" / "main.cf").read_text()
     assert "virtual_alias_maps = proxy:pgsql:" in main_cf
     assert "myhostname = mx.example.test" in main_cf
+
+
+async def test_purge_removes_only_mail_past_its_retention(
+    database: Database, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from mailfleet.kit.clock import utcnow
+    from mailfleet.mailserver.service import purge_due_mail
+    from mailfleet.models import MailPurge
+
+    due, kept = tmp_path / "a.test" / "due-id", tmp_path / "a.test" / "kept-id"
+    for maildir in (due, kept):
+        (maildir / "Maildir" / "cur").mkdir(parents=True)
+    async with database.transaction() as session:
+        for maildir, when in ((due, -1), (kept, 1)):
+            session.add(
+                MailPurge(
+                    workspace_id="ws",
+                    email=f"{maildir.name}@a.test",
+                    maildir=f"a.test/{maildir.name}",
+                    purge_after=utcnow() + timedelta(days=when),
+                )
+            )
+        # A row naming a path outside the storage is dropped without touching it.
+        session.add(
+            MailPurge(
+                workspace_id="ws", email="x@a.test", maildir="../outside", purge_after=utcnow()
+            )
+        )
+    (tmp_path.parent / "outside").mkdir(exist_ok=True)
+    async with database.transaction() as session:
+        assert await purge_due_mail(session, tmp_path) == 2
+    assert not due.exists()
+    assert kept.exists()
+    assert (tmp_path.parent / "outside").exists()
+    async with database.transaction() as session:
+        left = list(await session.scalars(select(MailPurge.email)))
+    assert left == ["kept-id@a.test"]

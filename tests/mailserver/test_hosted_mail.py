@@ -163,6 +163,23 @@ async def test_catch_all_and_forwarding(
         "catchAll": {"destination": sales["email"]},
     }
 
+    # Forwarding outside the hosted domains, without a copy: out through the relayhost.
+    response = await client.post(
+        f"/v1/domains/{domain['id']}/email-forwarding",
+        json={"forwardTo": "owner@elsewhere.test", "keepCopy": False},
+        headers=owner.headers,
+    )
+    assert response.status_code == 200, response.text
+    outside = subject("outside")
+    await in_thread(hosted.send_inbound, "x@sender.example.test", sales["email"], outside)
+    relay = hosted.server.relay
+    for _ in range(600):
+        if relay.received("owner@elsewhere.test", outside):
+            break
+        await asyncio.sleep(0.1)
+    assert relay.received("owner@elsewhere.test", outside), hosted.server.log_tail()
+    assert await in_thread(hosted.find, sales["email"], "sales-password-1", outside) == []
+
     # Stopping both: nobody@ is refused again, alice's mail stays with alice.
     await client.delete(f"/v1/domains/{domain['id']}/catch-all", headers=owner.headers)
     await client.delete(f"/v1/domains/{domain['id']}/email-forwarding", headers=owner.headers)
@@ -221,9 +238,20 @@ async def test_password_reset_delete_and_connection_test(
         await in_thread(hosted.imap, alice["email"], old)
     with pytest.raises(smtplib.SMTPAuthenticationError):
         await in_thread(hosted.submission, alice["email"], old)
-    assert (await client.get(f"/v1/mailboxes/{alice['mailboxId']}", headers=owner.headers)).json()[
-        "data"
-    ]["password"] is None
+    response = await client.get(f"/v1/mailboxes/{alice['mailboxId']}", headers=owner.headers)
+    assert response.json()["data"]["password"] is None
+
+    # Exported like any other mailbox: the CSV carries the mail server and new password.
+    response = await client.post(
+        "/v1/exports/mailboxes",
+        json={"mailboxIds": [alice["mailboxId"]], "layout": "instantly"},
+        headers=owner.headers,
+    )
+    assert response.status_code == 200, response.text
+    exported = response.text
+    assert alice["email"] in exported
+    assert hosted.server.hostname in exported
+    assert new in exported
 
     # A deleted mailbox can no longer log in; its mail waits for the retention.
     response = await client.delete(f"/v1/mailboxes/{carol['mailboxId']}", headers=owner.headers)

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from mailfleet.config import Settings
 from tests.servers.common import server_unavailable, unused_tcp_port
@@ -66,8 +67,42 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+class RelaySink:
+    """The smarthost (MAILFLEET_MAIL_RELAYHOST) of the test mail server: it keeps what
+    Postfix sends out, so mail forwarded outside the hosted domains can be checked."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+                sink.messages.append(
+                    (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                )
+                return "250 2.0.0 kept"
+
+        self.port = unused_tcp_port()
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def received(self, recipient: str, subject: str) -> bool:
+        return any(
+            recipient in rcpts and subject.encode() in content
+            for _, rcpts, content in self.messages
+        )
+
+
 class HostedMailServer:
     def __init__(self, settings: Settings, tls: LoopbackTLS, workdir: Path) -> None:
+        self.relay = RelaySink()
         self.settings = settings
         self.tls = tls
         self.workdir = workdir
@@ -100,7 +135,9 @@ class HostedMailServer:
             MAILFLEET_MAIL_DKIM_FILTER_PORT=str(unused_tcp_port()),
             MAILFLEET_MAIL_REINJECT_PORT=str(unused_tcp_port()),
             MAILFLEET_MAIL_LISTEN=self.address,
+            MAILFLEET_MAIL_RELAYHOST=f"[127.0.0.1]:{self.relay.port}",
         )
+        self.relay.start()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "mailfleet.cli", "mailserver", "run"],
@@ -128,6 +165,7 @@ class HostedMailServer:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
+            self.relay.stop()
             return
         process.send_signal(signal.SIGTERM)
         try:
@@ -135,6 +173,7 @@ class HostedMailServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        self.relay.stop()
 
     def log_tail(self, lines: int = 60) -> str:
         parts = []
