@@ -23,8 +23,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 echo "installing test servers: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-# Postfix asks how it is used; the system instance is never started.
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+# Postfix's debconf default ("Internet Site") writes /etc/postfix/main.cf, which
+# `postfix -c DIR` also reads; its own service is stopped below (it would hold port 25).
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian's packages try to start their services; tests start private instances instead.

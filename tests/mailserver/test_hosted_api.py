@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from mailfleet.db import Database
+from mailfleet.kit.clock import utcnow
+from mailfleet.kit.crypto import Keyring
 from mailfleet.mailserver.passwords import verify_dovecot_hash
 from mailfleet.models import Mailbox
 from tests.conftest import Account, HeldMailbox
@@ -193,3 +195,47 @@ async def test_purge_removes_only_mail_past_its_retention(
     async with database.transaction() as session:
         left = list(await session.scalars(select(MailPurge.email)))
     assert left == ["kept-id@a.test"]
+
+
+async def test_signing_uses_the_active_key_read_at_signing_time(
+    client: httpx.AsyncClient, owner: Account, database: Database, keyring: Keyring
+) -> None:
+    import dkim
+
+    from mailfleet.dns.records import generate_dkim_key
+    from mailfleet.mailserver.dkimfilter import from_domain, sign_message
+    from mailfleet.mailserver.service import signing_key
+    from mailfleet.models import DkimKey
+
+    domain = await connect_domain(client, owner, "sign-hosted.test")
+    raw = b"From: Ann <ann@sign-hosted.test>\r\nTo: x@y.test\r\nSubject: hi\r\n\r\nbody\r\n"
+    assert from_domain(raw, "") == "sign-hosted.test"
+    private_pem, public_key = generate_dkim_key()
+    async with database.transaction() as session:
+        first = await signing_key(session, keyring, "sign-hosted.test")
+        session.add(
+            DkimKey(
+                domain_id=domain["id"],
+                selector="mfnext",
+                public_key=public_key,
+                private_key_enc=keyring.encrypt(private_pem),
+                status="pending",
+            )
+        )
+    assert first is not None
+    assert first.selector.startswith("mf")
+    # A pending key (not yet published) never signs; once active it signs the next message.
+    async with database.transaction() as session:
+        assert (await signing_key(session, keyring, "sign-hosted.test")) == first
+        for key in await session.scalars(select(DkimKey)):
+            key.status = "active" if key.selector == "mfnext" else "retired"
+            key.activated_at = utcnow()
+    async with database.transaction() as session:
+        current = await signing_key(session, keyring, "sign-hosted.test")
+    assert current is not None
+    assert current.selector == "mfnext"
+    signed = sign_message(raw, current)
+    record = f"v=DKIM1; k=rsa; p={public_key}".encode()
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record)
+    async with database.transaction() as session:
+        assert await signing_key(session, keyring, "other.test") is None
