@@ -18,6 +18,9 @@ _CSV_TYPES: Final = frozenset(
     {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
 )
 _READ_SIZE: Final = 64 * 1024
+# Far deeper than any request (a bulk row is three levels), far below Python's
+# recursion limit.
+MAX_JSON_DEPTH: Final = 32
 
 
 class PayloadTooLarge(MailfleetError):
@@ -59,11 +62,51 @@ def media_type(request: Request) -> str:
 async def read_json(request: Request, limit: int) -> object:
     body = await read_body(request, limit)
     try:
-        return json.loads(body)
+        payload = json.loads(body)
     except json.JSONDecodeError as exc:
         raise ValidationFailed.invalid_json(exc.msg, exc.doc, exc.pos) from None
     except UnicodeDecodeError:
         raise ValidationFailed.for_field("body", "The request body is not valid JSON") from None
+    except RecursionError:
+        raise _too_deep() from None
+    check_json_values(payload)
+    return payload
+
+
+def _too_deep() -> ValidationFailed:
+    return ValidationFailed.for_field(
+        "body", f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} deep"
+    )
+
+
+def check_json_values(payload: object) -> None:
+    """Refuse what json.loads accepts but nothing after it can take: nesting deeper
+    than any request needs (code that walks it recursively would hit Python's
+    recursion limit) and lone UTF-16 surrogates ("\\ud800"), which no database
+    encoding can store. Walked with a stack, so it cannot recurse too deep itself.
+    """
+    stack: list[tuple[object, tuple[str, ...]]] = [(payload, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, path)
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, str(index))) for index, item in enumerate(value))
+
+
+def _check_text(text: str, path: tuple[str, ...]) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationFailed.for_field(
+            ".".join(path) or "body", "contains a lone UTF-16 surrogate, which is not Unicode text"
+        ) from None
 
 
 async def _uploaded_file(request: Request, limit: int) -> bytes:

@@ -20,7 +20,7 @@ from mailfleet.deps import DiscovererDep, KeyringDep, SessionDep, WorkspaceDep
 from mailfleet.kit.clock import isoformat
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import MailfleetError, ValidationFailed
-from mailfleet.kit.pagination import MAX_LIMIT, Page
+from mailfleet.kit.pagination import MAX_LIMIT, LimitQuery, Page, SkipQuery
 from mailfleet.kit.validation import EmailAddress, Hostname
 from mailfleet.mail.discovery import Discoverer, apply_discovery
 from mailfleet.mailboxes import service
@@ -103,8 +103,8 @@ async def list_inboxes(
     session: SessionDep,
     pool_id: Annotated[str | None, Query(alias="poolId")] = None,
     status: DeepLeadStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitQuery = 100,
+    skip: SkipQuery = 0,
 ) -> Any:
     filters = service.MailboxFilters(
         pool_id=pool_id, status=STATUS_FROM_DEEPLEAD[status] if status else None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
-from mailfleet.kit.validation import normalize_email
+from mailfleet.kit.validation import HeaderToken, normalize_email
 
 DnsProviderName = Literal["mailfleet", "cloudflare", "manual"]
 MailProviderName = Literal["google", "microsoft", "zoho", "custom", "self-hosted"]
@@ -186,7 +186,7 @@ class NameserverVerifyOut(ApiOut):
 class CloudflareIn(ApiModel):
     """Save credentials (apiToken, accountId), connect domains, or both at once."""
 
-    api_token: str | None = Field(default=None, min_length=20, max_length=200, repr=False)
+    api_token: HeaderToken | None = Field(default=None, min_length=20, max_length=200, repr=False)
     account_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
     domain: str | None = Field(default=None, max_length=253)
     domains: list[str] | None = Field(default=None, max_length=MAX_DOMAINS_PER_CONNECT)

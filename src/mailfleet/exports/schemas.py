@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
-from mailfleet.kit.validation import EmailAddress, Hostname
+from mailfleet.kit.validation import EmailAddress, HeaderToken, Hostname
 from mailfleet.platforms import PLATFORMS
 from mailfleet.platforms.csv_formats import Layout
 
@@ -30,7 +30,7 @@ def _platform_name(value: Any) -> Any:
 class PlatformAccountCreate(ApiModel):
     platform: Platform = Field(description=PLATFORM_DESCRIPTION)
     name: str = Field(default="", max_length=200)
-    api_key: str | None = Field(default=None, min_length=1, max_length=2000, repr=False)
+    api_key: HeaderToken | None = Field(default=None, min_length=1, max_length=2000, repr=False)
     email: EmailAddress | None = Field(default=None, description="The platform login")
     password: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)
     base_url: str | None = Field(
@@ -55,7 +55,7 @@ class PlatformAccountUpdate(ApiModel):
     """Fields left out keep their value; apiKey, password or baseUrl set to null clear it."""
 
     name: str | None = Field(default=None, max_length=200)
-    api_key: str | None = Field(default=None, min_length=1, max_length=2000, repr=False)
+    api_key: HeaderToken | None = Field(default=None, min_length=1, max_length=2000, repr=False)
     email: EmailAddress | None = None
     password: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)
     base_url: str | None = Field(default=None, min_length=1, max_length=2048)

@@ -11,6 +11,14 @@ from mailfleet.kit.envelope import Pagination
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# Bounded so skip + limit fits the 64-bit integers SQLite and PostgreSQL take for
+# OFFSET: a larger skip was an OverflowError (500) on SQLite. No list comes near it.
+MAX_SKIP = 2**31 - 1
+
+SkipQuery = Annotated[
+    int, Query(ge=0, le=MAX_SKIP, description="Items to pass over (0 to 2147483647)")
+]
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 @dataclass(frozen=True)
@@ -25,8 +33,8 @@ class Page:
 
 
 def page_params(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    skip: SkipQuery = 0,
 ) -> Page:
     return Page(limit=limit, skip=skip)
 

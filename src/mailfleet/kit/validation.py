@@ -48,3 +48,17 @@ def normalize_hostname(value: str) -> str:
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 Hostname = Annotated[str, AfterValidator(normalize_hostname)]
+
+
+def header_token(value: str) -> str:
+    """An API key or token that travels in an HTTP header: visible ASCII only.
+
+    HTTP clients encode header values as ASCII; anything else failed with a
+    UnicodeEncodeError (a 500) when the header was built.
+    """
+    if not value or any(not "!" <= char <= "~" for char in value):
+        raise ValueError("must be printable ASCII without spaces, as API keys and tokens are")
+    return value
+
+
+HeaderToken = Annotated[str, AfterValidator(header_token)]
