@@ -73,6 +73,15 @@ async def test_bad_input_is_refused_and_creates_nothing(
     assert stored.password_hash.startswith("{ARGON2ID}$argon2id$")
     assert verify_dovecot_hash(stored.password_hash, data["results"][0]["password"])
 
+    # A hosted mailbox's servers are Mailfleet's; its password changes through the hash too.
+    response = await client.put(
+        f"/v1/mailboxes/{stored.id}",
+        json={"smtp": {"password": "other-password-1"}},
+        headers=owner.headers,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "smtp"
+
     # Routing that would loop is refused, naming the field.
     response = await client.post(
         f"/v1/domains/{domain['id']}/catch-all",

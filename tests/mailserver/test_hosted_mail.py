@@ -81,6 +81,19 @@ async def test_mailbox_receives_logs_in_and_sends_dkim_signed(
     with pytest.raises(smtplib.SMTPException):
         await in_thread(plain_login)
 
+    # IMAP on 143 refuses a login before STARTTLS, and takes it after.
+    def imap_143() -> None:
+        client = imaplib.IMAP4(hosted.host, 143, timeout=30)
+        try:
+            with pytest.raises(imaplib.IMAP4.error):
+                client.login(alice["email"], alice_password)
+            client.starttls(ssl_context=hosted.context())
+            client.login(alice["email"], alice_password)
+        finally:
+            client.logout()
+
+    await in_thread(imap_143)
+
     # alice sends to bob through 587 (STARTTLS) and 465 (implicit TLS).
     subjects = []
     for implicit in (False, True):

@@ -196,7 +196,10 @@ async def update_mailbox(
     hosted_update = HostedUpdateIn.model_validate(
         body.model_dump(include={"first_name", "last_name", "password", "reset_password"})
     )
-    generated = await hosted.update_hosted_mailbox(session, keyring, mailbox, hosted_update)
+    servers = [name for name in ("smtp", "imap") if getattr(body, name) is not None]
+    generated = await hosted.update_hosted_mailbox(
+        session, keyring, mailbox, hosted_update, servers_given=servers
+    )
     mailbox, test = await service.update_mailbox(session, keyring, mailbox, body)
     message = "Mailbox updated" + ("; new settings queued for verification" if test else "")
     out = mailbox_out(mailbox)

@@ -27,6 +27,7 @@ from mailfleet.kit.crypto import Keyring
 from mailfleet.mailserver import service
 from mailfleet.mailserver.config import MailServerConfig, Ports, config_from_settings, write_config
 from mailfleet.mailserver.dkimfilter import start_filter
+from mailfleet.migrate import upgrade_database
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,9 @@ class EmbeddedMailServer:
     async def start(self) -> None:
         config = self.prepare()
         self._database = Database.from_settings(self.settings)
+        # The views Postfix and Dovecot read come with the migrations; a server
+        # started before `mailfleet serve` ever ran still finds them.
+        await upgrade_database(self._database)
         keyring = Keyring(self.settings.secret_keyring_entries())
         self._filter = await start_filter(
             self._database, keyring, config.filter_port, config.reinject_port

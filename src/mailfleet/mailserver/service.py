@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -141,10 +142,25 @@ async def create_hosted_mailboxes(
 
 
 async def update_hosted_mailbox(
-    session: AsyncSession, keyring: Keyring, mailbox: Mailbox, data: HostedUpdateIn
+    session: AsyncSession,
+    keyring: Keyring,
+    mailbox: Mailbox,
+    data: HostedUpdateIn,
+    *,
+    servers_given: Sequence[str] = (),
 ) -> str | None:
     """Names and password of a hosted mailbox; the new password is returned when
-    Mailfleet generated it. Dovecot reads the hash at the next login: no restart."""
+    Mailfleet generated it. Dovecot reads the hash at the next login: no restart.
+
+    `servers_given` names the `smtp`/`imap` fields of the request: a hosted mailbox's
+    servers are Mailfleet's own, and its password changes only here (hash included)."""
+    if mailbox.hosted_domain_id is not None and servers_given:
+        field = servers_given[0]
+        raise ValidationFailed.for_field(
+            field,
+            f"{field} of a hosted mailbox is Mailfleet's own mail server; change the "
+            "password with password or resetPassword",
+        )
     if mailbox.hosted_domain_id is None:
         for field, value in (
             ("firstName", data.first_name),
