@@ -112,6 +112,10 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def database(app: FastAPI) -> AsyncIterator[Database]:
     db: Database = app.state.database
     yield db
+    # Login throttling counts per process: one test's failed logins are not the next's.
+    from mailfleet.accounts.throttle import login_throttle
+
+    login_throttle.reset()
     async with db.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):
             await session.execute(delete(table))

@@ -64,6 +64,8 @@ async def handle_mailfleet_error(request: Request, exc: Exception) -> JSONRespon
     response = _error(exc.status_code, exc.code, exc.message, **exc.extra)
     if exc.status_code == 401:
         response.headers["www-authenticate"] = "Bearer"
+    if exc.status_code == 429 and "retryAfter" in exc.extra:
+        response.headers["retry-after"] = str(exc.extra["retryAfter"])
     return response
 
 
@@ -143,7 +145,7 @@ def add_docs(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> FastAPI:
     """Build the app. `start_jobs=False` leaves DBOS to the caller (tests launch it once)."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

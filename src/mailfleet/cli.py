@@ -72,18 +72,33 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
+        # Mailfleet logs one access line per request itself, with its request id.
+        access_log=False,
         proxy_headers=True,
     )
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve GET /health, /health/ready and /metrics on this port "
+            "(for probes and Prometheus)",
+            show_default=False,
+        ),
+    ] = None,
+    health_host: Annotated[
+        str, typer.Option(help="Address the health port listens on")
+    ] = "127.0.0.1",
+) -> None:
     """Run background workers only (no HTTP). Start as many as you like on one PostgreSQL."""
     from mailfleet import runtime
+    from mailfleet.health import serve_worker_health
     from mailfleet.logconfig import configure_logging
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     async def run() -> None:
         current = await runtime.start(settings, launch_jobs=True)
@@ -91,8 +106,15 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        server = None
+        if health_port is not None:
+            server = await serve_worker_health(health_host, health_port, current.database, settings)
+            typer.echo(f"health on http://{health_host}:{health_port}/health/ready", err=True)
         typer.echo("mailfleet worker running; Ctrl-C to stop", err=True)
         await stop.wait()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
         await runtime.stop(current, jobs_launched=True)
 
     asyncio.run(run())

@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     allow_private_networks: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "text": one readable line per record; "json": one JSON object per line.
+    log_format: Literal["text", "json"] = "text"
+    # Bearer token for GET /metrics (and a worker's health port); unset: no metrics.
+    metrics_token: str | None = Field(default=None, repr=False)
+    # POST /v1/auth/login: failed logins allowed per client address and per
+    # account within the window, before 429 RATE_LIMITED (counted per process).
+    login_max_failures_per_address: int = Field(default=30, ge=1)
+    login_max_failures_per_account: int = Field(default=10, ge=1)
+    login_failure_window: float = Field(default=900.0, gt=0)
     dns_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     dns_timeout: float = Field(default=3.0, gt=0)
     tls_ca_file: Path | None = None
@@ -121,6 +130,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("dns_nameservers", mode="before")
     @classmethod

@@ -19,10 +19,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowID
+from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowAttributes, SetWorkflowID
 
 from mailfleet import __version__
 from mailfleet.config import Settings
+from mailfleet.logconfig import remember_workflow_origin, request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,12 @@ PERIODIC: list[tuple[float, str]] = [
     (60.0, "mailfleet.exports.workflows:requeue_unfinished_exports"),
 ]
 _periodic_tasks: list[asyncio.Task[None]] = []
+_launched = False
+
+
+def is_launched() -> bool:
+    """Whether this process runs the job engine (readiness reports it)."""
+    return _launched
 
 
 def dbos_config(settings: Settings) -> DBOSConfig:
@@ -156,6 +163,8 @@ async def launch(settings: Settings) -> None:
         )
     for interval, target in PERIODIC:
         _periodic_tasks.append(asyncio.create_task(_run_periodically(interval, target)))
+    global _launched
+    _launched = True
     log.info("job engine launched (mailfleet %s)", __version__)
 
 
@@ -172,6 +181,8 @@ async def _run_periodically(interval: float, target: str) -> None:
 
 
 def shutdown() -> None:
+    global _launched
+    _launched = False
     for task in _periodic_tasks:
         task.cancel()
     _periodic_tasks.clear()
@@ -195,10 +206,25 @@ async def enqueue(
     if queue not in QUEUE_NAMES:
         raise KeyError(f"unknown queue {queue!r}; declare it in mailfleet.jobs.queue_specs")
 
+    # The request that asks for the work is recorded with the workflow (its
+    # attributes), and its id decorates the workflow's log lines in this process.
+    request_id = request_id_var.get()
+    attributes = {"requestId": request_id} if request_id else None
+    if request_id:
+        # Before the enqueue: the workflow may start (and log) before it returns.
+        remember_workflow_origin(workflow_id, request_id)
+
     async def enqueue_detached() -> str:
-        with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition_key):
+        with (
+            SetWorkflowID(workflow_id),
+            SetEnqueueOptions(queue_partition_key=partition_key),
+            SetWorkflowAttributes(attributes),
+        ):
             handle = await DBOS.enqueue_workflow_async(queue, workflow, *args)
         return handle.workflow_id
 
     task = asyncio.get_running_loop().create_task(enqueue_detached(), context=contextvars.Context())
-    return await task
+    enqueued = await task
+    if request_id:
+        log.info("enqueued workflow %s on queue %s", enqueued, queue)
+    return enqueued

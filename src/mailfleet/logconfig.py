@@ -53,17 +53,22 @@ def _current_workflow_id() -> str | None:
     return workflow_id
 
 
-class ContextFilter(logging.Filter):
-    """Puts `request_id` and `workflow_id` on every record (None when absent)."""
+def _with_context(factory: Any) -> Any:
+    """Wrap the log-record factory so that every record, whichever handler sees
+    it, carries `request_id` and `workflow_id` (None when absent)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record: logging.LogRecord = factory(*args, **kwargs)
         request_id = request_id_var.get()
         workflow_id = _current_workflow_id()
         if request_id is None and workflow_id is not None:
             request_id = _workflow_origins.get(workflow_id)
         record.request_id = request_id
         record.workflow_id = workflow_id
-        return True
+        return record
+
+    make_record._mailfleet = True  # type: ignore[attr-defined]
+    return make_record
 
 
 class TextFormatter(logging.Formatter):
@@ -122,8 +127,9 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     if handler is None:
         handler = logging.StreamHandler()
         handler._mailfleet = True  # type: ignore[attr-defined]
-        handler.addFilter(ContextFilter())
         root.addHandler(handler)
+    if not getattr(logging.getLogRecordFactory(), "_mailfleet", False):
+        logging.setLogRecordFactory(_with_context(logging.getLogRecordFactory()))
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root.setLevel(level)
     # httpx logs full URLs, which may carry tokens in query strings.

@@ -53,6 +53,7 @@ async def test_json_array_reports_each_row(
         item(existing, existing_pw, smtp_plain, dovecot),
         "not an object",
     ]
+    rows_before = {outcome: rows_counted(outcome) for outcome in ("connected", "failed")}
     response = await post_json(client, owner, items)
     assert response.status_code == 202, response.text
     body = response.json()
@@ -82,6 +83,9 @@ async def test_json_array_reports_each_row(
     }
     assert done["startedAt"].endswith("Z")
     assert done["finishedAt"] >= done["startedAt"]
+    # Rows verified are counted (mailfleet_bulk_rows_total): Prometheus makes the rate.
+    assert rows_counted("connected") == rows_before["connected"] + 1
+    assert rows_counted("failed") == rows_before["failed"] + 1
 
     rows = await report_rows(client, owner, job["id"])
     assert [(r["row"], r["email"], r["outcome"], r["error_code"]) for r in rows] == [
@@ -269,3 +273,10 @@ async def test_lost_enqueue_is_picked_up_by_the_sweeper(
         )
     assert outcomes == ["connected"]
     assert active == 1
+
+
+def rows_counted(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("mailfleet_bulk_rows_total", {"outcome": outcome})
+    return value or 0.0

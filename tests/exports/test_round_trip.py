@@ -128,6 +128,7 @@ async def test_export_to_another_mailfleet_through_sendkit(
     account = await connect_account(client, owner, "sendkit", served)
     # GET /v1/mailboxes?limit=1 on the other Mailfleet accepted the key.
     assert account["validation"]["status"] == "valid"
+    completed_before = exports_counted("COMPLETED")
 
     done = await wait_for_export(client, owner, (await push(client, owner, account["id"]))["id"])
     assert done["exportStatus"] == "COMPLETED", done
@@ -153,6 +154,15 @@ async def test_export_to_another_mailfleet_through_sendkit(
     again = await wait_for_export(client, owner, (await push(client, owner, account["id"]))["id"])
     assert again["exportStatus"] == "COMPLETED"
     assert all(r["message"].startswith("Already on SendKit") for r in again["results"])
+    # Both exports are counted by outcome (mailfleet_exports_total).
+    assert exports_counted("COMPLETED") == completed_before + 2
+
+
+def exports_counted(status: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("mailfleet_exports_total", {"status": status})
+    return value or 0.0
 
 
 @pytest.mark.skipif(

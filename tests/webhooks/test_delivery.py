@@ -151,6 +151,7 @@ async def test_fails_twice_then_succeeds(
     webhook = await register(client, owner, receiver.url())
     receiver.secret = webhook["secret"]
     receiver.script(Reply(500, body=b"boom\x00\xff"), 503)
+    counted = {outcome: attempts_counted(outcome) for outcome in ("retry", "succeeded")}
 
     queued = await client.post(f"/v1/webhooks/{webhook['id']}/test", headers=owner.headers)
     done = await wait_for_delivery(client, owner, webhook["id"], queued.json()["data"]["id"])
@@ -165,6 +166,18 @@ async def test_fails_twice_then_succeeds(
     assert all(r.verified for r in requests)
     # Retries carry the same webhook-id, each signed afresh.
     assert len({r.headers["webhook-id"] for r in requests}) == 1
+    # Each attempt is counted by its outcome (mailfleet_webhook_delivery_attempts_total).
+    assert attempts_counted("retry") == counted["retry"] + 2
+    assert attempts_counted("succeeded") == counted["succeeded"] + 1
+
+
+def attempts_counted(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "mailfleet_webhook_delivery_attempts_total", {"outcome": outcome}
+    )
+    return value or 0.0
 
 
 async def test_receiver_down_when_the_event_fires_and_up_later(

@@ -15,16 +15,27 @@ from mailfleet.accounts.schemas import (
     UserCreate,
     UserOut,
 )
+from mailfleet.accounts.throttle import login_throttle
 from mailfleet.deps import ActorDep, SessionDep, SettingsDep, UserActorDep
 from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ok
-from mailfleet.kit.errors import Forbidden
+from mailfleet.kit.errors import Forbidden, Unauthorized
 
 router = APIRouter(prefix="/v1", tags=["accounts"], responses=ERROR_RESPONSES)
 
 
 @router.post("/auth/login", response_model=Envelope[LoginResult])
-async def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> Any:
-    user = await accounts.login(session, email=body.email, password=body.password)
+async def login(
+    body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
+) -> Any:
+    # Behind a proxy, uvicorn's proxy_headers puts the forwarded client address here.
+    address = request.client.host if request.client else "unknown"
+    login_throttle.check(address, body.email, settings)
+    try:
+        user = await accounts.login(session, email=body.email, password=body.password)
+    except Unauthorized:
+        login_throttle.failed(address, body.email, settings)
+        raise
+    login_throttle.succeeded(body.email)
     token, expires = security.issue_jwt(
         user.id, settings.jwt_signing_secret(), settings.jwt_ttl_seconds
     )

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from dbos import DBOS
 
+from mailfleet import metrics
 from mailfleet.bulk import service
 from mailfleet.bulk.service import ChunkItem, ItemResult
 from mailfleet.config import Settings
@@ -196,6 +197,7 @@ async def run_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
                     counts = await service.record_results(s, job_id, final)
                 for name, count in counts.items():
                     totals[name] += count
+                    metrics.BULK_ROWS.labels(name).inc(count)
             if work:
                 _busy[key] = 0
                 await asyncio.sleep(settings.bulk_retry_delay * 2 ** (attempts - 1))

@@ -15,6 +15,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from mailfleet import metrics
 from mailfleet.exports import service
 from mailfleet.runtime import runtime
 
@@ -59,7 +60,10 @@ async def fail_batch(history_id: str, start: int, end: int, reason: str) -> None
 
 @DBOS.step()
 async def finish_export(history_id: str, reason: str | None) -> str:
-    return await service.finish_export(runtime().database, history_id, reason)
+    status = await service.finish_export(runtime().database, history_id, reason)
+    metrics.EXPORTS.labels(status).inc()
+    log.info("export %s finished: %s", history_id, status)
+    return status
 
 
 @DBOS.workflow()

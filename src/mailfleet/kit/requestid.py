@@ -1,4 +1,5 @@
-"""`x-request-id` on every response, and one access-log line per request."""
+"""`x-request-id` on every response, the id in every log line the request
+causes, one access-log line per request, and the request metrics."""
 
 from __future__ import annotations
 
@@ -10,10 +11,22 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mailfleet import metrics
+from mailfleet.logconfig import request_id_var
+
 log = logging.getLogger("mailfleet.access")
 
 # A caller's own id is kept when it is short and plain, so it can be traced end to end.
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _route_template(scope: Scope) -> str:
+    # The router leaves the matched route in the scope; its path is the template.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    return metrics.UNMATCHED_ROUTE
 
 
 class RequestIdMiddleware:
@@ -31,6 +44,7 @@ class RequestIdMiddleware:
                 break
         request_id = incoming if _ACCEPTABLE.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
 
@@ -45,12 +59,22 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            method = str(scope.get("method"))
+            path = str(scope.get("path"))
+            metrics.observe_request(method, _route_template(scope), status, elapsed)
             # The path, never the query string: it may carry user input.
             log.info(
-                "%s %s %s %.1fms request_id=%s",
-                scope.get("method"),
-                scope.get("path"),
+                "%s %s %s %.1fms",
+                method,
+                path,
                 status,
-                (time.perf_counter() - started) * 1000,
-                request_id,
+                elapsed * 1000,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
             )
+            request_id_var.reset(token)

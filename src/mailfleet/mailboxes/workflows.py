@@ -14,6 +14,7 @@ from typing import Any
 from dbos import DBOS
 from sqlalchemy import select
 
+from mailfleet import metrics
 from mailfleet.dns.checks import check_domain
 from mailfleet.dns.resolver import make_resolver
 from mailfleet.mailboxes import service
@@ -45,7 +46,10 @@ async def record_verification(test_id: str, outcome: dict[str, Any]) -> str:
         test = await session.get(ConnectionTest, test_id)
         if test is None:
             return "missing"
-        return await service.record_test_outcome(session, test, outcome)
+        status = await service.record_test_outcome(session, test, outcome)
+        code = "OK" if status == "success" else (test.error_code or "UNKNOWN")
+    metrics.VERIFICATIONS.labels(code).inc()
+    return status
 
 
 @DBOS.step()

@@ -14,6 +14,7 @@ import random
 
 from dbos import DBOS
 
+from mailfleet import metrics
 from mailfleet.runtime import runtime
 from mailfleet.webhooks import service
 from mailfleet.webhooks.sender import send_webhook
@@ -45,6 +46,7 @@ async def attempt_delivery(delivery_id: str, attempt: int, next_delay: float | N
     )
     async with current.database.transaction() as session:
         outcome = await service.record_attempt(session, delivery_id, attempt, result, next_delay)
+    metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
     log.info(
         "webhook delivery %s attempt %d: %s (status %s, %s ms)",
         delivery_id,
