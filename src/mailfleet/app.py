@@ -32,6 +32,7 @@ from mailfleet.kit.requestid import RequestIdMiddleware
 from mailfleet.logconfig import configure_logging
 from mailfleet.mailboxes.router import router as mailboxes_router
 from mailfleet.mailserver.router import router as mailserver_router
+from mailfleet.warmup.router import router as warmup_router
 from mailfleet.webhooks.router import router as webhooks_router
 from mailfleet.workspaces.router import router as workspaces_router
 
@@ -183,6 +184,8 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         health_router,
         accounts_router,
         workspaces_router,
+        # Before mailboxes: /v1/mailboxes/warmup-analytics is not a mailbox id.
+        warmup_router,
         mailboxes_router,
         bulk_router,
         deeplead_router,

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     # The system user that owns mail storage (created by the README's install step);
     # `mailserver run` falls back to "dovecot" when it does not exist.
     mail_user: str = "vmail"
+    # Seconds between warmup rounds (planning, sending, reading folders); 0: none.
+    warmup_interval: float = Field(default=900.0, ge=0)
+    # Seconds a warmup message stays in the receiver's folders once seen.
+    warmup_retention: float = Field(default=172800.0, ge=0)
+    # Mailboxes one warmup round works on at once (SMTP or IMAP sessions).
+    warmup_concurrency: int = Field(default=50, ge=1)
     worker_id: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000

@@ -50,6 +50,7 @@ WORKFLOW_MODULES: list[str] = [
     "mailfleet.domains.workflows",
     "mailfleet.billing.workflows",
     "mailfleet.exports.workflows",
+    "mailfleet.warmup.workflows",
 ]
 
 
@@ -79,6 +80,9 @@ def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
         # One workflow per export to a sending platform, one at a time per platform
         # account (the partition key), so two exports never share its rate limit.
         "platform_export": QueueSpec(worker_concurrency=10, partition_concurrency=1),
+        # One workflow per warmup round; rounds never overlap on a worker, so a slow
+        # round delays the next instead of doubling the SMTP/IMAP load.
+        "warmup": QueueSpec(worker_concurrency=1, polling_interval_sec=1.0),
     }
 
 
@@ -91,6 +95,7 @@ QUEUE_NAMES = frozenset(
         "domain_checks",
         "billing",
         "platform_export",
+        "warmup",
     }
 )
 
@@ -103,6 +108,9 @@ PERIODIC: list[tuple[float, str]] = [
     (300.0, "mailfleet.domains.workflows:enqueue_due_dns_checks"),
     (60.0, "mailfleet.billing.workflows:enqueue_due_renewals"),
     (60.0, "mailfleet.exports.workflows:requeue_unfinished_exports"),
+    # Cheap when nothing is due: it enqueues one round per MAILFLEET_WARMUP_INTERVAL
+    # under the interval's number, so workers never start the same round twice.
+    (1.0, "mailfleet.warmup.workflows:enqueue_due_round"),
 ]
 _periodic_tasks: list[asyncio.Task[None]] = []
 _launched = False

@@ -49,6 +49,13 @@ from mailfleet.models.mailboxes import (
     mailbox_tags,
 )
 from mailfleet.models.mailserver import MailPurge
+from mailfleet.models.warmup import (
+    WARMUP_MESSAGE_STATUSES,
+    WARMUP_PLACEMENTS,
+    WARMUP_STATES,
+    WarmupMessage,
+    WarmupSettings,
+)
 from mailfleet.models.webhooks import (
     DELIVERY_STATUSES,
     WebhookDelivery,
@@ -84,6 +91,9 @@ __all__ = [
     "MAILBOX_STATUSES",
     "MAIL_PROVIDERS",
     "ROLES",
+    "WARMUP_MESSAGE_STATUSES",
+    "WARMUP_PLACEMENTS",
+    "WARMUP_STATES",
     "ApiKey",
     "BillingAccount",
     "BillingCounter",
@@ -115,6 +125,8 @@ __all__ = [
     "Tag",
     "User",
     "WalletEntry",
+    "WarmupMessage",
+    "WarmupSettings",
     "WebhookDelivery",
     "WebhookDeliveryAttempt",
     "WebhookEndpoint",

@@ -46,6 +46,7 @@ SUBSCRIPTION_CANCELED: Final = "subscription.canceled"
 WALLET_CREDITED: Final = "wallet.credited"
 WALLET_LOW_BALANCE: Final = "wallet.low_balance"
 INVOICE_CREATED: Final = "invoice.created"
+WARMUP_STATE_CHANGED: Final = "warmup.state_changed"
 WEBHOOK_DISABLED: Final = "webhook.disabled"
 WEBHOOK_TEST: Final = "webhook.test"
 
@@ -93,6 +94,11 @@ CATALOGUE: Final[tuple[EventType, ...]] = (
         EXPORT_COMPLETED,
         "An export to a sending platform finished.",
         ("exportId", "platform", "status", "total", "succeeded", "failed"),
+    ),
+    EventType(
+        WARMUP_STATE_CHANGED,
+        "A mailbox's warmup changed state (warming, ready, paused, error), with the reason.",
+        ("mailboxId", "email", "state", "previousState", "reason"),
     ),
     EventType(DOMAIN_CONNECTED, "A domain was connected.", ("domainId", "domain")),
     EventType(

@@ -1,0 +1,311 @@
+"""Read and tidy a mailbox's folders over IMAP (aioimaplib).
+
+    async with ImapFolders(settings, options) as imap:
+        folders = await imap.list_folders()          # with SPECIAL-USE flags and a class
+        found = await imap.find_by_header(spam, "X-Mailfleet-Warmup")   # {uid: value}
+        await imap.add_flags(spam, found, "\\Flagged \\Seen")
+        await imap.move(spam, found, inbox)
+        await imap.delete(inbox, uids)
+
+Folders are classed as `inbox`, `spam` (SPECIAL-USE \\Junk, or a name providers
+use for it), `promotions` or `other` (Gmail's categories where the server shows
+them as folders), or None for the rest. Commands use the folder's name exactly
+as the server sent it (modified UTF-7, quoted), so any name round-trips.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import aioimaplib
+
+from mailfleet.mail.probes import (
+    PROTOCOL_ERROR,
+    ImapSettings,
+    _ImapProbe,
+    decode_mailbox_name,
+)
+from mailfleet.mail.sessions import ConnectOptions, MailError, open_imap_probe, scrubbed
+
+__all__ = ["Folder", "ImapFolders", "classify_folder", "parse_folders"]
+
+# Names providers give their spam folder when they do not flag it \Junk.
+SPAM_NAMES: Final = frozenset(
+    {
+        "junk",
+        "spam",
+        "junk e-mail",
+        "junk email",
+        "junk mail",
+        "bulk mail",
+        "bulk",
+        "[gmail]/spam",
+        "[google mail]/spam",
+        "courrier indésirable",
+        "spam-verdacht",
+        "posta indesiderata",
+        "correo no deseado",
+    }
+)
+PROMOTION_NAMES: Final = frozenset({"promotions", "[gmail]/promotions", "categories/promotions"})
+OTHER_CATEGORY_NAMES: Final = frozenset(
+    {
+        "[gmail]/updates",
+        "[gmail]/social",
+        "[gmail]/forums",
+        "categories/updates",
+        "categories/social",
+        "categories/forums",
+    }
+)
+
+_LIST_RE: Final = re.compile(
+    r'^\((?P<flags>[^)]*)\) (?:NIL|"(?P<delim>(?:[^"\\]|\\.)*)") (?P<name>.*)$', re.S
+)
+_LITERAL_RE: Final = re.compile(r"^\{(\d+)\+?\}$")
+_FETCH_START_RE: Final = re.compile(rb"^\d+ FETCH \(")
+_UID_RE: Final = re.compile(rb"UID (\d+)")
+
+
+@dataclass(frozen=True)
+class Folder:
+    name: str
+    """Decoded, for people and for storing."""
+    wire: str
+    """As the server sent it, quoted: what commands send back."""
+    flags: frozenset[str]
+    kind: str | None
+
+
+def classify_folder(name: str, flags: Iterable[str], delimiter: str | None = "/") -> str | None:
+    lowered = {flag.lower() for flag in flags}
+    if name.upper() == "INBOX":
+        return "inbox"
+    if "\\junk" in lowered:
+        return "spam"
+    low = name.lower()
+    if delimiter and delimiter != "/":
+        low = low.replace(delimiter, "/")
+    last = low.rsplit("/", 1)[-1]
+    if low in SPAM_NAMES or last in SPAM_NAMES or low.startswith("inbox/spam"):
+        return "spam"
+    if low in PROMOTION_NAMES:
+        return "promotions"
+    if low in OTHER_CATEGORY_NAMES:
+        return "other"
+    return None
+
+
+def _quote(raw: str) -> str:
+    quoted: str = aioimaplib.quoted(raw)
+    return quoted
+
+
+def parse_folders(lines: Sequence[bytes | bytearray]) -> list[Folder]:
+    """Folders from LIST lines (``(flags) "delim" name``; a literal name on the next line)."""
+    folders: list[Folder] = []
+    seen: set[str] = set()
+    index = 0
+    while index < len(lines):
+        line = bytes(lines[index]).decode("utf-8", "replace")
+        index += 1
+        match = _LIST_RE.match(line)
+        if match is None:
+            continue
+        raw = match.group("name")
+        if _LITERAL_RE.match(raw) and index < len(lines):
+            raw = bytes(lines[index]).decode("utf-8", "replace")
+            index += 1
+        elif raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        flags = frozenset(match.group("flags").split())
+        lowered = {flag.lower() for flag in flags}
+        if "\\noselect" in lowered or "\\nonexistent" in lowered:
+            continue
+        name = decode_mailbox_name(raw)
+        if name.upper() == "INBOX":
+            name = raw = "INBOX"
+        if name in seen:
+            continue
+        seen.add(name)
+        delimiter = match.group("delim")
+        folders.append(Folder(name, _quote(raw), flags, classify_folder(name, flags, delimiter)))
+    return folders
+
+
+def parse_header_fetch(lines: Sequence[bytes | bytearray], header: str) -> dict[int, str]:
+    """{uid: header value} from a UID FETCH of one header field."""
+    records: list[list[bytes | bytearray]] = []
+    for line in lines:
+        if isinstance(line, bytes) and _FETCH_START_RE.match(line):
+            records.append([line])
+        elif records:
+            records[-1].append(line)
+    wanted = header.lower().encode() + b":"
+    found: dict[int, str] = {}
+    for record in records:
+        uid: int | None = None
+        value = ""
+        for part in record:
+            if isinstance(part, bytearray):
+                for header_line in bytes(part).replace(b"\r\n\t", b" ").splitlines():
+                    if header_line.lower().startswith(wanted):
+                        value = header_line[len(wanted) :].decode("utf-8", "replace").strip()
+            else:
+                match = _UID_RE.search(part)
+                if match:
+                    uid = int(match.group(1))
+        if uid is not None and value:
+            found[uid] = value
+    return found
+
+
+def _uid_set(uids: Iterable[int]) -> str:
+    return ",".join(str(uid) for uid in sorted(set(uids)))
+
+
+class ImapFolders:
+    def __init__(self, settings: ImapSettings, options: ConnectOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self._probe: _ImapProbe | None = None
+        self._selected: str | None = None
+
+    async def __aenter__(self) -> ImapFolders:
+        self._probe = await open_imap_probe(self.settings, self.options)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        probe, self._probe = self._probe, None
+        if probe is None:
+            return
+        try:
+            await probe.farewell()
+        except Exception:  # noqa: S110 - LOGOUT is a courtesy
+            pass
+        finally:
+            probe.close()
+
+    @property
+    def _protocol(self) -> Any:
+        probe = self._probe
+        if probe is None or probe.tap is None:
+            raise RuntimeError("ImapFolders used outside its `async with`")
+        return probe.tap.inner
+
+    @property
+    def capabilities(self) -> set[str]:
+        return set(self._protocol.capabilities)
+
+    async def _run(self, what: str, awaitable: Any) -> Any:
+        assert self._probe is not None
+        self._probe.phase = what
+        try:
+            response = await self._probe._step(awaitable)
+        except MailError:
+            raise
+        except Exception as exc:
+            failure = self._probe.classify(exc)
+            raise MailError(
+                failure.code, scrubbed(self._probe, failure.message), temporary=True
+            ) from None
+        if response.result != "OK":
+            last = bytes(response.lines[-1]).decode("utf-8", "replace") if response.lines else ""
+            raise MailError(
+                PROTOCOL_ERROR, scrubbed(self._probe, f"{what} failed: {response.result} {last}")
+            )
+        return response
+
+    async def list_folders(self) -> list[Folder]:
+        response = await self._run(
+            "listing folders", self._protocol.simple_command("LIST", '""', '"*"')
+        )
+        return parse_folders(response.lines[:-1])
+
+    async def select(self, folder: Folder) -> None:
+        if self._selected == folder.wire:
+            return
+        self._selected = None
+        await self._run(f"selecting {folder.name}", self._protocol.select(folder.wire))
+        self._selected = folder.wire
+
+    async def find_by_header(self, folder: Folder, header: str, value: str = "") -> dict[int, str]:
+        """{uid: value of `header`} for the messages in `folder` that carry it
+        (containing `value`, when given)."""
+        await self.select(folder)
+        response = await self._run(
+            f"searching {folder.name}",
+            self._protocol.search("HEADER", header, _quote(value), charset=None, by_uid=True),
+        )
+        uids: list[int] = []
+        for line in response.lines[:-1]:
+            text = bytes(line).decode("ascii", "replace").split()
+            if text and text[0].upper() == "SEARCH":
+                text = text[1:]
+            uids.extend(int(token) for token in text if token.isdigit())
+        if not uids:
+            return {}
+        fetched = await self._run(
+            f"reading headers in {folder.name}",
+            self._protocol.fetch(
+                _uid_set(uids), f"(UID BODY.PEEK[HEADER.FIELDS ({header})])", by_uid=True
+            ),
+        )
+        return parse_header_fetch(fetched.lines, header)
+
+    async def add_flags(self, folder: Folder, uids: Iterable[int], flags: str) -> None:
+        uid_set = _uid_set(uids)
+        if not uid_set:
+            return
+        await self.select(folder)
+        await self._run(
+            f"flagging in {folder.name}",
+            self._protocol.store(uid_set, "+FLAGS.SILENT", f"({flags})", by_uid=True),
+        )
+
+    async def move(self, folder: Folder, uids: Iterable[int], target: Folder) -> None:
+        """Move messages (MOVE, or COPY then delete where the server lacks it)."""
+        uid_set = _uid_set(uids)
+        if not uid_set:
+            return
+        await self.select(folder)
+        if "MOVE" in self.capabilities:
+            await self._run(
+                f"moving from {folder.name}",
+                self._protocol.move(uid_set, target.wire, by_uid=True),
+            )
+            return
+        await self._run(
+            f"copying from {folder.name}",
+            self._protocol.copy(uid_set, target.wire, by_uid=True),
+        )
+        await self._expunge(folder, uid_set)
+
+    async def delete(self, folder: Folder, uids: Iterable[int]) -> None:
+        uid_set = _uid_set(uids)
+        if not uid_set:
+            return
+        await self.select(folder)
+        await self._expunge(folder, uid_set)
+
+    async def _expunge(self, folder: Folder, uid_set: str) -> None:
+        await self._run(
+            f"deleting in {folder.name}",
+            self._protocol.store(uid_set, "+FLAGS.SILENT", "(\\Deleted)", by_uid=True),
+        )
+        if "UIDPLUS" in self.capabilities:
+            # Only these messages: others marked \Deleted by a mail client stay.
+            await self._run(
+                f"expunging {folder.name}", self._protocol.expunge(uid_set, by_uid=True)
+            )
+        else:
+            await self._run(f"expunging {folder.name}", self._protocol.expunge())
