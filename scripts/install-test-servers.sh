@@ -9,7 +9,8 @@ need=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 command -v pdns_server >/dev/null 2>&1 || [ -x /usr/sbin/pdns_server ] || need+=(pdns-server pdns-backend-sqlite3)
 command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || need+=(postfix)
-for package in postfix-sqlite postfix-pgsql dovecot-lmtpd dovecot-sqlite dovecot-pgsql; do
+# dovecot-sieve: warmup tests have Sieve file some senders' mail into Junk.
+for package in postfix-sqlite postfix-pgsql dovecot-lmtpd dovecot-sqlite dovecot-pgsql dovecot-sieve; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || need+=("$package")
 done
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)

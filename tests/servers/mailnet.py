@@ -79,10 +79,15 @@ class SieveDovecot(DovecotServer):
         self._write_sieve()
         base = super()._config()
         base = base.replace("protocols = imap\n", "protocols = imap lmtp\n", 1)
-        junk = '  mailbox Junk {\n    auto = subscribe\n    special_use = \\Junk\n  }\n'
-        base = base.replace("namespace inbox {\n  inbox = yes\n  separator = /\n",
-                            "namespace inbox {\n  inbox = yes\n  separator = /\n" + junk, 1)
-        return base + f"""\
+        junk = "  mailbox Junk {\n    auto = subscribe\n    special_use = \\Junk\n  }\n"
+        base = base.replace(
+            "namespace inbox {\n  inbox = yes\n  separator = /\n",
+            "namespace inbox {\n  inbox = yes\n  separator = /\n" + junk,
+            1,
+        )
+        return (
+            base
+            + f"""\
 service lmtp {{
   inet_listener lmtp {{
     address = {self.host}
@@ -99,6 +104,7 @@ plugin {{
   sieve = file:{self._dir}/sieve/users/%u;active={self._dir}/sieve/users/%u.sieve
 }}
 """
+        )
 
     def _wait_until_listening(self) -> None:
         super()._wait_until_listening()

@@ -120,7 +120,10 @@ async def due_senders(at_iso: str) -> list[str]:
 async def _scan_folders(imap: ImapFolders) -> tuple[Folder, list[Folder]]:
     folders = await imap.list_folders()
     inbox = next(f for f in folders if f.kind == "inbox")
-    return inbox, [f for f in folders if f.kind in SCANNED_KINDS]
+    # INBOX first: what is rescued from spam into it later in the same scan must
+    # not look like a second copy there.
+    scanned = [inbox] + [f for f in folders if f.kind in SCANNED_KINDS and f is not inbox]
+    return inbox, scanned
 
 
 async def _delivered(receiver: Mailbox, codes: Sequence[str]) -> set[str]:
