@@ -1,7 +1,7 @@
 """warmup: per-mailbox settings and state, warmup messages
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-30 01:40:10.129542
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import mailfleet.models.common
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
