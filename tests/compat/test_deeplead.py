@@ -6,14 +6,17 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from mailfleet.db import Database
-from mailfleet.models import Pool
+from mailfleet.models import Pool, WebhookEvent
 from tests.conftest import Account, HeldMailbox
 from tests.mailboxes.test_mailboxes_api import new_user, wait_for_test
 from tests.servers.dnsserver import LocalDnsServer
 from tests.servers.dovecot import DovecotServer
+from tests.servers.http_receiver import HttpReceiver
 from tests.servers.smtp import SmtpServer
+from tests.webhooks.conftest import register
 
 SEED_POOL_ID = "507f1f77bcf86cd799439011"
 
@@ -247,3 +250,111 @@ async def test_inbox_list_filters_and_status_mapping(
     assert page["pagination"]["hasMore"] is True
     too_many = await client.get("/api/v1/inboxes?limit=1001", headers=bearer(owner))
     assert too_many.status_code == 400
+
+
+async def pool_names(client: httpx.AsyncClient, owner: Account) -> list[str]:
+    pools = (await client.get("/api/v1/pools", headers=bearer(owner))).json()["pools"]
+    return [pool["name"] for pool in pools]
+
+
+async def test_a_failed_request_leaves_no_empty_pool(
+    client: httpx.AsyncClient, owner: Account, dns_names: LocalDnsServer
+) -> None:
+    """Each retry of a failing request used to add one more empty "API Pool"."""
+    undetectable = {"emailAddress": "who@unknown-provider.test", "imapPassword": "pw"}
+    for _ in range(2):
+        single = await client.post("/api/v1/inboxes", json=undetectable, headers=bearer(owner))
+        assert single.status_code == 400, single.text
+    batch = await client.post(
+        "/api/v1/inboxes",
+        json=[undetectable, {"emailAddress": "x@gmail.com"}],
+        headers=bearer(owner),
+    )
+    assert batch.json()["summary"] == {"total": 2, "created": 0, "failed": 2}
+    assert "autoCreatedPool" not in batch.json()
+    assert await pool_names(client, owner) == []
+
+    # A batch where one inbox went in keeps its pool.
+    mixed = await client.post(
+        "/api/v1/inboxes",
+        json=[undetectable, {"emailAddress": "ok@gmail.com", "imapPassword": "pw"}],
+        headers=bearer(owner),
+    )
+    assert mixed.json()["summary"]["created"] == 1
+    assert await pool_names(client, owner) == [mixed.json()["autoCreatedPool"]["name"]]
+
+
+async def test_mailbox_created_event_carries_the_deeplead_limit(
+    client: httpx.AsyncClient, owner: Account, database: Database, dns_names: LocalDnsServer
+) -> None:
+    with HttpReceiver() as receiver:
+        await register(client, owner, receiver.url(), eventTypes=["mailbox.created"])
+        body = {
+            "emailAddress": "sales@gmail.com",
+            "imapPassword": "pw",
+            "dailySendingLimit": 500,
+            "skipConnectionTest": True,
+        }
+        response = await client.post("/api/v1/inboxes", json=body, headers=bearer(owner))
+        assert response.json()["success"] is True, response.text
+    async with database.transaction() as session:
+        [event] = await session.scalars(
+            select(WebhookEvent).where(WebhookEvent.type == "mailbox.created")
+        )
+    assert event.data["dailySendLimit"] == 500
+    [inbox] = (await client.get("/api/v1/inboxes", headers=bearer(owner))).json()["inboxes"]
+    assert inbox["dailySendingLimit"] == 500
+
+
+@pytest.mark.parametrize("value", [True, "587", 587.0])
+async def test_ports_are_strict_integers_on_every_mailbox_route(
+    client: httpx.AsyncClient,
+    owner: Account,
+    held_mailbox: HeldMailbox,
+    dns_names: LocalDnsServer,
+    value: object,
+) -> None:
+    """JSON true was taken as port 1."""
+    server = {"host": "smtp.example.test", "password": "pw", "port": value}
+    mailbox_id = await held_mailbox(owner.workspace_id, "held@example.test")
+    requests: list[tuple[str, str, dict[str, Any], dict[str, str], str]] = [
+        (
+            "POST",
+            "/v1/mailboxes",
+            {"email": "a@example.test", "smtp": server},
+            owner.headers,
+            "smtp.port",
+        ),
+        (
+            "POST",
+            "/v1/mailboxes",
+            {"email": "a@example.test", "smtp": {**server, "port": 587}, "imap": server},
+            owner.headers,
+            "imap.port",
+        ),
+        (
+            "PUT",
+            f"/v1/mailboxes/{mailbox_id}",
+            {"smtp": {"port": value}},
+            owner.headers,
+            "smtp.port",
+        ),
+        (
+            "POST",
+            "/api/v1/inboxes",
+            {"emailAddress": "b@gmail.com", "imapPassword": "pw", "smtpPort": value},
+            bearer(owner),
+            "smtpPort",
+        ),
+        (
+            "POST",
+            "/api/v1/inboxes",
+            {"emailAddress": "b@gmail.com", "imapPassword": "pw", "imapPort": value},
+            bearer(owner),
+            "imapPort",
+        ),
+    ]
+    for method, route, body, headers, field in requests:
+        response = await client.request(method, route, json=body, headers=headers)
+        assert response.status_code == 400, (route, body, response.text)
+        assert field in response.text, (route, response.text)

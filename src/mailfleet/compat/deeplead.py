@@ -21,7 +21,7 @@ from mailfleet.kit.clock import isoformat
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import MailfleetError, ValidationFailed
 from mailfleet.kit.pagination import MAX_LIMIT, LimitQuery, Page, SkipQuery
-from mailfleet.kit.validation import EmailAddress, Hostname
+from mailfleet.kit.validation import EmailAddress, Hostname, Port
 from mailfleet.mail.discovery import Discoverer, apply_discovery
 from mailfleet.mailboxes import service
 from mailfleet.mailboxes.schemas import ImapIn, MailboxCreate, SmtpIn
@@ -64,10 +64,10 @@ class InboxIn(BaseModel):
     smtp_username: str | None = Field(default=None, min_length=1, max_length=320)
     provider: str | None = Field(default=None, max_length=40)
     imap_host: Hostname | None = None
-    imap_port: int | None = Field(default=None, ge=1, le=65535)
+    imap_port: Port | None = None
     smtp_host: Hostname | None = None
-    smtp_port: int | None = Field(default=None, ge=1, le=65535)
-    daily_sending_limit: int = Field(default=2, ge=1, le=10_000)
+    smtp_port: Port | None = None
+    daily_sending_limit: int = Field(default=2, strict=True, ge=1, le=10_000)
     skip_connection_test: bool = False
 
 
@@ -171,12 +171,20 @@ async def _create_inbox(
         pool_id=pool_id,
     )
     mailbox = await service.create_mailbox(
-        session, keyring, workspace_id, data, verify=not item.skip_connection_test
+        session,
+        keyring,
+        workspace_id,
+        data,
+        verify=not item.skip_connection_test,
+        # DeepLead's limit is not clamped to SendKit's 1..50.
+        daily_send_limit=item.daily_sending_limit,
     )
-    # DeepLead's limit is not clamped to SendKit's 1..50.
-    mailbox.daily_send_limit = item.daily_sending_limit
-    await session.flush()
     return mailbox, filled_fields
+
+
+async def _drop_unused(session: AsyncSession, pool: Pool | None) -> None:
+    if pool is not None:
+        await service.delete_pool(session, pool)
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -208,6 +216,7 @@ async def create_inboxes(
         )
 
     auto_pool: Pool | None = None
+    auto_pool_used = False
     results: list[dict[str, Any]] = []
     for raw in raw_items:
         email = raw.get("emailAddress") if isinstance(raw, dict) else None
@@ -231,12 +240,17 @@ async def create_inboxes(
                 session, keyring, discoverer, ctx.workspace_id, item, pool_id
             )
         except (_ItemFailed, MailfleetError) as exc:
-            if single and isinstance(exc, MailfleetError):
-                raise
             if single:
+                # The error is rendered as an answer, so the request's transaction
+                # commits: the pool made for this inbox must go explicitly.
+                await _drop_unused(session, auto_pool)
+                if isinstance(exc, MailfleetError):
+                    raise
                 raise ValidationFailed(exc.message, []) from exc
             results.append({"emailAddress": email, "success": False, "error": exc.message})
             continue
+        if auto_pool is not None and mailbox.pool_id == auto_pool.id:
+            auto_pool_used = True
         result: dict[str, Any] = {
             "emailAddress": mailbox.email,
             "success": True,
@@ -246,6 +260,11 @@ async def create_inboxes(
             result["autoFilledFields"] = filled
         results.append(result)
 
+    if not auto_pool_used:
+        # Every inbox that would have gone into it failed: a retry would otherwise
+        # leave one more empty "API Pool" each time.
+        await _drop_unused(session, auto_pool)
+        auto_pool = None
     created = sum(1 for r in results if r["success"])
     body: dict[str, Any] = {
         "success": created > 0,

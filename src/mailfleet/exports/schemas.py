@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
-from mailfleet.kit.validation import EmailAddress, HeaderToken, Hostname
+from mailfleet.kit.validation import EmailAddress, HeaderToken, Hostname, Port
 from mailfleet.platforms import PLATFORMS
 from mailfleet.platforms.csv_formats import Layout
 
@@ -95,9 +95,9 @@ class ConnectInboxItem(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     # Mailfleet's addition, for domains whose servers discovery cannot find.
     smtp_host: Hostname | None = None
-    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_port: Port | None = None
     imap_host: Hostname | None = None
-    imap_port: int | None = Field(default=None, ge=1, le=65535)
+    imap_port: Port | None = None
 
     @model_validator(mode="after")
     def _has_password(self) -> ConnectInboxItem:

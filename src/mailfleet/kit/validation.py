@@ -6,7 +6,7 @@ import re
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from mailfleet.kit.names import ascii_name
 
@@ -62,3 +62,6 @@ def header_token(value: str) -> str:
 
 
 HeaderToken = Annotated[str, AfterValidator(header_token)]
+
+# A TCP port. Strict: pydantic's lax mode took JSON `true` as port 1 and "587" as 587.
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
-from mailfleet.kit.validation import EmailAddress, Hostname
+from mailfleet.kit.validation import EmailAddress, Hostname, Port
 
 MIN_DAILY_LIMIT = 1
 MAX_DAILY_LIMIT = 50
@@ -36,18 +36,18 @@ def clean_tags(tags: list[str] | None) -> list[str] | None:
 
 class ServerIn(ApiModel):
     host: Hostname
-    port: int = Field(ge=1, le=65535)
+    port: Port
     secure: bool = True
     username: str | None = Field(default=None, min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=1024, repr=False)
 
 
 class SmtpIn(ServerIn):
-    port: int = Field(default=587, ge=1, le=65535)
+    port: Port = 587
 
 
 class ImapIn(ServerIn):
-    port: int = Field(default=993, ge=1, le=65535)
+    port: Port = 993
 
 
 class MailboxCreate(ApiModel):
@@ -67,7 +67,7 @@ class MailboxCreate(ApiModel):
 
 class ServerUpdate(ApiModel):
     host: Hostname | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Port | None = None
     secure: bool | None = None
     username: str | None = Field(default=None, min_length=1, max_length=320)
     password: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)

@@ -124,11 +124,14 @@ async def create_mailbox(
     *,
     job_id: str | None = None,
     verify: bool = True,
+    daily_send_limit: int | None = None,
 ) -> Mailbox:
     """A mailbox in status "inactive", and its first connection test, queued after
     commit (or left to the bulk job `job_id`, which verifies in chunks).
 
     `verify=False` (DeepLead's skipConnectionTest) makes it active at once, untested.
+    `daily_send_limit` is a dialect's own limit, past SendKit's clamp (DeepLead's
+    1..10000); set here so the mailbox.created event carries it.
     """
     email = data.email
     if await session.scalar(
@@ -152,7 +155,7 @@ async def create_mailbox(
         provider=data.provider.lower(),
         status="inactive",
         connection_type="smtp",
-        daily_send_limit=data.daily_send_limit,
+        daily_send_limit=daily_send_limit or data.daily_send_limit,
         sending_enabled=False,
         signature=data.signature,
         smtp_host=smtp.host,
