@@ -22,10 +22,17 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 from dbos import DBOS
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from mailfleet import metrics
 from mailfleet.bulk import service
@@ -163,9 +170,29 @@ async def _attempt(
             _busy[key] -= 1
 
 
+def login_retry_policy(
+    settings: Settings, before_sleep: Callable[[RetryCallState], None] | None = None
+) -> AsyncRetrying:
+    """The one retry policy of bulk logins. Each round logs in every mailbox of
+    the chunk still to do and answers those worth another round (every failure
+    transient: timeout, refused or dropped connection, SMTP 4xx; a rejected
+    password never is). Up to MAILFLEET_BULK_MAX_ATTEMPTS rounds, waiting
+    MAILFLEET_BULK_RETRY_DELAY before the second, doubled before each next one.
+    A login changes nothing on the mail server, so a timed-out one is retried
+    like any transient failure."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(settings.bulk_max_attempts),
+        wait=wait_exponential(multiplier=settings.bulk_retry_delay, exp_base=2),
+        retry=retry_if_result(bool),
+        before_sleep=before_sleep,
+        # Out of rounds: nothing is left over (the last round made every result final).
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else [],
+    )
+
+
 async def run_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
     """Verify the pending mailboxes of one chunk; retry transient failures with
-    backoff; record results as they become final."""
+    backoff (`login_retry_policy`); record results as they become final."""
     current = runtime()
     settings = current.settings
     limiter = login_limiter(settings)
@@ -173,34 +200,44 @@ async def run_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
     first_row = chunk * chunk_size + 1
     last_row = first_row + chunk_size - 1
     totals = {"connected": 0, "failed": 0}
+
+    async def login_round(work: list[ChunkItem], round_number: int) -> list[ChunkItem]:
+        """Log in to each mailbox once; record the final results; answer the rest."""
+        _busy[key] = len(work)
+        outcomes = await asyncio.gather(
+            *(_attempt(job_id, chunk, item, limiter, settings) for item in work)
+        )
+        last = round_number >= settings.bulk_max_attempts
+        final: list[ItemResult] = []
+        again: list[ChunkItem] = []
+        for item, outcome in zip(work, outcomes, strict=True):
+            if not last and worth_retrying(outcome):
+                again.append(item)
+            else:
+                final.append(ItemResult(item.item_id, item.test_id, outcome, round_number))
+        if final:
+            async with recorders(current.database), current.database.transaction() as s:
+                counts = await service.record_results(s, job_id, final)
+            for name, count in counts.items():
+                totals[name] += count
+                metrics.BULK_ROWS.labels(name).inc(count)
+        return again
+
+    def waiting(state: RetryCallState) -> None:
+        # Nothing of this chunk is busy while it waits: the workflow may start others.
+        _busy[key] = 0
+
     try:
         async with current.database.transaction() as session:
             work = await service.load_chunk(session, current.keyring, job_id, first_row, last_row)
-        attempts = 0
-        while work:
-            attempts += 1
-            _busy[key] = len(work)
-            outcomes = await asyncio.gather(
-                *(_attempt(job_id, chunk, item, limiter, settings) for item in work)
-            )
-            final: list[ItemResult] = []
-            again: list[ChunkItem] = []
-            for item, outcome in zip(work, outcomes, strict=True):
-                if attempts < settings.bulk_max_attempts and worth_retrying(outcome):
-                    again.append(item)
-                else:
-                    final.append(ItemResult(item.item_id, item.test_id, outcome, attempts))
-            # Credentials of finished mailboxes are not kept while results wait.
-            work = again
-            if final:
-                async with recorders(current.database), current.database.transaction() as s:
-                    counts = await service.record_results(s, job_id, final)
-                for name, count in counts.items():
-                    totals[name] += count
-                    metrics.BULK_ROWS.labels(name).inc(count)
-            if work:
-                _busy[key] = 0
-                await asyncio.sleep(settings.bulk_retry_delay * 2 ** (attempts - 1))
+        if work:
+            async for attempt in login_retry_policy(settings, before_sleep=waiting):
+                with attempt:
+                    # Credentials of finished mailboxes are not kept while the rest wait.
+                    work = await login_round(work, attempt.retry_state.attempt_number)
+                outcome = attempt.retry_state.outcome
+                if outcome is not None and not outcome.failed:
+                    attempt.retry_state.set_result(work)
     finally:
         _busy.pop(key, None)
     return totals

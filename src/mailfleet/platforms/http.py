@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from mailfleet import __version__
 from mailfleet.config import Settings
@@ -72,12 +73,18 @@ class HttpPolicy:
 
 
 class PlatformUnreachable(Exception):
-    """No answer from the platform after every attempt; ``code`` says why in one word."""
+    """No answer from the platform after every attempt; ``code`` says why in one word.
 
-    def __init__(self, code: str, message: str) -> None:
+    ``sent`` is whether the request may have reached the platform (its bytes
+    started to go out): a POST that may have arrived is not sent again.
+    """
+
+    def __init__(self, code: str, message: str, *, sent: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.sent = sent
+        self.attempts = 1
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Methods whose repetition has the effect of one (RFC 9110): safe to send again
+# after a timeout. POST and PATCH are not.
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Failures that another try cannot change.
+_FINAL_CODES = frozenset({"FORBIDDEN_TARGET", "INVALID_TARGET", "TOO_LARGE"})
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -206,12 +218,15 @@ class PlatformClient:
         json_body: Any = None,
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> PlatformResponse:
         """Send with retries; the last answer when retries ran out on 429 or 5xx.
 
         Raises PlatformUnreachable when no answer came (guard refusal, network,
         timeout). The account's credentials go only to the base URL's origin: a
-        report link on another host gets none.
+        report link on another host gets none. `idempotency_key`, for a platform
+        that honours one, goes out as `Idempotency-Key` and lets a POST be sent
+        again after a timeout.
         """
         target = self.resolve(url)
         if target.scheme not in ("http", "https") or target.userinfo:
@@ -223,6 +238,8 @@ class PlatformClient:
         if same_origin:
             sent_headers.update(self._auth_headers)
         sent_headers.update(headers or {})
+        if idempotency_key:
+            sent_headers["idempotency-key"] = idempotency_key
         if query:
             target = target.copy_merge_params(query)
         content: bytes | None = None
@@ -230,46 +247,94 @@ class PlatformClient:
             content = json.dumps(json_body).encode()
             sent_headers["content-type"] = "application/json"
 
-        attempts = self.policy.max_attempts
-        for attempt in range(1, attempts + 1):
+        idempotent = method.upper() in _IDEMPOTENT_METHODS or bool(idempotency_key)
+        attempt = 0
+
+        async def send() -> PlatformResponse:
+            nonlocal attempt
+            attempt += 1
             try:
-                response = await self._send_once(method, target, sent_headers, content, attempt)
+                return await self._send_once(method, target, sent_headers, content, attempt)
             except PlatformUnreachable as exc:
-                if exc.code in ("FORBIDDEN_TARGET", "INVALID_TARGET", "TOO_LARGE"):
-                    raise
-                if attempt == attempts:
-                    raise
-                delay = self._backoff(attempt)
-                log.info(
-                    "platform %s %s: %s; retry %d in %.2fs",
-                    method,
-                    target.host,
-                    exc.code,
-                    attempt,
-                    delay,
+                exc.attempts = attempt
+                if exc.sent and not idempotent and exc.code in ("TIMEOUT", "NETWORK_ERROR"):
+                    exc.message += "; not sent again, since the platform may have acted on it"
+                raise
+
+        retrying = self._retry_policy(method, target.host, idempotent=idempotent)
+        result: PlatformResponse = await retrying(send)
+        return result
+
+    def _retry_policy(self, method: str, host: str, *, idempotent: bool) -> AsyncRetrying:
+        """The one retry policy of platform requests (MAILFLEET_PLATFORM_*): up to
+        max_attempts tries; 429 and 5xx are tried again, waiting what Retry-After
+        asks or backing off exponentially (jittered), each wait capped; so are
+        failures with no answer, except refusals of the target (netguard, a bad
+        URL, an answer too large) and a non-idempotent request that may have
+        arrived (a timeout after sending a POST: the platform may have acted on
+        it, and a second POST could create a second account) unless the
+        platform takes an idempotency key. When tries run out, the last 429 or
+        5xx answer is returned, or the last failure raised."""
+        policy = self.policy
+
+        def should_retry(state: RetryCallState) -> bool:
+            outcome = state.outcome
+            if outcome is None:
+                return False
+            if outcome.failed:
+                exc = outcome.exception()
+                return (
+                    isinstance(exc, PlatformUnreachable)
+                    and exc.code not in _FINAL_CODES
+                    and (idempotent or not exc.sent)
                 )
-                await asyncio.sleep(delay)
-                continue
-            if response.status == 429 or response.status >= 500:
-                if attempt == attempts:
-                    return response
-                asked = retry_after_seconds(response.headers.get("retry-after"))
-                delay = min(
-                    asked if asked is not None else self._backoff(attempt),
-                    self.policy.max_retry_delay,
-                )
-                log.info(
-                    "platform %s %s answered %d; retry %d in %.2fs",
-                    method,
-                    target.host,
-                    response.status,
-                    attempt,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
+            response: PlatformResponse = outcome.result()
+            return response.status == 429 or response.status >= 500
+
+        def wait(state: RetryCallState) -> float:
+            outcome = state.outcome
+            if outcome is not None and not outcome.failed:
+                asked = retry_after_seconds(outcome.result().headers.get("retry-after"))
+                if asked is not None:
+                    return min(asked, policy.max_retry_delay)
+            return self._backoff(state.attempt_number)
+
+        def before_sleep(state: RetryCallState) -> None:
+            outcome = state.outcome
+            if outcome is None:
+                return
+            if outcome.failed:
+                exc = outcome.exception()
+                what = exc.code if isinstance(exc, PlatformUnreachable) else type(exc).__name__
+            else:
+                what = f"answered {outcome.result().status}"
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.info(
+                "platform %s %s: %s; retry %d in %.2fs",
+                method,
+                host,
+                what,
+                state.attempt_number,
+                delay,
+            )
+
+        def give_up(state: RetryCallState) -> PlatformResponse:
+            outcome = state.outcome
+            assert outcome is not None
+            if outcome.failed:
+                exc = outcome.exception()
+                assert exc is not None
+                raise exc
+            response: PlatformResponse = outcome.result()
             return response
-        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            retry=should_retry,
+            before_sleep=before_sleep,
+            retry_error_callback=give_up,
+        )
 
     def _backoff(self, attempt: int) -> float:
         delay = self.policy.retry_delay * 2.0 ** (attempt - 1) * _jitter.uniform(0.8, 1.2)
@@ -300,6 +365,15 @@ class PlatformClient:
         addresses = await self._addresses_of(host)
         pinned_headers = {**headers, "host": target.netloc.decode("ascii")}
         failure = "no address to connect to"
+        # Whether any byte of the request went out: until then nothing reached the
+        # platform, and even a POST may be sent again.
+        sent = False
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            nonlocal sent
+            if event.endswith("send_request_headers.started"):
+                sent = True
+
         try:
             async with asyncio.timeout(self.policy.timeout):
                 for address in addresses:
@@ -308,7 +382,9 @@ class PlatformClient:
                         target.copy_with(host=str(address)),
                         headers=pinned_headers,
                         content=content,
-                        extensions={"sni_hostname": host} if target.scheme == "https" else {},
+                        extensions={"sni_hostname": host, "trace": trace}
+                        if target.scheme == "https"
+                        else {"trace": trace},
                     )
                     try:
                         response = await self._client.send(request, stream=True)
@@ -323,12 +399,16 @@ class PlatformClient:
                     return PlatformResponse(response.status_code, response.headers, body, attempt)
         except (TimeoutError, httpx.TimeoutException):
             raise PlatformUnreachable(
-                "TIMEOUT", f"{host} did not answer within {self.policy.timeout:g} seconds"
+                "TIMEOUT",
+                f"{host} did not answer within {self.policy.timeout:g} seconds",
+                sent=sent,
             ) from None
         except httpx.HTTPError as exc:
             message = str(exc) or type(exc).__name__
             raise PlatformUnreachable(
-                "NETWORK_ERROR", self.scrub(f"{host}: {type(exc).__name__}: {message}")[:500]
+                "NETWORK_ERROR",
+                self.scrub(f"{host}: {type(exc).__name__}: {message}")[:500],
+                sent=sent,
             ) from None
         raise PlatformUnreachable("CONNECTION_FAILED", self.scrub(failure)[:500])
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable, Callable
 
 from dbos import DBOS
+from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt
 
 from mailfleet import metrics
 from mailfleet.runtime import runtime
@@ -58,16 +60,41 @@ async def attempt_delivery(delivery_id: str, attempt: int, next_delay: float | N
     return outcome
 
 
+def delivery_policy(
+    delays: list[float], sleep: Callable[[float], Awaitable[None]] = DBOS.sleep_async
+) -> AsyncRetrying:
+    """The one retry policy of webhook deliveries: attempts while the last one
+    asks for another ("retry"), one more than there are delays
+    (MAILFLEET_WEBHOOK_RETRY_DELAYS, jittered once by `plan_retry_delays`),
+    waiting delay n after attempt n with DBOS's durable sleep, so a restarted
+    worker waits only what was left. A POST that timed out is sent again: the
+    receiver may have it already, and the unchanged `webhook-id` is the key
+    Standard Webhooks receivers deduplicate on."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(len(delays) + 1),
+        # Asked after the last attempt too (before the stop is checked): no wait then.
+        wait=lambda state: (
+            delays[state.attempt_number - 1] if state.attempt_number <= len(delays) else 0.0
+        ),
+        retry=retry_if_result(lambda outcome: outcome == "retry"),
+        sleep=sleep,
+        # Out of attempts: the last outcome stands (attempt_delivery recorded it).
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+
+
 @DBOS.workflow()
 async def deliver_webhook(delivery_id: str) -> str:
     delays = await plan_retry_delays()
     schedule: list[float | None] = [*delays, None]
     outcome = "missing"
-    for attempt, next_delay in enumerate(schedule, start=1):
-        outcome = await attempt_delivery(delivery_id, attempt, next_delay)
-        if outcome != "retry" or next_delay is None:
-            break
-        await DBOS.sleep_async(next_delay)
+    async for attempt in delivery_policy(delays):
+        with attempt:
+            number = attempt.retry_state.attempt_number
+            # The wait after this attempt, recorded with it (None: the last one).
+            outcome = await attempt_delivery(delivery_id, number, schedule[number - 1])
+        if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
+            attempt.retry_state.set_result(outcome)
     return outcome
 
 
