@@ -97,6 +97,20 @@ async def test_bad_input_is_refused_and_creates_nothing(
     )
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["field"] == "forwardTo"
+    bo = data["results"][2]
+    response = await client.post(
+        f"/v1/domains/{domain['id']}/email-forwarding",
+        json={"forwardTo": "ann@refuse-hosted.test", "mailboxIds": [bo["mailboxId"]]},
+        headers=owner.headers,
+    )
+    assert response.status_code == 200, response.text
+    response = await client.post(
+        f"/v1/domains/{domain['id']}/email-forwarding",
+        json={"forwardTo": bo["email"], "mailboxIds": [stored.id]},
+        headers=owner.headers,
+    )
+    assert response.status_code == 400
+    assert "loop" in response.json()["error"]["message"]
     response = await client.post(
         f"/v1/domains/{domain['id']}/email-forwarding",
         json={"forwardTo": "not an address"},

@@ -119,9 +119,13 @@ class HostedMailServer:
                 server_unavailable(f"{binary} not installed: {INSTALL_HINT}")
         if os.geteuid() != 0:
             server_unavailable("the hosted mail server tests need root (Postfix, Dovecot)")
-        for module in ("/usr/lib/dovecot/modules/auth/libdriver_sqlite.so",):
-            if not Path(module).exists():
-                server_unavailable(f"dovecot-sqlite is missing: {INSTALL_HINT}")
+        dialect = "sqlite" if self.settings.is_sqlite else "pgsql"
+        if not Path(f"/usr/lib/dovecot/modules/auth/libdriver_{dialect}.so").exists():
+            server_unavailable(f"dovecot-{dialect} is missing: {INSTALL_HINT}")
+        postconf = shutil.which("postconf") or "/usr/sbin/postconf"
+        tables = subprocess.run([postconf, "-m"], capture_output=True, text=True, check=False)
+        if dialect not in tables.stdout.split():
+            server_unavailable(f"postfix-{dialect} is missing: {INSTALL_HINT}")
         self.address = _free_loopback_address()
         leaf = self.tls.ca.issue_cert(self.hostname, self.address)
         self.cert_pem.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))

@@ -120,7 +120,10 @@ def _postfix_map(config: MailServerConfig, name: str) -> str:
         lines.append(f"dbpath = {db.sqlite_path}")
     else:
         lines += [
-            f"hosts = inet:{db.host}:{db.port}",
+            # A host that is a path is libpq's socket directory.
+            f"hosts = unix:{db.host}"
+            if db.host.startswith("/")
+            else f"hosts = inet:{db.host}:{db.port}",
             f"dbname = {db.dbname}",
             f"user = {db.user}",
             f"password = {db.password}",

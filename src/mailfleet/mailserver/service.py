@@ -292,6 +292,15 @@ async def set_email_forwarding(
         raise ValidationFailed.for_field(
             "forwardTo", "forwardTo is one of the forwarded mailboxes: mail would loop"
         )
+    onward = await session.scalar(
+        select(Mailbox.forward_to).where(
+            Mailbox.email == data.forward_to, Mailbox.hosted_domain_id.is_not(None)
+        )
+    )
+    if onward is not None and onward in {mailbox.email for mailbox in targets}:
+        raise ValidationFailed.for_field(
+            "forwardTo", f"{data.forward_to} forwards back to {onward}: mail would loop"
+        )
     forward_domain = data.forward_to.rsplit("@", 1)[1]
     if forward_domain == domain.name and data.forward_to not in await _owned_addresses(
         session, domain
