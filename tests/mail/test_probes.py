@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from pathlib import Path
@@ -173,10 +174,14 @@ async def test_smtp_wrong_password_is_auth_failed_with_the_server_reply(
 ) -> None:
     settings = smtp_for(smtp_starttls, credentials, "starttls")
     smtp_starttls.users[credentials.username] = "something else"
+    quits = smtp_starttls.quits
     result = await probe_smtp(
         settings, tls_context=loopback_tls.client_context(), allow_private=True
     )
     assert result.code == "AUTH_FAILED"
+    # A rejected login still ends with QUIT; the probe waited for its reply, so the
+    # server has counted it by now.
+    assert smtp_starttls.quits == quits + 1
     assert "535 5.7.8 Authentication credentials invalid" in result.message
     assert result.reply_code == 535
     assert not result.transient
@@ -221,7 +226,10 @@ async def test_smtp_implicit_tls_against_a_plaintext_port_is_tls_error(
         timeout=5,
     )
     assert result.code == "TLS_ERROR", result
-    assert "starttls" in result.message
+    assert result.message.endswith(
+        "(this port does not speak TLS from the first byte; for STARTTLS use port 587 "
+        "with secure: true)"
+    ), result.message
 
 
 async def test_smtp_untrusted_certificate_is_tls_error(
@@ -246,7 +254,11 @@ async def test_smtp_starttls_required_but_not_offered_is_tls_error(
 ) -> None:
     result = await probe_smtp(smtp_for(smtp_plain, credentials, "starttls"), allow_private=True)
     assert result.code == "TLS_ERROR"
-    assert "STARTTLS" in result.message
+    # The hint speaks the API's terms (secure and the port), not "try ssl".
+    assert result.message.endswith(
+        "does not offer STARTTLS (for TLS from the first byte use port 465 with "
+        "secure: true; secure: false logs in unencrypted)"
+    ), result.message
 
 
 async def test_smtp_plaintext_login_on_a_starttls_only_server_is_tls_error(
@@ -254,7 +266,7 @@ async def test_smtp_plaintext_login_on_a_starttls_only_server_is_tls_error(
 ) -> None:
     result = await probe_smtp(smtp_for(smtp_starttls, credentials, "none"), allow_private=True)
     assert result.code == "TLS_ERROR"
-    assert "STARTTLS" in result.message
+    assert result.message.endswith("only allows login after STARTTLS (set secure: true)")
 
 
 async def test_smtp_password_echoed_by_the_server_is_scrubbed(credentials: Credentials) -> None:
@@ -389,6 +401,10 @@ async def test_imap_wrong_password_is_auth_failed(
     assert "[AUTHENTICATIONFAILED] Authentication failed." in result.message
     assert not result.transient
     assert_no_secret(result, credentials.password)
+    # A rejected login still ends with LOGOUT: Dovecot tells it ("Aborted login by
+    # logging out") from a hang-up ("Connection closed") in its session-end line.
+    line = await dovecot_session_end(dovecot, f"user=<{credentials.username}>")
+    assert "Aborted login by logging out" in line, line
 
 
 async def test_imap_connection_refused(closed_port: int) -> None:
@@ -413,6 +429,10 @@ async def test_imap_implicit_tls_against_a_plaintext_port_is_tls_error(
         settings, tls_context=loopback_tls.client_context(), allow_private=True, timeout=5
     )
     assert result.code == "TLS_ERROR", result
+    assert result.message.endswith(
+        "(this port does not speak TLS from the first byte; for STARTTLS use port 143 "
+        "with secure: true)"
+    ), result.message
 
 
 async def test_imap_untrusted_certificate_is_tls_error(
@@ -446,7 +466,21 @@ async def test_imap_plaintext_probe_of_an_implicit_tls_port_times_out_with_a_hin
     settings = imap_for(dovecot, credentials, "none", port=dovecot.ssl_port)
     result = await probe_imap(settings, allow_private=True, timeout=0.5)
     assert result.code == "TIMEOUT"
-    assert "try ssl" in result.message
+    assert result.message.endswith(
+        "(a port that expects TLS from the first byte stays silent; for that use port 993 "
+        "with secure: true)"
+    ), result.message
+
+
+async def dovecot_session_end(dovecot: DovecotServer, marker: str) -> str:
+    """The log line Dovecot writes when that session ends; it writes it a moment
+    after the client went, so wait for it (up to about 10 s)."""
+    for _ in range(200):
+        for line in dovecot.log_path.read_text(errors="replace").splitlines():
+            if marker in line and "Disconnected" in line:
+                return line
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no session end for {marker} in:\n{dovecot.log_tail()}")
 
 
 async def test_imap_loopback_is_forbidden_without_allow_private(dovecot: DovecotServer) -> None:

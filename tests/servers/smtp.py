@@ -55,17 +55,25 @@ class _Authenticator:
 
 
 class _DiscardHandler:
-    """Accepts and drops messages; the probes under test never send one."""
+    """Accepts and drops messages; the probes under test never send one. Counts QUITs."""
+
+    def __init__(self, server: SmtpServer) -> None:
+        self._server = server
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return "250 2.0.0 OK: discarded"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._server.lock:
+            self._server.quits += 1
+        return "221 Bye"
 
 
 class SmtpServer:
     """An aiosmtpd server on `host`:`port` that authenticates against `users`.
 
     `users` is a live dict: add to it while the server runs. `auth_attempts` records
-    (mechanism, username) for every AUTH the server saw.
+    (mechanism, username) for every AUTH the server saw; `quits` counts QUIT commands.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class SmtpServer:
         self.port = 0
         self.failure_reply = failure_reply
         self.auth_attempts: list[tuple[str, str]] = []
+        self.quits = 0
         self.lock = threading.Lock()
         self._controller: Controller | None = None
 
@@ -105,7 +114,7 @@ class SmtpServer:
             options.update(auth_require_tls=False)
         self.port = unused_tcp_port(self.host)
         controller = Controller(
-            _DiscardHandler(),
+            _DiscardHandler(self),
             hostname=self.host,
             port=self.port,
             server_hostname="mx.mailfleet.test",

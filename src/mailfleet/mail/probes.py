@@ -81,6 +81,8 @@ _TRANSIENT_CODES: Final[frozenset[str]] = frozenset({TIMEOUT, CONNECTION_REFUSED
 _GUARD_TIMEOUT: Final = 5.0
 # QUIT/LOGOUT are courtesy: the verdict is in by then, so they get little time.
 _FAREWELL_TIMEOUT: Final = 2.0
+_IMPLICIT_TLS_PORT: Final[dict[str, int]] = {"smtp": 465, "imap": 993}
+_STARTTLS_PORT: Final[dict[str, int]] = {"smtp": 587, "imap": 143}
 _MAX_MESSAGE: Final = 500
 _REDACTED: Final = "********"
 _SHORT_SECRET: Final = 6
@@ -279,6 +281,20 @@ class _Probe:
     def target(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
+    # Hints speak the API's terms: a mailbox has `secure` and a port, and the port
+    # picks implicit TLS (465, 993) or STARTTLS (any other) when secure is true.
+    def implicit_tls_setting(self) -> str:
+        return f"port {_IMPLICIT_TLS_PORT[self.protocol]} with secure: true"
+
+    def starttls_setting(self) -> str:
+        return f"port {_STARTTLS_PORT[self.protocol]} with secure: true"
+
+    def no_starttls(self) -> str:
+        return (
+            f"{self.target} does not offer STARTTLS (for TLS from the first byte use "
+            f"{self.implicit_tls_setting()}; secure: false logs in unencrypted)"
+        )
+
     def remaining(self) -> float:
         return max(0.0, self._deadline - time.monotonic())
 
@@ -291,16 +307,26 @@ class _Probe:
                     message, folders = await self.verify()
             except Exception as exc:
                 failure = self.classify(exc)
-                return self.result(started, failure.message, failure=failure)
+                result = self.result(started, failure.message, failure=failure)
+                # A rejected login still ends the session politely: hanging up
+                # without QUIT/LOGOUT is what abusive clients do, and some servers
+                # count it against the address. Not after a timeout: the server is
+                # not answering, and the verdict must not wait longer.
+                if failure.code != TIMEOUT:
+                    await self.say_goodbye()
+                return result
             result = self.result(started, message, folders=folders)
-            try:
-                async with asyncio.timeout(_FAREWELL_TIMEOUT):
-                    await self.farewell()
-            except Exception as exc:
-                logger.debug("%s farewell to %s failed: %r", self.protocol, self.target, exc)
+            await self.say_goodbye()
             return result
         finally:
             self.close()
+
+    async def say_goodbye(self) -> None:
+        try:
+            async with asyncio.timeout(_FAREWELL_TIMEOUT):
+                await self.farewell()
+        except Exception as exc:
+            logger.debug("%s farewell to %s failed: %r", self.protocol, self.target, exc)
 
     def result(
         self,
@@ -397,7 +423,10 @@ class _Probe:
             hint = ""
             if self.settings.security == "ssl" and reason == "WRONG_VERSION_NUMBER":
                 # The server answered in plaintext: a STARTTLS or plain port.
-                hint = " (this port does not speak TLS from the first byte; try starttls)"
+                hint = (
+                    " (this port does not speak TLS from the first byte; for STARTTLS "
+                    f"use {self.starttls_setting()})"
+                )
             return _Failure(TLS_ERROR, f"TLS failed while {self.phase}: {reason}{hint}")
         if _first(chain, TimeoutError) is not None:
             hint = ""
@@ -405,7 +434,10 @@ class _Probe:
                 self.phase.startswith("waiting for the greeting")
                 and self.settings.security != "ssl"
             ):
-                hint = " (a port that expects TLS from the first byte stays silent; try ssl)"
+                hint = (
+                    " (a port that expects TLS from the first byte stays silent; for that "
+                    f"use {self.implicit_tls_setting()})"
+                )
             return _Failure(TIMEOUT, f"no answer within {self.timeout:g}s while {self.phase}{hint}")
         if _first(chain, ConnectionRefusedError) is not None:
             return _Failure(CONNECTION_REFUSED, f"{self.target} refused the connection")
@@ -484,11 +516,7 @@ class _SmtpProbe(_Probe):
         await client.ehlo()
         if s.security == "starttls":
             if not client.supports_extension("starttls"):
-                raise _Failure(
-                    TLS_ERROR,
-                    f"{self.target} does not offer STARTTLS "
-                    "(try ssl, or none to log in unencrypted)",
-                )
+                raise _Failure(TLS_ERROR, self.no_starttls())
             self.phase = "upgrading with STARTTLS"
             try:
                 await client.starttls(
@@ -503,7 +531,7 @@ class _SmtpProbe(_Probe):
             if s.security == "none" and client.supports_extension("starttls"):
                 raise _Failure(
                     TLS_ERROR,
-                    f"{self.target} only allows login after STARTTLS (use starttls)",
+                    f"{self.target} only allows login after STARTTLS (set secure: true)",
                 )
             raise _Failure(PROTOCOL_ERROR, f"{self.target} does not offer SMTP AUTH")
 
@@ -737,7 +765,7 @@ class _ImapProbe(_Probe):
             raise _Failure(
                 TLS_ERROR,
                 f"{self.target} does not allow LOGIN on an unencrypted connection "
-                "(use starttls or ssl)",
+                "(set secure: true)",
             )
 
         self.phase = "logging in"
@@ -766,10 +794,7 @@ class _ImapProbe(_Probe):
     async def _starttls(self, inner: Any, tap: _ImapTap, loop: asyncio.AbstractEventLoop) -> None:
         s = self.settings
         if "STARTTLS" not in inner.capabilities:
-            raise _Failure(
-                TLS_ERROR,
-                f"{self.target} does not offer STARTTLS (try ssl, or none to log in unencrypted)",
-            )
+            raise _Failure(TLS_ERROR, self.no_starttls())
         self.phase = "upgrading with STARTTLS"
         # aioimaplib 2.0.3 knows the STARTTLS command but has no method for it: send
         # the command through its protocol, then swap in a TLS transport under it.
