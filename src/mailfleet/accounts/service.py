@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.accounts import security
+from mailfleet.accounts.repository import ApiKeyRepository
 from mailfleet.kit.clock import utcnow
-from mailfleet.kit.errors import Conflict, Forbidden, NotFound, Unauthorized
+from mailfleet.kit.errors import Conflict, Forbidden, Unauthorized
 from mailfleet.models import ApiKey, User, Workspace
 from mailfleet.workspaces import service as workspaces
 
@@ -92,9 +93,7 @@ async def list_api_keys(session: AsyncSession, user: User) -> list[ApiKey]:
 
 
 async def revoke_api_key(session: AsyncSession, user: User, key_id: str) -> ApiKey:
-    key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user.id))
-    if key is None:
-        raise NotFound(f"API key {key_id} not found")
+    key = await ApiKeyRepository(session).get(user.id, key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await session.flush()

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.billing import ledger, taxids
 from mailfleet.billing.money import format_amount
+from mailfleet.billing.repository import InvoiceRepository
 from mailfleet.billing.schemas import BillingDetailsIn
 from mailfleet.kit.clock import utcnow
-from mailfleet.kit.errors import NotFound, ValidationFailed
+from mailfleet.kit.errors import ValidationFailed
 from mailfleet.kit.pagination import Page
 from mailfleet.models.billing import BillingDetails, Invoice
 
@@ -93,23 +93,14 @@ async def issue_invoice(
 async def list_invoices(
     session: AsyncSession, workspace_id: str, page: Page
 ) -> tuple[list[Invoice], int]:
-    query = select(Invoice).where(Invoice.workspace_id == workspace_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(Invoice.issued_at.desc(), Invoice.id.desc())
-        .limit(page.limit)
-        .offset(page.skip)
+    repository = InvoiceRepository(session)
+    return await repository.paginate(
+        repository.owned_by(workspace_id), page, Invoice.issued_at.desc(), Invoice.id.desc()
     )
-    return list(rows), total
 
 
 async def get_invoice(session: AsyncSession, workspace_id: str, invoice_id: str) -> Invoice:
-    invoice = await session.scalar(
-        select(Invoice).where(Invoice.id == invoice_id, Invoice.workspace_id == workspace_id)
-    )
-    if invoice is None:
-        raise NotFound(f"Invoice {invoice_id} not found")
-    return invoice
+    return await InvoiceRepository(session).get(workspace_id, invoice_id)
 
 
 # Billing details

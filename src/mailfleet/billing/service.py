@@ -23,6 +23,7 @@ from mailfleet.billing import invoices, ledger
 from mailfleet.billing.invoices import InvoiceLine
 from mailfleet.billing.ledger import BillingDisabled
 from mailfleet.billing.money import Proration, format_amount, period_bounds, prorate
+from mailfleet.billing.repository import PlanRepository, SubscriptionRepository
 from mailfleet.billing.schemas import PlanCreate, PlanUpdate, SubscriptionCreate, SubscriptionUpdate
 from mailfleet.config import Settings
 from mailfleet.kit.clock import isoformat, utcnow
@@ -35,7 +36,7 @@ from mailfleet.kit.errors import (
 )
 from mailfleet.kit.ids import new_id
 from mailfleet.kit.pagination import Page
-from mailfleet.models import Mailbox
+from mailfleet.models import Mailbox, MailboxStatus, SubscriptionStatus
 from mailfleet.models.billing import (
     BillingAccount,
     Invoice,
@@ -49,7 +50,7 @@ from mailfleet.models.common import UTCDateTime
 SELF_HOSTED_PLAN_ID = "self-hosted"
 # Statuses that hold the workspace's seats; "past_due" keeps them through the grace
 # period but adds none (SUBSCRIPTION_REQUIRED until paid).
-LIVE_STATUSES = ("active", "past_due")
+LIVE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -93,14 +94,10 @@ def self_hosted_plan(settings: Settings) -> Plan:
 async def list_plans(
     session: AsyncSession, page: Page, *, include_inactive: bool
 ) -> tuple[list[Plan], int]:
-    query = select(Plan)
+    query = PlanRepository.select()
     if not include_inactive:
         query = query.where(Plan.active.is_(True))
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(Plan.price_per_mailbox, Plan.name).limit(page.limit).offset(page.skip)
-    )
-    return list(rows), total
+    return await PlanRepository(session).paginate(query, page, Plan.price_per_mailbox, Plan.name)
 
 
 async def get_plan(session: AsyncSession, plan_id: str) -> Plan:
@@ -222,7 +219,7 @@ async def mailbox_quota(
     if not billing_enabled(settings):
         return MailboxQuota(None, None, await mailbox_count(session, workspace_id), None)
     subscription = await live_subscription(session, workspace_id)
-    if subscription is None or subscription.status != "active":
+    if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
         raise SubscriptionRequired("Workspace owner needs an active subscription to add mailboxes")
     plan = await get_plan(session, subscription.plan_id)
     return MailboxQuota(
@@ -350,27 +347,14 @@ async def view(session: AsyncSession, subscription: Subscription) -> Subscriptio
 async def list_subscriptions(
     session: AsyncSession, workspace_id: str, page: Page
 ) -> tuple[list[Subscription], int]:
-    query = select(Subscription).where(Subscription.workspace_id == workspace_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(Subscription.created_at.desc(), Subscription.id.desc())
-        .limit(page.limit)
-        .offset(page.skip)
-    )
-    return list(rows), total
+    repository = SubscriptionRepository(session)
+    return await repository.newest_first(repository.owned_by(workspace_id), page)
 
 
 async def get_subscription(
     session: AsyncSession, workspace_id: str, subscription_id: str
 ) -> Subscription:
-    subscription = await session.scalar(
-        select(Subscription).where(
-            Subscription.id == subscription_id, Subscription.workspace_id == workspace_id
-        )
-    )
-    if subscription is None:
-        raise NotFound(f"Subscription {subscription_id} not found")
-    return subscription
+    return await SubscriptionRepository(session).get(workspace_id, subscription_id)
 
 
 async def _offered_plan(session: AsyncSession, plan_id: str) -> Plan:
@@ -493,7 +477,7 @@ async def create_subscription(
         plan_id=plan.id,
         quantity=data.quantity,
         unit_amount=plan.price_per_mailbox,
-        status="active",
+        status=SubscriptionStatus.ACTIVE,
         anchor_at=now,
         periods_started=1,
         current_period_start=start,
@@ -548,7 +532,7 @@ async def change_subscription(
         session, subscription.workspace_id, settings.billing_currency
     )
     await session.refresh(subscription)
-    if subscription.status == "canceled":
+    if subscription.status == SubscriptionStatus.CANCELED:
         raise Conflict("This subscription has ended; start a new one with POST /v1/subscriptions")
     if data.cancel_at_period_end is not None:
         subscription.cancel_at_period_end = data.cancel_at_period_end
@@ -557,7 +541,7 @@ async def change_subscription(
     if data.plan_id is None and data.quantity is None:
         await session.flush()
         return SubscriptionChange(subscription, nothing, None)
-    if subscription.status != "active":
+    if subscription.status != SubscriptionStatus.ACTIVE:
         raise Conflict("Pay the overdue renewal first: only an active subscription can change")
     old_plan = await get_plan(session, subscription.plan_id)
     new_plan = (
@@ -633,12 +617,12 @@ async def cancel_subscription(
     require_billing(settings)
     await ledger.lock_account(session, subscription.workspace_id, settings.billing_currency)
     await session.refresh(subscription)
-    if subscription.status == "canceled":
+    if subscription.status == SubscriptionStatus.CANCELED:
         return subscription
     now = utcnow()
     subscription.canceled_at = now
     subscription.cancel_at_period_end = True
-    if subscription.status == "past_due":
+    if subscription.status == SubscriptionStatus.PAST_DUE:
         await _end(session, subscription, now)
     await session.flush()
     plan = await get_plan(session, subscription.plan_id)
@@ -657,7 +641,7 @@ async def cancel_subscription(
 
 
 async def _end(session: AsyncSession, subscription: Subscription, now: datetime) -> None:
-    subscription.status = "canceled"
+    subscription.status = SubscriptionStatus.CANCELED
     subscription.ended_at = min(now, subscription.current_period_end)
     await suspend_mailboxes(session, subscription.workspace_id)
 
@@ -749,7 +733,7 @@ async def suspend_mailboxes(session: AsyncSession, workspace_id: str) -> int:
     already = select(SuspendedMailbox.mailbox_id)
     to_pause = select(Mailbox.id, Mailbox.workspace_id, literal(utcnow(), UTCDateTime())).where(
         Mailbox.workspace_id == workspace_id,
-        Mailbox.status == "active",
+        Mailbox.status == MailboxStatus.ACTIVE,
         Mailbox.id.not_in(already),
     )
     await session.execute(
@@ -759,14 +743,14 @@ async def suspend_mailboxes(session: AsyncSession, workspace_id: str) -> int:
         update(Mailbox)
         .where(
             Mailbox.workspace_id == workspace_id,
-            Mailbox.status == "active",
+            Mailbox.status == MailboxStatus.ACTIVE,
             Mailbox.id.in_(
                 select(SuspendedMailbox.mailbox_id).where(
                     SuspendedMailbox.workspace_id == workspace_id
                 )
             ),
         )
-        .values(status="paused", sending_enabled=False, updated_at=utcnow())
+        .values(status=MailboxStatus.PAUSED, sending_enabled=False, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0))
@@ -789,10 +773,10 @@ async def resume_mailboxes(session: AsyncSession, workspace_id: str) -> int:
         update(Mailbox)
         .where(
             Mailbox.workspace_id == workspace_id,
-            Mailbox.status == "paused",
+            Mailbox.status == MailboxStatus.PAUSED,
             Mailbox.id.in_(suspended),
         )
-        .values(status="active", sending_enabled=True, updated_at=utcnow())
+        .values(status=MailboxStatus.ACTIVE, sending_enabled=True, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     await session.execute(
@@ -844,15 +828,18 @@ async def due_renewals(
         select(Subscription.id, Subscription.current_period_end, Subscription.status)
         .where(
             Subscription.current_period_end <= now,
-            (Subscription.status == "active")
-            | ((Subscription.status == "past_due") & Subscription.suspended_at.is_(None)),
+            (Subscription.status == SubscriptionStatus.ACTIVE)
+            | (
+                (Subscription.status == SubscriptionStatus.PAST_DUE)
+                & Subscription.suspended_at.is_(None)
+            ),
         )
         .order_by(Subscription.current_period_end)
         .limit(limit)
     )
     due: list[tuple[str, datetime, str]] = []
     for subscription_id, period_end, status in rows:
-        if status == "active":
+        if status == SubscriptionStatus.ACTIVE:
             due.append((subscription_id, period_end, "due"))
         elif period_end + grace <= now:
             due.append((subscription_id, period_end, "grace"))
@@ -881,7 +868,7 @@ async def attempt_renewal(
     account = await ledger.lock_account(session, workspace_id, settings.billing_currency)
     await session.refresh(subscription)
     if (
-        subscription.status == "canceled"
+        subscription.status == SubscriptionStatus.CANCELED
         or isoformat(subscription.current_period_end) != period_end
     ):
         return RenewalAttempt("skipped", workspace_id)
@@ -930,7 +917,7 @@ async def attempt_renewal(
     subscription.current_period_start, subscription.current_period_end = start, end
     subscription.periods_started += 1
     subscription.unit_amount = plan.price_per_mailbox
-    subscription.status = "active"
+    subscription.status = SubscriptionStatus.ACTIVE
     subscription.past_due_since = None
     subscription.suspended_at = None
     subscription.updated_at = utcnow()
@@ -969,14 +956,14 @@ async def mark_past_due(
     await ledger.lock_account(session, workspace_id, settings.billing_currency)
     await session.refresh(subscription)
     if (
-        subscription.status == "canceled"
+        subscription.status == SubscriptionStatus.CANCELED
         or isoformat(subscription.current_period_end) != period_end
     ):
         return "skipped"
     plan = await get_plan(session, subscription.plan_id)
     grace_ends = subscription.current_period_end + timedelta(days=settings.billing_grace_days)
-    if subscription.status == "active":
-        subscription.status = "past_due"
+    if subscription.status == SubscriptionStatus.ACTIVE:
+        subscription.status = SubscriptionStatus.PAST_DUE
         subscription.past_due_since = now
         await session.flush()
         amount = plan.price_per_mailbox * subscription.quantity
@@ -1005,7 +992,8 @@ async def past_due_subscriptions(
 ) -> list[tuple[str, datetime]]:
     rows = await session.execute(
         select(Subscription.id, Subscription.current_period_end).where(
-            Subscription.workspace_id == workspace_id, Subscription.status == "past_due"
+            Subscription.workspace_id == workspace_id,
+            Subscription.status == SubscriptionStatus.PAST_DUE,
         )
     )
     return [(subscription_id, period_end) for subscription_id, period_end in rows]

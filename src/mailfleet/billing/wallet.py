@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.billing import invoices, ledger, service
@@ -26,13 +26,14 @@ from mailfleet.billing.payments import (
     PaymentProvider,
     PaymentProviderError,
 )
+from mailfleet.billing.repository import PaymentRepository, WalletEntryRepository
 from mailfleet.billing.schemas import AutoRechargeIn, TopUpIn
 from mailfleet.config import Settings
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Forbidden, NotFound, ValidationFailed
 from mailfleet.kit.ids import new_id
 from mailfleet.kit.pagination import Page
-from mailfleet.models import User, Workspace
+from mailfleet.models import PaymentStatus, User, Workspace
 from mailfleet.models.billing import (
     BillingAccount,
     IdempotentRequest,
@@ -58,23 +59,12 @@ async def summary(session: AsyncSession, settings: Settings, workspace_id: str) 
 async def list_entries(
     session: AsyncSession, workspace_id: str, page: Page
 ) -> tuple[list[WalletEntry], int]:
-    query = select(WalletEntry).where(WalletEntry.workspace_id == workspace_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(WalletEntry.created_at.desc(), WalletEntry.id.desc())
-        .limit(page.limit)
-        .offset(page.skip)
-    )
-    return list(rows), total
+    repository = WalletEntryRepository(session)
+    return await repository.newest_first(repository.owned_by(workspace_id), page)
 
 
 async def get_payment(session: AsyncSession, workspace_id: str, payment_id: str) -> Payment:
-    payment = await session.scalar(
-        select(Payment).where(Payment.id == payment_id, Payment.workspace_id == workspace_id)
-    )
-    if payment is None:
-        raise NotFound(f"Payment {payment_id} not found")
-    return payment
+    return await PaymentRepository(session).get(workspace_id, payment_id)
 
 
 # Top-ups
@@ -104,7 +94,7 @@ async def start_topup(
             purpose="topup",
             amount=data.amount,
             currency=settings.billing_currency,
-            status="pending",
+            status=PaymentStatus.PENDING,
             note=data.note,
             recorded_by_user_id=user.id,
         )
@@ -125,7 +115,7 @@ async def start_topup(
         purpose="topup",
         amount=data.amount,
         currency=settings.billing_currency,
-        status="pending",
+        status=PaymentStatus.PENDING,
         note=data.note,
         recorded_by_user_id=user.id,
     )
@@ -165,10 +155,10 @@ async def settle_payment(
     # Read again under the lock: a concurrent event for the same payment may have
     # settled it since this session loaded the row.
     status = await session.scalar(select(Payment.status).where(Payment.id == payment.id))
-    if status == "succeeded":
-        payment.status = "succeeded"
+    if status == PaymentStatus.SUCCEEDED:
+        payment.status = PaymentStatus.SUCCEEDED
         return None
-    payment.status = "succeeded"
+    payment.status = PaymentStatus.SUCCEEDED
     payment.succeeded_at = utcnow()
     payment.failure_message = None
     if provider_ref:
@@ -200,8 +190,8 @@ async def settle_payment(
 
 
 async def fail_payment(session: AsyncSession, payment: Payment, message: str) -> None:
-    if payment.status == "pending":
-        payment.status = "failed"
+    if payment.status == PaymentStatus.PENDING:
+        payment.status = PaymentStatus.FAILED
         payment.failure_message = message[:500]
         await session.flush()
 
@@ -297,7 +287,7 @@ async def prepare_auto_recharge(
         purpose="auto_recharge",
         amount=amount,
         currency=account.currency,
-        status="pending",
+        status=PaymentStatus.PENDING,
         reason=reason,
     )
     session.add(payment)
@@ -307,7 +297,7 @@ async def prepare_auto_recharge(
 
 async def off_session_charge(session: AsyncSession, payment_id: str) -> OffSessionCharge | None:
     payment = await session.get(Payment, payment_id)
-    if payment is None or payment.status != "pending":
+    if payment is None or payment.status != PaymentStatus.PENDING:
         return None
     account = await session.get(BillingAccount, payment.workspace_id)
     if (
@@ -333,7 +323,7 @@ async def record_charge_outcome(
     payment = await session.get(Payment, payment_id)
     if payment is None:
         return "missing"
-    if payment.status != "pending":
+    if payment.status != PaymentStatus.PENDING:
         return payment.status
     if outcome.status == "succeeded":
         await settle_payment(session, settings, payment, provider_ref=outcome.provider_ref)

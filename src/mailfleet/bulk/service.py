@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailfleet import jobs
 from mailfleet.billing import service as billing
 from mailfleet.bulk.formats import ParsedRow
+from mailfleet.bulk.repository import BulkJobRepository
 from mailfleet.config import Settings
 from mailfleet.db import Database, after_commit
 from mailfleet.kit.clock import utcnow
@@ -30,17 +31,16 @@ from mailfleet.kit.errors import (
     Conflict,
     LimitReached,
     MailfleetError,
-    NotFound,
     ValidationFailed,
 )
 from mailfleet.kit.ids import new_id
 from mailfleet.mailboxes import service as mailboxes
-from mailfleet.models import BulkJob, BulkJobItem, ConnectionTest, Mailbox
+from mailfleet.models import BulkJob, BulkJobItem, BulkJobStatus, ConnectionTest, Mailbox
 
 log = logging.getLogger(__name__)
 
 BULK_QUEUE: Final = "bulk_connect"
-FINAL_JOB_STATUSES: Final = frozenset({"completed", "failed"})
+FINAL_JOB_STATUSES: Final = frozenset({BulkJobStatus.COMPLETED, BulkJobStatus.FAILED})
 _INSERT_BATCH: Final = 500
 _IN_BATCH: Final = 500
 CONNECTED_MESSAGE: Final = "SMTP and IMAP logins succeeded"
@@ -57,19 +57,13 @@ async def enqueue_job(job_id: str) -> None:
 
 
 async def find_job_by_key(session: AsyncSession, workspace_id: str, key: str) -> BulkJob | None:
-    job: BulkJob | None = await session.scalar(
-        select(BulkJob).where(BulkJob.workspace_id == workspace_id, BulkJob.idempotency_key == key)
+    return await BulkJobRepository(session).one_or_none(
+        BulkJobRepository.owned_by(workspace_id).where(BulkJob.idempotency_key == key)
     )
-    return job
 
 
 async def get_job(session: AsyncSession, workspace_id: str, job_id: str) -> BulkJob:
-    job = await session.scalar(
-        select(BulkJob).where(BulkJob.id == job_id, BulkJob.workspace_id == workspace_id)
-    )
-    if job is None:
-        raise NotFound(f"Job {job_id} not found")
-    return job
+    return await BulkJobRepository(session).get(workspace_id, job_id)
 
 
 async def _insert_job(session: AsyncSession, values: dict[str, Any]) -> bool:
@@ -133,7 +127,7 @@ async def accept_job(
             "id": job_id,
             "workspace_id": workspace_id,
             "created_by": created_by,
-            "status": "queued",
+            "status": BulkJobStatus.QUEUED,
             "source": source,
             "idempotency_key": idempotency_key,
             "total": len(rows),
@@ -236,7 +230,7 @@ async def accept_job(
     job.invalid_count = invalid
     job.failed_count = failed
     if pending == 0:
-        job.status = "completed"
+        job.status = BulkJobStatus.COMPLETED
         job.started_at = job.finished_at = now
     else:
         after_commit(session, lambda: enqueue_job(job_id))
@@ -281,8 +275,8 @@ async def begin_job(session: AsyncSession, job_id: str) -> int | None:
     job = await session.get(BulkJob, job_id)
     if job is None or job.status in FINAL_JOB_STATUSES:
         return None
-    if job.status == "queued":
-        job.status = "running"
+    if job.status == BulkJobStatus.QUEUED:
+        job.status = BulkJobStatus.RUNNING
         job.started_at = utcnow()
     last_row: int | None = await session.scalar(
         select(func.max(BulkJobItem.row)).where(BulkJobItem.job_id == job_id)

@@ -42,6 +42,7 @@ from mailfleet.db import Database
 from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import probe_imap, probe_smtp
 from mailfleet.mailboxes.service import MailboxCredentials
+from mailfleet.models import BulkJobStatus
 from mailfleet.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,7 @@ async def finish_bulk_job(job_id: str) -> str:
     # say so per row rather than leave a mailbox waiting forever.
     await _give_up_pending(job_id, "NOT_VERIFIED", "The job ended before this mailbox was tested")
     async with runtime().database.transaction() as session:
-        return await service.close_job(session, job_id, status="completed")
+        return await service.close_job(session, job_id, status=BulkJobStatus.COMPLETED)
 
 
 async def fail_bulk_job(job_id: str, reason: str) -> str:
@@ -294,7 +295,7 @@ async def fail_bulk_job(job_id: str, reason: str) -> str:
     and runs again harmlessly if the workflow is replayed."""
     await _give_up_pending(job_id, "JOB_FAILED", reason)
     async with runtime().database.transaction() as session:
-        return await service.close_job(session, job_id, status="failed", error=reason)
+        return await service.close_job(session, job_id, status=BulkJobStatus.FAILED, error=reason)
 
 
 async def _run_chunks(job_id: str, chunks: int, chunk_size: int) -> None:

@@ -58,6 +58,7 @@ from mailfleet.dns.records import (
 )
 from mailfleet.dns.resolver import make_resolver, to_dns_name
 from mailfleet.domains import forwarding
+from mailfleet.domains.repository import DnsCheckRepository, DnsRecordRepository, DomainRepository
 from mailfleet.domains.schemas import DmarcIn, DnsRecordIn, ForwardingIn
 from mailfleet.kit.clock import isoformat, utcnow
 from mailfleet.kit.crypto import Keyring
@@ -68,9 +69,11 @@ from mailfleet.kit.pagination import Page
 from mailfleet.models import (
     CloudflareCredential,
     DkimKey,
+    DkimKeyStatus,
     DnsRecord,
     Domain,
     DomainDnsCheck,
+    DomainStatus,
     Mailbox,
 )
 
@@ -418,7 +421,7 @@ async def _claim(
         unicode_name=unicode_name,
         dns_provider=dns_provider,
         mail_provider=mail_provider,
-        status="pending",
+        status=DomainStatus.PENDING,
         nameservers=[],
         setup_instructions=[],
         forward_permanent=True,
@@ -468,7 +471,7 @@ async def _set_up_at_provider(env: Env, provider: DnsProvider, item: _Connecting
             selector=selector,
             public_key=public_key,
             private_key_enc=env.keyring.encrypt(private_pem),
-            status="active",
+            status=DkimKeyStatus.ACTIVE,
             activated_at=utcnow(),
         )
     apex_spf = [row for row in rows if row.name == name and is_spf(record_data(row))]
@@ -533,12 +536,7 @@ async def _undo_connect(provider: DnsProvider, claimed: Sequence[_Connecting]) -
 
 
 async def get_domain(session: AsyncSession, workspace_id: str, domain_id: str) -> Domain:
-    domain = await session.scalar(
-        select(Domain).where(Domain.id == domain_id, Domain.workspace_id == workspace_id)
-    )
-    if domain is None:
-        raise NotFound(f"Domain {domain_id} not found")
-    return domain
+    return await DomainRepository(session).get(workspace_id, domain_id)
 
 
 @dataclass(frozen=True)
@@ -551,9 +549,9 @@ class DomainFilters:
 
 
 def _filtered(workspace_id: str, filters: DomainFilters) -> Select[Domain]:
-    query = select(Domain).where(Domain.workspace_id == workspace_id)
+    query = DomainRepository.owned_by(workspace_id)
     if filters.assignable:
-        query = query.where(Domain.status == "active")
+        query = query.where(Domain.status == DomainStatus.ACTIVE)
     if filters.status:
         query = query.where(Domain.status == filters.status)
     if filters.dns_provider:
@@ -571,14 +569,8 @@ def _filtered(workspace_id: str, filters: DomainFilters) -> Select[Domain]:
 async def list_domains(
     session: AsyncSession, workspace_id: str, filters: DomainFilters, page: Page
 ) -> tuple[list[Domain], int, dict[str, int]]:
-    query = _filtered(workspace_id, filters)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    domains = list(
-        await session.scalars(
-            query.order_by(Domain.created_at.desc(), Domain.id.desc())
-            .limit(page.limit)
-            .offset(page.skip)
-        )
+    domains, total = await DomainRepository(session).newest_first(
+        _filtered(workspace_id, filters), page
     )
     counts = await mailbox_counts(session, workspace_id, [d.name for d in domains])
     return domains, total, counts
@@ -615,12 +607,7 @@ async def delete_domain(session: AsyncSession, env: Env, domain: Domain) -> None
 
 
 async def get_record(session: AsyncSession, domain: Domain, record_id: str) -> DnsRecord:
-    row = await session.scalar(
-        select(DnsRecord).where(DnsRecord.id == record_id, DnsRecord.domain_id == domain.id)
-    )
-    if row is None:
-        raise NotFound(f"DNS record {record_id} not found")
-    return row
+    return await DnsRecordRepository(session).get(domain.id, record_id)
 
 
 def _validated(domain: Domain, data: DnsRecordIn) -> RecordData:
@@ -716,7 +703,7 @@ async def rotate_dkim(session: AsyncSession, env: Env, domain: Domain) -> DkimKe
             "console; only self-hosted domains rotate keys here"
         )
     keys = await dkim_keys(session, domain.id)
-    waiting = [key for key in keys if key.status == "pending"]
+    waiting = [key for key in keys if key.status == DkimKeyStatus.PENDING]
     if waiting:
         raise Conflict(
             f"Selector {waiting[0].selector} is already waiting to be seen live; run "
@@ -733,7 +720,7 @@ async def rotate_dkim(session: AsyncSession, env: Env, domain: Domain) -> DkimKe
         selector=selector,
         public_key=public_key,
         private_key_enc=env.keyring.encrypt(private_pem),
-        status="pending",
+        status=DkimKeyStatus.PENDING,
     )
     session.add(key)
     await session.flush()
@@ -774,7 +761,7 @@ async def plan_dns_check(session: AsyncSession, domain: Domain) -> CheckPlan:
     spf_include = mail_plan(domain.name, cast(MailProvider, provider)).spf_include
     expected_key: str | None = None
     if provider == "self-hosted":
-        active = [key for key in keys if key.status == "active"]
+        active = [key for key in keys if key.status == DkimKeyStatus.ACTIVE]
         selectors = [key.selector for key in active]
         expected_key = active[-1].public_key if active else None
     elif published:
@@ -791,7 +778,9 @@ async def plan_dns_check(session: AsyncSession, domain: Domain) -> CheckPlan:
         spf_include=spf_include,
         selectors=list(selectors),
         expected_key=expected_key,
-        pending=[(key.selector, key.public_key) for key in keys if key.status == "pending"],
+        pending=[
+            (key.selector, key.public_key) for key in keys if key.status == DkimKeyStatus.PENDING
+        ],
     )
 
 
@@ -844,10 +833,10 @@ async def record_dns_check(
     statuses = {result[name]["status"] for name in CHECK_NAMES}
     # An unknown says nothing about the records, so it never moves the status.
     if "fail" in statuses:
-        if domain.status == "active":
-            domain.status = "misconfigured"
+        if domain.status == DomainStatus.ACTIVE:
+            domain.status = DomainStatus.MISCONFIGURED
     elif "unknown" not in statuses:
-        domain.status = "active"
+        domain.status = DomainStatus.ACTIVE
     domain.dns_health = result
     domain.dns_checked_at = utcnow()
     if changes:
@@ -866,16 +855,18 @@ async def _advance_dkim(session: AsyncSession, env: Env, domain: Domain, live: l
     now = utcnow()
     if live:
         for key in keys:
-            if key.status == "active":
+            if key.status == DkimKeyStatus.ACTIVE:
                 key.status, key.retired_at = "retired", now
         for key in keys:
-            if key.selector in live and key.status == "pending":
+            if key.selector in live and key.status == DkimKeyStatus.PENDING:
                 key.status, key.activated_at = "active", now
                 log.info("domain %s: DKIM selector %s is live and active", domain.id, key.selector)
     expired = [
         key
         for key in keys
-        if key.status == "retired" and key.retired_at and now - key.retired_at > DKIM_RETIRE_GRACE
+        if key.status == DkimKeyStatus.RETIRED
+        and key.retired_at
+        and now - key.retired_at > DKIM_RETIRE_GRACE
     ]
     if not expired:
         return
@@ -890,14 +881,8 @@ async def _advance_dkim(session: AsyncSession, env: Env, domain: Domain, live: l
 
 
 async def history(session: AsyncSession, domain: Domain, page: Page) -> tuple[list[Any], int]:
-    query = select(DomainDnsCheck).where(DomainDnsCheck.domain_id == domain.id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(DomainDnsCheck.created_at.desc(), DomainDnsCheck.id.desc())
-        .limit(page.limit)
-        .offset(page.skip)
-    )
-    return list(rows), total
+    repository = DnsCheckRepository(session)
+    return await repository.newest_first(repository.owned_by(domain.id), page)
 
 
 async def due_for_check(session: AsyncSession, settings: Settings, limit: int = 500) -> list[str]:

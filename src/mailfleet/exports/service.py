@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailfleet import jobs
 from mailfleet.config import Settings
 from mailfleet.db import Database, after_commit
+from mailfleet.exports.repository import ExportHistoryRepository, PlatformAccountRepository
 from mailfleet.exports.schemas import (
     MAX_SELECTION,
     ConnectInboxItem,
@@ -41,22 +42,23 @@ from mailfleet.exports.schemas import (
 )
 from mailfleet.kit.clock import isoformat, utcnow
 from mailfleet.kit.crypto import Keyring, SecretDecryptError
-from mailfleet.kit.errors import Conflict, Forbidden, MailfleetError, NotFound, ValidationFailed
+from mailfleet.kit.errors import Conflict, Forbidden, MailfleetError, ValidationFailed
 from mailfleet.kit.ids import new_id
 from mailfleet.kit.netguard import NetguardError, guard_url
 from mailfleet.kit.pagination import Page
 from mailfleet.mail.discovery import Discoverer, apply_discovery
 from mailfleet.mailboxes import service as mailboxes
+from mailfleet.mailboxes.repository import MailboxFilters, MailboxRepository
 from mailfleet.mailboxes.schemas import ImapIn, MailboxCreate, SmtpIn
 from mailfleet.models import (
     EXPORT_STATUSES,
     ConnectInboxRecord,
     ExportHistory,
     ExportItem,
+    ExportItemStatus,
+    ExportStatus,
     Mailbox,
     PlatformAccount,
-    Tag,
-    mailbox_tags,
 )
 from mailfleet.platforms import ADAPTERS, adapter_for
 from mailfleet.platforms.base import (
@@ -250,14 +252,7 @@ async def update_account(
 
 
 async def get_account(session: AsyncSession, workspace_id: str, account_id: str) -> PlatformAccount:
-    account = await session.scalar(
-        select(PlatformAccount).where(
-            PlatformAccount.id == account_id, PlatformAccount.workspace_id == workspace_id
-        )
-    )
-    if account is None:
-        raise NotFound(f"Platform account {account_id} not found")
-    return account
+    return await PlatformAccountRepository(session).get(workspace_id, account_id)
 
 
 async def list_accounts(session: AsyncSession, workspace_id: str) -> list[PlatformAccount]:
@@ -416,7 +411,7 @@ async def connect_inbox(
         job_id=new_job_id(),
         platform=platform,
         source="connect-inbox",
-        status="IN_PROGRESS",
+        status=ExportStatus.IN_PROGRESS,
         total=len(inboxes),
         connected_count=0,
         failed_count=0,
@@ -480,30 +475,15 @@ def connect_inbox_answer(record: ConnectInboxRecord, history: ExportHistory) -> 
 # Mailbox selections: CSV files and pushes to a platform
 
 
-def _selection_query(workspace_id: str, data: MailboxExportRequest) -> Select[Mailbox]:
-    query = select(Mailbox).where(Mailbox.workspace_id == workspace_id)
-    if data.status:
-        query = query.where(Mailbox.status == data.status)
-    if data.pool_id:
-        query = query.where(Mailbox.pool_id == data.pool_id)
-    if data.domain:
-        query = query.where(Mailbox.domain == data.domain.strip().lower().rstrip("."))
-    if data.search:
-        pattern = f"%{data.search.lower()}%"
-        query = query.where(
-            or_(Mailbox.email.like(pattern), func.lower(Mailbox.display_name).like(pattern))
-        )
-    if data.tags:
-        tagged = (
-            select(mailbox_tags.c.mailbox_id)
-            .join(Tag, Tag.id == mailbox_tags.c.tag_id)
-            .where(
-                Tag.workspace_id == workspace_id,
-                or_(Tag.id.in_(data.tags), Tag.name.in_(data.tags)),
-            )
-        )
-        query = query.where(Mailbox.id.in_(tagged))
-    return query
+def _selection_query(workspace_id: str, data: MailboxExportRequest) -> Select[Any]:
+    filters = MailboxFilters(
+        status=data.status,
+        pool_id=data.pool_id,
+        domain=data.domain.strip() if data.domain else None,
+        search=data.search,
+        tags=data.tags,
+    )
+    return MailboxRepository.filtered(workspace_id, filters)
 
 
 async def select_mailboxes(
@@ -582,7 +562,7 @@ async def export_csv(
         job_id=new_job_id(),
         platform=layout,
         source="csv",
-        status="COMPLETED",
+        status=ExportStatus.COMPLETED,
         total=len(selected),
         connected_count=len(selected),
         failed_count=0,
@@ -628,7 +608,7 @@ async def push_export(
         job_id=new_job_id(),
         platform=account.platform,
         source="api",
-        status="IN_PROGRESS",
+        status=ExportStatus.IN_PROGRESS,
         total=len(selected),
         connected_count=0,
         failed_count=0,
@@ -676,7 +656,8 @@ async def list_histories(
             f"status must be one of {', '.join(EXPORT_STATUSES)}",
             [{"field": "status", "in": "query", "message": "unknown status"}],
         )
-    query = select(ExportHistory).where(ExportHistory.workspace_id == workspace_id)
+    repository = ExportHistoryRepository(session)
+    query = repository.owned_by(workspace_id)
     if filters.platform:
         query = query.where(ExportHistory.platform == filters.platform.strip().lower())
     if filters.status:
@@ -685,26 +666,16 @@ async def list_histories(
         query = query.where(ExportHistory.job_id == filters.job_id.strip().upper())
     if filters.source:
         query = query.where(ExportHistory.source == filters.source)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(ExportHistory.created_at.desc(), ExportHistory.id.desc())
-        .limit(page.limit)
-        .offset(page.skip)
-    )
-    return list(rows), total
+    return await repository.newest_first(query, page)
 
 
 async def get_history(session: AsyncSession, workspace_id: str, history_id: str) -> ExportHistory:
     """By id, or by job id."""
-    history = await session.scalar(
-        select(ExportHistory).where(
-            ExportHistory.workspace_id == workspace_id,
-            or_(ExportHistory.id == history_id, ExportHistory.job_id == history_id.upper()),
-        )
+    repository = ExportHistoryRepository(session)
+    query = repository.owned_by(workspace_id).where(
+        or_(ExportHistory.id == history_id, ExportHistory.job_id == history_id.upper())
     )
-    if history is None:
-        raise NotFound(f"Export {history_id} not found")
-    return history
+    return await repository.one(query, history_id)
 
 
 async def history_results(session: AsyncSession, history: ExportHistory) -> list[ExportItem]:
@@ -784,7 +755,7 @@ async def _load_running(
     session: AsyncSession, history_id: str
 ) -> tuple[ExportHistory, PlatformAccount | None] | None:
     history = await session.get(ExportHistory, history_id)
-    if history is None or history.status != "IN_PROGRESS":
+    if history is None or history.status != ExportStatus.IN_PROGRESS:
         return None
     account = (
         await session.get(PlatformAccount, history.platform_account_id)
@@ -842,7 +813,7 @@ def _pending_in(history_id: str, start: int, end: int) -> Select[ExportItem]:
             ExportItem.history_id == history_id,
             ExportItem.position >= start,
             ExportItem.position < end,
-            ExportItem.status == "pending",
+            ExportItem.status == ExportItemStatus.PENDING,
         )
         .order_by(ExportItem.position)
     )
@@ -918,7 +889,7 @@ async def _fail_items(database: Database, item_ids: list[str], reasons: dict[str
         now = utcnow()
         for item_id in item_ids:
             item = await session.get(ExportItem, item_id)
-            if item is not None and item.status == "pending":
+            if item is not None and item.status == ExportItemStatus.PENDING:
                 item.status, item.message = "failed", reasons[item_id][:1000]
                 item.connection_enc, item.finished_at = None, now
 
@@ -953,7 +924,11 @@ async def _create_inbox_mailbox(
     try:
         async with database.transaction() as session:
             item = await session.get(ExportItem, item_id)
-            if item is None or item.status != "pending" or item.mailbox_id is not None:
+            if (
+                item is None
+                or item.status != ExportItemStatus.PENDING
+                or item.mailbox_id is not None
+            ):
                 return
             mailbox = await mailboxes.create_mailbox(session, keyring, workspace_id, data)
             item.mailbox_id = mailbox.id
@@ -966,7 +941,7 @@ async def _create_inbox_mailbox(
         return
     async with database.transaction() as session:
         item = await session.get(ExportItem, item_id)
-        if item is None or item.status != "pending":
+        if item is None or item.status != ExportItemStatus.PENDING:
             return
         item.mailbox_id = await session.scalar(
             select(Mailbox.id).where(Mailbox.workspace_id == workspace_id, Mailbox.email == email)
@@ -1085,7 +1060,7 @@ async def _record_results(
         result = by_email.get(item.email.lower())
         if result is None:
             continue
-        item.status = "connected" if result.connected else "failed"
+        item.status = ExportItemStatus.CONNECTED if result.connected else ExportItemStatus.FAILED
         item.message = result.message[:1000]
         item.remote_id = result.remote_id[:200] if result.remote_id else None
         item.connection_enc = None
@@ -1156,7 +1131,7 @@ async def export_batch(
                     ExportItem.history_id == history_id,
                     ExportItem.position >= start,
                     ExportItem.position < end,
-                    ExportItem.status == "pending",
+                    ExportItem.status == ExportItemStatus.PENDING,
                     ExportItem.email.in_(waiting),
                 )
                 .values(request_id=submission.request_id[:200])
@@ -1242,13 +1217,17 @@ async def finish_export(database: Database, history_id: str, reason: str | None)
         history = await session.get(ExportHistory, history_id)
         if history is None:
             return "missing"
-        if history.status != "IN_PROGRESS":
+        if history.status != ExportStatus.IN_PROGRESS:
             return history.status
         now = utcnow()
         await session.execute(
             update(ExportItem)
-            .where(ExportItem.history_id == history_id, ExportItem.status == "pending")
-            .values(status="failed", message=(reason or _STOPPED)[:1000], finished_at=now)
+            .where(
+                ExportItem.history_id == history_id, ExportItem.status == ExportItemStatus.PENDING
+            )
+            .values(
+                status=ExportItemStatus.FAILED, message=(reason or _STOPPED)[:1000], finished_at=now
+            )
         )
         await session.execute(
             update(ExportItem)
@@ -1283,7 +1262,7 @@ async def unfinished_exports(session: AsyncSession, limit: int = 500) -> list[tu
     rows = await session.execute(
         select(ExportHistory.id, ExportHistory.platform_account_id)
         .where(
-            ExportHistory.status == "IN_PROGRESS",
+            ExportHistory.status == ExportStatus.IN_PROGRESS,
             ExportHistory.source.in_(("connect-inbox", "api")),
         )
         .order_by(ExportHistory.created_at)

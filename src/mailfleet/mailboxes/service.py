@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,14 @@ from mailfleet.kit.errors import Conflict, Forbidden, NotFound
 from mailfleet.kit.pagination import Page
 from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import ImapSettings, SmtpSettings, probe_imap, probe_smtp, security_for
+from mailfleet.mailboxes.repository import (
+    MailboxFilters as MailboxFilters,
+)
+from mailfleet.mailboxes.repository import (
+    MailboxRepository,
+    PoolRepository,
+    TagRepository,
+)
 from mailfleet.mailboxes.schemas import (
     MailboxCreate,
     MailboxUpdate,
@@ -33,7 +41,15 @@ from mailfleet.mailboxes.schemas import (
     TagCreate,
     TagUpdate,
 )
-from mailfleet.models import ConnectionTest, Mailbox, Pool, Tag, mailbox_tags
+from mailfleet.models import (
+    ConnectionTest,
+    ConnectionTestStatus,
+    Mailbox,
+    MailboxStatus,
+    Pool,
+    Tag,
+    mailbox_tags,
+)
 from mailfleet.webhooks import events
 from mailfleet.webhooks.service import emit
 
@@ -85,7 +101,7 @@ async def _start_connection_test(
         mailbox_id=mailbox.id,
         email=mailbox.email,
         kind=kind,
-        status="pending",
+        status=ConnectionTestStatus.PENDING,
         job_id=job_id,
     )
     session.add(test)
@@ -153,7 +169,7 @@ async def create_mailbox(
         domain=email.rsplit("@", 1)[1],
         display_name=data.display_name or email.split("@", 1)[0],
         provider=data.provider.lower(),
-        status="inactive",
+        status=MailboxStatus.INACTIVE,
         connection_type="smtp",
         daily_send_limit=daily_send_limit or data.daily_send_limit,
         sending_enabled=False,
@@ -173,7 +189,7 @@ async def create_mailbox(
     if data.pool_id is not None:
         mailbox.pool_id = (await get_pool(session, workspace_id, data.pool_id)).id
     if not verify:
-        mailbox.status = "active"
+        mailbox.status = MailboxStatus.ACTIVE
         mailbox.sending_enabled = True
     session.add(mailbox)
     try:
@@ -240,13 +256,13 @@ async def record_test_outcome(
 ) -> str:
     """Finish a pending test (idempotent): success activates the mailbox; a failed
     first test deletes it; a failed re-test marks it "error" and stops sending."""
-    if test.status != "pending":
+    if test.status != ConnectionTestStatus.PENDING:
         return test.status
     mailbox = await session.get(Mailbox, test.mailbox_id)
     now = utcnow()
     test.finished_at = now
     if outcome.get("missing") or mailbox is None:
-        test.status = "failed"
+        test.status = ConnectionTestStatus.FAILED
         test.error_code = "MAILBOX_DELETED"
         test.error_message = "The mailbox was deleted before the test finished"
         test.mailbox_deleted = True
@@ -257,15 +273,15 @@ async def record_test_outcome(
     failure = first_failure(outcome)
     event_data: dict[str, Any] = {"connectionTestId": test.id, "kind": test.kind}
     if failure is None:
-        test.status = "success"
-        mailbox.status = "active"
+        test.status = ConnectionTestStatus.SUCCESS
+        mailbox.status = MailboxStatus.ACTIVE
         mailbox.sending_enabled = True
         mailbox.last_verified_at = now
         mailbox.last_error = None
         event_data.update(mailbox_event_data(mailbox))
         await emit(session, test.workspace_id, events.MAILBOX_VERIFIED, event_data)
     else:
-        test.status = "failed"
+        test.status = ConnectionTestStatus.FAILED
         test.error_code = failure["code"]
         test.error_message = f"{failure['protocol'].upper()}: {failure['message']}"[:1000]
         event_data.update(mailbox_event_data(mailbox))
@@ -273,7 +289,7 @@ async def record_test_outcome(
             test.mailbox_deleted = True
             await session.delete(mailbox)
         else:
-            mailbox.status = "error"
+            mailbox.status = MailboxStatus.ERROR
             mailbox.sending_enabled = False
             mailbox.last_error = test.error_message
         event_data.update(
@@ -289,63 +305,14 @@ async def record_test_outcome(
 
 
 async def get_mailbox(session: AsyncSession, workspace_id: str, mailbox_id: str) -> Mailbox:
-    mailbox = await session.scalar(
-        select(Mailbox).where(Mailbox.id == mailbox_id, Mailbox.workspace_id == workspace_id)
-    )
-    if mailbox is None:
-        raise NotFound(f"Mailbox {mailbox_id} not found")
-    return mailbox
-
-
-@dataclass(frozen=True)
-class MailboxFilters:
-    status: str | None = None
-    provider: str | None = None
-    tag: str | None = None
-    domain: str | None = None
-    search: str | None = None
-    pool_id: str | None = None
-
-
-def _filtered(workspace_id: str, filters: MailboxFilters) -> Select[Mailbox]:
-    query = select(Mailbox).where(Mailbox.workspace_id == workspace_id)
-    if filters.status:
-        query = query.where(Mailbox.status == filters.status)
-    if filters.pool_id:
-        query = query.where(Mailbox.pool_id == filters.pool_id)
-    if filters.provider:
-        query = query.where(Mailbox.provider == filters.provider.lower())
-    if filters.domain:
-        query = query.where(Mailbox.domain == filters.domain.lower().rstrip("."))
-    if filters.tag:
-        tagged = (
-            select(mailbox_tags.c.mailbox_id)
-            .join(Tag, Tag.id == mailbox_tags.c.tag_id)
-            .where(
-                Tag.workspace_id == workspace_id,
-                or_(Tag.id == filters.tag, Tag.name == filters.tag),
-            )
-        )
-        query = query.where(Mailbox.id.in_(tagged))
-    if filters.search:
-        pattern = f"%{filters.search.lower()}%"
-        query = query.where(
-            or_(Mailbox.email.like(pattern), func.lower(Mailbox.display_name).like(pattern))
-        )
-    return query
+    return await MailboxRepository(session).get(workspace_id, mailbox_id)
 
 
 async def list_mailboxes(
     session: AsyncSession, workspace_id: str, filters: MailboxFilters, page: Page
 ) -> tuple[list[Mailbox], int]:
-    query = _filtered(workspace_id, filters)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(Mailbox.created_at.desc(), Mailbox.id.desc())
-        .limit(page.limit)
-        .offset(page.skip)
-    )
-    return list(rows), total
+    repository = MailboxRepository(session)
+    return await repository.newest_first(repository.filtered(workspace_id, filters), page)
 
 
 def _apply_server_update(
@@ -383,9 +350,12 @@ async def update_mailbox(
             "Billing paused this mailbox for an unpaid renewal; pay it to resume sending",
             field="sendingEnabled",
         )
-    if data.sending_enabled is not None and mailbox.status in ("active", "paused"):
+    if data.sending_enabled is not None and mailbox.status in (
+        MailboxStatus.ACTIVE,
+        MailboxStatus.PAUSED,
+    ):
         mailbox.sending_enabled = data.sending_enabled
-        mailbox.status = "active" if data.sending_enabled else "paused"
+        mailbox.status = MailboxStatus.ACTIVE if data.sending_enabled else MailboxStatus.PAUSED
     credentials_changed = False
     if data.smtp is not None:
         credentials_changed |= _apply_server_update(mailbox, "smtp", data.smtp, keyring)
@@ -444,7 +414,9 @@ async def pending_test_ids(session: AsyncSession, limit: int = 1000) -> list[tup
     rows = await session.execute(
         select(ConnectionTest.id, Mailbox.smtp_host)
         .join(Mailbox, Mailbox.id == ConnectionTest.mailbox_id)
-        .where(ConnectionTest.status == "pending", ConnectionTest.job_id.is_(None))
+        .where(
+            ConnectionTest.status == ConnectionTestStatus.PENDING, ConnectionTest.job_id.is_(None)
+        )
         .order_by(ConnectionTest.created_at)
         .limit(limit)
     )
@@ -464,7 +436,8 @@ async def status_counts(session: AsyncSession, workspace_id: str) -> dict[str, i
     counts["pending_tests"] = (
         await session.scalar(
             select(func.count()).where(
-                ConnectionTest.workspace_id == workspace_id, ConnectionTest.status == "pending"
+                ConnectionTest.workspace_id == workspace_id,
+                ConnectionTest.status == ConnectionTestStatus.PENDING,
             )
         )
         or 0
@@ -503,12 +476,7 @@ async def create_tag(session: AsyncSession, workspace_id: str, data: TagCreate) 
 
 
 async def get_tag(session: AsyncSession, workspace_id: str, tag_id: str) -> Tag:
-    tag = await session.scalar(
-        select(Tag).where(Tag.id == tag_id, Tag.workspace_id == workspace_id)
-    )
-    if tag is None:
-        raise NotFound(f"Tag {tag_id} not found")
-    return tag
+    return await TagRepository(session).get(workspace_id, tag_id)
 
 
 async def update_tag(session: AsyncSession, tag: Tag, data: TagUpdate) -> Tag:
@@ -530,12 +498,7 @@ async def delete_tag(session: AsyncSession, tag: Tag) -> None:
 
 
 async def get_pool(session: AsyncSession, workspace_id: str, pool_id: str) -> Pool:
-    pool = await session.scalar(
-        select(Pool).where(Pool.id == pool_id, Pool.workspace_id == workspace_id)
-    )
-    if pool is None:
-        raise NotFound(f"Pool {pool_id} not found")
-    return pool
+    return await PoolRepository(session).get(workspace_id, pool_id)
 
 
 async def list_pools(session: AsyncSession, workspace_id: str) -> list[tuple[Pool, int]]:

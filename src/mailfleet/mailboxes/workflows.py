@@ -18,7 +18,7 @@ from mailfleet import metrics
 from mailfleet.dns.checks import check_domain
 from mailfleet.dns.resolver import make_resolver
 from mailfleet.mailboxes import service
-from mailfleet.models import ConnectionTest, Mailbox
+from mailfleet.models import ConnectionTest, ConnectionTestStatus, Mailbox
 from mailfleet.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ async def probe_mailbox_logins(test_id: str) -> dict[str, Any]:
     current = runtime()
     async with current.database.transaction() as session:
         test = await session.get(ConnectionTest, test_id)
-        if test is None or test.status != "pending":
+        if test is None or test.status != ConnectionTestStatus.PENDING:
             return {"skip": True}
         mailbox = await session.get(Mailbox, test.mailbox_id)
         if mailbox is None:
@@ -84,7 +84,7 @@ async def verify_mailbox(test_id: str) -> str:
     if outcome.get("skip") and not outcome.get("missing"):
         return "skipped"
     status = await record_verification(test_id, outcome)
-    if status == "success":
+    if status == ConnectionTestStatus.SUCCESS:
         await check_mailbox_dns(test_id)
     return status
 

@@ -8,6 +8,7 @@ only ever inserted.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -26,8 +27,26 @@ from mailfleet.kit.clock import utcnow
 from mailfleet.models.common import Timestamps, UTCDateTime, id_column
 
 PLAN_PERIODS = ("month", "year")
-SUBSCRIPTION_STATUSES = ("active", "past_due", "canceled")
-PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+
+
+class SubscriptionStatus(StrEnum):
+    """Past due after a failed renewal; canceled for good."""
+
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+
+
+class PaymentStatus(StrEnum):
+    """A payment with the provider."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+SUBSCRIPTION_STATUSES = tuple(SubscriptionStatus)
+PAYMENT_STATUSES = tuple(PaymentStatus)
 LEDGER_KINDS = ("topup", "credit", "charge", "refund")
 INVOICE_KINDS = ("subscription", "renewal", "change", "topup")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -10,7 +11,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 from mailfleet.db import Base
 from mailfleet.models.common import Timestamps, UTCDateTime, id_column
 
-BULK_JOB_STATUSES = ("queued", "running", "completed", "failed")
+
+class BulkJobStatus(StrEnum):
+    """A bulk job, queued to completed or failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+BULK_JOB_STATUSES = tuple(BulkJobStatus)
 BULK_JOB_SOURCES = ("json", "csv", "saleshandy")
 # "pending" until verified; "duplicate" and "invalid" are decided when the job is
 # accepted and never get a mailbox.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -12,7 +13,24 @@ from mailfleet.db import Base
 from mailfleet.kit.clock import utcnow
 from mailfleet.models.common import Timestamps, UTCDateTime, id_column
 
-DOMAIN_STATUSES = ("pending", "active", "misconfigured")
+
+class DomainStatus(StrEnum):
+    """Pending until its records check out; misconfigured when a later check fails."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    MISCONFIGURED = "misconfigured"
+
+
+class DkimKeyStatus(StrEnum):
+    """Pending (published, not yet seen live), active (signing), retired (replaced)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+DOMAIN_STATUSES = tuple(DomainStatus)
 DNS_PROVIDERS = ("mailfleet", "cloudflare", "manual")
 MAIL_PROVIDERS = ("google", "microsoft", "zoho", "custom", "self-hosted")
 

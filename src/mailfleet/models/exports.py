@@ -4,6 +4,7 @@ the result of each inbox in an export."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -12,11 +13,31 @@ from sqlalchemy.orm import Mapped, mapped_column
 from mailfleet.db import Base
 from mailfleet.models.common import Timestamps, UTCDateTime, id_column
 
-EXPORT_STATUSES = ("IN_PROGRESS", "COMPLETED", "PARTIAL", "FAILED")
+
+class ExportStatus(StrEnum):
+    """An export, as LiteMail's API spells it."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+
+
+EXPORT_STATUSES = tuple(ExportStatus)
 # How an export came about: LiteMail's connect-inbox, a push of selected mailboxes,
 # a CSV download, or a record of an export done outside Mailfleet.
 EXPORT_SOURCES = ("connect-inbox", "api", "csv", "external")
-ITEM_STATUSES = ("pending", "connected", "failed")
+
+
+class ExportItemStatus(StrEnum):
+    """One inbox of an export."""
+
+    PENDING = "pending"
+    CONNECTED = "connected"
+    FAILED = "failed"
+
+
+ITEM_STATUSES = tuple(ExportItemStatus)
 
 
 class PlatformAccount(Timestamps, Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +23,25 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from mailfleet.db import Base
 from mailfleet.models.common import Timestamps, UTCDateTime, id_column
 
-MAILBOX_STATUSES = ("inactive", "active", "paused", "error")
+
+class MailboxStatus(StrEnum):
+    """Inactive until its first connection test passes; paused by the user or billing."""
+
+    INACTIVE = "inactive"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+class ConnectionTestStatus(StrEnum):
+    """A connection test: pending until its workflow records the outcome."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+MAILBOX_STATUSES = tuple(MailboxStatus)
 
 mailbox_tags = Table(
     "mailbox_tags",

@@ -7,6 +7,7 @@ caller's transaction, and a durable workflow per delivery sends them.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -16,7 +17,17 @@ from mailfleet.db import Base
 from mailfleet.kit.clock import utcnow
 from mailfleet.models.common import Timestamps, UTCDateTime, id_column
 
-DELIVERY_STATUSES = ("pending", "succeeded", "failed", "cancelled")
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery: pending while attempts remain."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+DELIVERY_STATUSES = tuple(DeliveryStatus)
 
 
 class WebhookEndpoint(Timestamps, Base):

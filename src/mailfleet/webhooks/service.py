@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
@@ -27,17 +27,19 @@ from mailfleet.config import Settings
 from mailfleet.db import after_commit
 from mailfleet.kit.clock import isoformat, utcnow
 from mailfleet.kit.crypto import Keyring
-from mailfleet.kit.errors import Conflict, NotFound, ValidationFailed
+from mailfleet.kit.errors import Conflict, ValidationFailed
 from mailfleet.kit.netguard import NetguardError
 from mailfleet.kit.pagination import Page
 from mailfleet.models import (
     DELIVERY_STATUSES,
+    DeliveryStatus,
     WebhookDelivery,
     WebhookDeliveryAttempt,
     WebhookEndpoint,
     WebhookEvent,
 )
 from mailfleet.webhooks import events
+from mailfleet.webhooks.repository import DeliveryRepository, EndpointRepository
 from mailfleet.webhooks.schemas import WebhookCreate, WebhookUpdate
 from mailfleet.webhooks.sender import AttemptResult, check_url
 
@@ -100,27 +102,16 @@ async def create_endpoint(
 async def list_endpoints(
     session: AsyncSession, workspace_id: str, page: Page
 ) -> tuple[list[WebhookEndpoint], int]:
-    query = select(WebhookEndpoint).where(WebhookEndpoint.workspace_id == workspace_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-        .limit(page.limit)
-        .offset(page.skip)
+    repository = EndpointRepository(session)
+    return await repository.paginate(
+        repository.owned_by(workspace_id), page, WebhookEndpoint.created_at, WebhookEndpoint.id
     )
-    return list(rows), total
 
 
 async def get_endpoint(
     session: AsyncSession, workspace_id: str, webhook_id: str
 ) -> WebhookEndpoint:
-    endpoint = await session.scalar(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.id == webhook_id, WebhookEndpoint.workspace_id == workspace_id
-        )
-    )
-    if endpoint is None:
-        raise NotFound(f"Webhook {webhook_id} not found")
-    return endpoint
+    return await EndpointRepository(session).get(workspace_id, webhook_id)
 
 
 async def update_endpoint(
@@ -234,7 +225,7 @@ def _new_delivery(
         endpoint_id=endpoint_id,
         event_id=event_id,
         event_type=event_type,
-        status="pending",
+        status=DeliveryStatus.PENDING,
         attempt_count=0,
         retry_of_id=retry_of_id,
         # Set, not lazily loaded: a new row's attempts are known to be none.
@@ -309,36 +300,24 @@ async def list_deliveries(
             f"status must be one of {', '.join(DELIVERY_STATUSES)}",
             [{"field": "status", "in": "query", "message": "unknown status"}],
         )
-    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    repository = DeliveryRepository(session)
+    query = repository.owned_by(endpoint.id)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        .limit(page.limit)
-        .offset(page.skip)
-    )
-    return list(rows), total
+    return await repository.newest_first(query, page)
 
 
 async def get_delivery(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: str
 ) -> WebhookDelivery:
-    delivery = await session.scalar(
-        select(WebhookDelivery).where(
-            WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint.id
-        )
-    )
-    if delivery is None:
-        raise NotFound(f"Delivery {delivery_id} not found")
-    return delivery
+    return await DeliveryRepository(session).get(endpoint.id, delivery_id)
 
 
 async def retry_delivery(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery: WebhookDelivery
 ) -> WebhookDelivery:
     """A new delivery of the same event (same webhook-id, so receivers can deduplicate)."""
-    if delivery.status == "pending":
+    if delivery.status == DeliveryStatus.PENDING:
         raise Conflict(f"Delivery {delivery.id} is still in progress")
     _require_enabled(endpoint)
     retry = _new_delivery(
@@ -357,7 +336,7 @@ async def unstarted_delivery_ids(session: AsyncSession, limit: int = 1000) -> li
     """
     rows = await session.scalars(
         select(WebhookDelivery.id)
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.attempt_count == 0)
+        .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.attempt_count == 0)
         .order_by(WebhookDelivery.created_at)
         .limit(limit)
     )
@@ -382,7 +361,7 @@ async def prepare_attempt(
     delivery = await session.get(WebhookDelivery, delivery_id)
     if delivery is None:
         return "missing"
-    if delivery.status != "pending":
+    if delivery.status != DeliveryStatus.PENDING:
         return delivery.status
     if await _recorded_attempt(session, delivery_id, attempt) is not None:
         # This step ran before and recorded this attempt, then the process died.
@@ -434,7 +413,7 @@ async def record_attempt(
     if delivery is None:
         return "missing"
     if await _recorded_attempt(session, delivery_id, attempt) is not None:
-        return "retry" if delivery.status == "pending" else delivery.status
+        return "retry" if delivery.status == DeliveryStatus.PENDING else delivery.status
     now = utcnow()
     session.add(
         WebhookDeliveryAttempt(
@@ -454,7 +433,7 @@ async def record_attempt(
     delivery.updated_at = now
     endpoint_id = delivery.endpoint_id
     if result.ok:
-        delivery.status = "succeeded"
+        delivery.status = DeliveryStatus.SUCCEEDED
         delivery.finished_at = now
         delivery.next_attempt_at = None
         await session.flush()
@@ -464,12 +443,12 @@ async def record_attempt(
             .values(failed_deliveries_in_row=0, failing_since=None)
         )
         return "succeeded"
-    if delivery.status != "pending":
+    if delivery.status != DeliveryStatus.PENDING:
         # Cancelled while this attempt was in flight: keep the attempt, not a retry.
         await session.flush()
         return delivery.status
     if next_delay is None:
-        delivery.status = "failed"
+        delivery.status = DeliveryStatus.FAILED
         delivery.finished_at = now
         delivery.next_attempt_at = None
         outcome = "failed"
@@ -540,7 +519,15 @@ async def _cancel_pending_deliveries(
 ) -> None:
     await session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending")
-        .values(status="cancelled", finished_at=now, next_attempt_at=None, last_error=reason)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED,
+            finished_at=now,
+            next_attempt_at=None,
+            last_error=reason,
+        )
         .execution_options(synchronize_session="fetch")
     )

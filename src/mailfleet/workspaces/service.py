@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.kit.errors import Conflict, Forbidden, NotFound
 from mailfleet.kit.pagination import Page
+from mailfleet.kit.repository import paginate_rows
 from mailfleet.models import Membership, User, Workspace
 
 WRITE_ROLES = frozenset({"owner", "admin", "member"})
@@ -63,10 +64,7 @@ async def list_member_workspaces(
     )
     if only_id is not None:
         query = query.where(Workspace.id == only_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.execute(
-        query.order_by(Workspace.created_at, Workspace.id).limit(page.limit).offset(page.skip)
-    )
+    rows, total = await paginate_rows(session, query, page, Workspace.created_at, Workspace.id)
     return [(workspace, role) for workspace, role in rows], total
 
 
