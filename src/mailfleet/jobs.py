@@ -17,6 +17,7 @@ import socket
 import sqlite3
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowAttributes, SetWorkflowID
@@ -99,26 +100,70 @@ QUEUE_NAMES = frozenset(
     }
 )
 
-# Coroutines every process runs periodically (seconds, "module:function"): sweepers
-# that re-enqueue work whose enqueue a crash may have lost. They must be idempotent.
-PERIODIC: list[tuple[float, str]] = [
-    (60.0, "mailfleet.mailboxes.workflows:requeue_pending_tests"),
-    (60.0, "mailfleet.webhooks.workflows:requeue_pending_deliveries"),
-    (60.0, "mailfleet.bulk.workflows:requeue_unfinished_jobs"),
-    (300.0, "mailfleet.domains.workflows:enqueue_due_dns_checks"),
-    (60.0, "mailfleet.billing.workflows:enqueue_due_renewals"),
-    (60.0, "mailfleet.exports.workflows:requeue_unfinished_exports"),
+# Sweepers that re-enqueue work whose enqueue a crash may have lost, as DBOS
+# schedules: (name, six-field cron with seconds, "module:function"). DBOS fires
+# each once per tick across every worker sharing the system database (the run's
+# workflow id is the schedule name and the tick), not once per process. They
+# must be idempotent: a sweep enqueues under deterministic workflow ids.
+SWEEPERS: list[tuple[str, str, str]] = [
+    ("requeue-pending-tests", "0 * * * * *", "mailfleet.mailboxes.workflows:requeue_pending_tests"),
+    (
+        "requeue-pending-deliveries",
+        "0 * * * * *",
+        "mailfleet.webhooks.workflows:requeue_pending_deliveries",
+    ),
+    ("requeue-unfinished-jobs", "0 * * * * *", "mailfleet.bulk.workflows:requeue_unfinished_jobs"),
+    (
+        "enqueue-due-dns-checks",
+        "0 */5 * * * *",
+        "mailfleet.domains.workflows:enqueue_due_dns_checks",
+    ),
+    ("enqueue-due-renewals", "0 * * * * *", "mailfleet.billing.workflows:enqueue_due_renewals"),
+    (
+        "requeue-unfinished-exports",
+        "0 * * * * *",
+        "mailfleet.exports.workflows:requeue_unfinished_exports",
+    ),
+]
+# Pollers every process runs in a loop (seconds, "module:function"): work due more
+# often than a sweep, where a DBOS schedule would write a workflow row per tick. A
+# poller must be idempotent across processes itself (deterministic workflow ids).
+POLLERS: list[tuple[float, str]] = [
     # Cheap when nothing is due: it enqueues one round per MAILFLEET_WARMUP_INTERVAL
     # under the interval's number, so workers never start the same round twice.
     (1.0, "mailfleet.warmup.workflows:enqueue_due_round"),
 ]
-_periodic_tasks: list[asyncio.Task[None]] = []
+_poller_tasks: list[asyncio.Task[None]] = []
 _launched = False
 
 
 def is_launched() -> bool:
     """Whether this process runs the job engine (readiness reports it)."""
     return _launched
+
+
+@DBOS.step()
+async def sweep_step(target: str) -> None:
+    await _imported(target)()
+
+
+@DBOS.workflow()
+async def sweep(scheduled_at: datetime, target: str) -> None:
+    """One tick of a sweeper schedule; `target` is its "module:function"."""
+    try:
+        await sweep_step(target)
+    except Exception:
+        # The next tick sweeps again; one failed tick must not stop the schedule.
+        log.exception("sweeper %s failed (tick %s)", target, scheduled_at.isoformat())
+
+
+async def _apply_sweepers() -> None:
+    await DBOS.apply_schedules_async(
+        [
+            {"schedule_name": name, "workflow_fn": sweep, "schedule": cron, "context": target}
+            for name, cron, target in SWEEPERS
+        ]
+    )
 
 
 def dbos_config(settings: Settings) -> DBOSConfig:
@@ -169,31 +214,37 @@ async def launch(settings: Settings) -> None:
             polling_interval_sec=spec.polling_interval_sec,
             **spec.extra,
         )
-    for interval, target in PERIODIC:
-        _periodic_tasks.append(asyncio.create_task(_run_periodically(interval, target)))
+    await _apply_sweepers()
+    for interval, target in POLLERS:
+        _poller_tasks.append(asyncio.create_task(_poll(interval, target)))
     global _launched
     _launched = True
     log.info("job engine launched (mailfleet %s)", __version__)
 
 
-async def _run_periodically(interval: float, target: str) -> None:
-    module_name, _, function_name = target.partition(":")
-    function = getattr(importlib.import_module(module_name), function_name)
+async def _poll(interval: float, target: str) -> None:
+    function = _imported(target)
     while True:
-        # First run at once: it picks up what the previous process left behind.
         try:
             await function()
         except Exception:
-            log.exception("periodic task %s failed", target)
+            log.exception("poller %s failed", target)
         await asyncio.sleep(interval)
 
 
+def _imported(target: str) -> Callable[..., Any]:
+    """The function named "module:function"."""
+    module_name, _, function_name = target.partition(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module_name), function_name)
+    return function
+
+
 def shutdown() -> None:
+    for task in _poller_tasks:
+        task.cancel()
+    _poller_tasks.clear()
     global _launched
     _launched = False
-    for task in _periodic_tasks:
-        task.cancel()
-    _periodic_tasks.clear()
     DBOS.destroy(workflow_completion_timeout_sec=0)
 
 
@@ -236,3 +287,20 @@ async def enqueue(
     if request_id:
         log.info("enqueued workflow %s on queue %s", enqueued, queue)
     return enqueued
+
+
+async def enqueue_named(
+    queue: str,
+    workflow: str,
+    *args: Any,
+    workflow_id: str,
+    partition_key: str | None = None,
+) -> str:
+    """`enqueue` with the workflow named "module:function", imported only now.
+
+    The seam for a service whose workflows module imports it back: the service
+    names its workflow instead of importing it, so the area has no import cycle.
+    """
+    return await enqueue(
+        queue, _imported(workflow), *args, workflow_id=workflow_id, partition_key=partition_key
+    )

@@ -20,6 +20,7 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailfleet.billing import queue
 from mailfleet.db import after_commit
 from mailfleet.kit.errors import MailfleetError
 from mailfleet.models.billing import BillingAccount, BillingCounter, WalletEntry
@@ -210,9 +211,7 @@ async def _after_debit(
         workspace_id, trigger = account.workspace_id, f"low-balance:{entry.id}"
 
         async def recharge() -> None:
-            from mailfleet.billing.workflows import enqueue_auto_recharge
-
-            await enqueue_auto_recharge(workspace_id, trigger)
+            await queue.enqueue_auto_recharge(workspace_id, trigger)
 
         enqueue_after_commit(session, recharge)
 

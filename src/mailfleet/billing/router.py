@@ -55,6 +55,7 @@ from mailfleet.deps import (
 )
 from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
 from mailfleet.kit.errors import Forbidden, NotFound, ValidationFailed
+from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.kit.pagination import PageDep
 from mailfleet.models import Workspace
 from mailfleet.models.billing import Invoice, Payment, Plan, WalletEntry
@@ -63,6 +64,8 @@ router = APIRouter(responses=ERROR_RESPONSES)
 
 MANAGER_ROLES = ("owner", "admin")
 IDEMPOTENCY_HEADER = "idempotency-key"
+# Billing stores its keys in a longer column (IdempotentRequest.key) than other areas.
+MAX_BILLING_IDEMPOTENCY_KEY = 255
 
 
 async def billing_workspace(
@@ -107,16 +110,12 @@ async def idempotent(
     """Run a money-moving request once per Idempotency-Key: a retry with the same
     key and the same request gets the stored answer (and `idempotent-replayed:
     true`); the same key with another request is a 400."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
+    key = check_idempotency_key(
+        request.headers.get(IDEMPOTENCY_HEADER), max_length=MAX_BILLING_IDEMPOTENCY_KEY
+    )
     if key is None:
         status_code, content = await run()
         return JSONResponse(content, status_code=status_code)
-    key = key.strip()
-    if not 1 <= len(key) <= 255:
-        raise ValidationFailed(
-            "Idempotency-Key must be 1 to 255 characters",
-            [{"field": "Idempotency-Key", "in": "header", "message": "1 to 255 characters"}],
-        )
     canonical = json.dumps(
         {
             "method": request.method,

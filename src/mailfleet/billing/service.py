@@ -1,4 +1,4 @@
-"""Plans, mailbox limits, subscriptions and their renewal.
+"""Mailbox limits, subscriptions and their renewal (plans are in plans.py).
 
 A subscription buys `quantity` mailbox seats on a plan for a period, paid from
 the workspace's wallet when it starts and at each renewal. The workspace may
@@ -16,21 +16,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, literal, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.billing import invoices, ledger
 from mailfleet.billing.invoices import InvoiceLine
-from mailfleet.billing.ledger import BillingDisabled
 from mailfleet.billing.money import Proration, format_amount, period_bounds, prorate
-from mailfleet.billing.repository import PlanRepository, SubscriptionRepository
-from mailfleet.billing.schemas import PlanCreate, PlanUpdate, SubscriptionCreate, SubscriptionUpdate
+from mailfleet.billing.plans import SELF_HOSTED_PLAN_ID as SELF_HOSTED_PLAN_ID
+from mailfleet.billing.plans import billing_enabled as billing_enabled
+from mailfleet.billing.plans import create_plan as create_plan
+from mailfleet.billing.plans import get_plan as get_plan
+from mailfleet.billing.plans import list_plans as list_plans
+from mailfleet.billing.plans import require_billing as require_billing
+from mailfleet.billing.plans import resolved_settings
+from mailfleet.billing.plans import self_hosted_plan as self_hosted_plan
+from mailfleet.billing.plans import update_plan as update_plan
+from mailfleet.billing.queue import enqueue_renewal
+from mailfleet.billing.queue import period_key as period_key
+from mailfleet.billing.queue import renewal_workflow_id as renewal_workflow_id
+from mailfleet.billing.repository import SubscriptionRepository
+from mailfleet.billing.schemas import SubscriptionCreate, SubscriptionUpdate
 from mailfleet.config import Settings
 from mailfleet.kit.clock import isoformat, utcnow
 from mailfleet.kit.errors import (
     Conflict,
     LimitReached,
-    NotFound,
     SubscriptionRequired,
     ValidationFailed,
 )
@@ -47,125 +56,9 @@ from mailfleet.models.billing import (
 )
 from mailfleet.models.common import UTCDateTime
 
-SELF_HOSTED_PLAN_ID = "self-hosted"
 # Statuses that hold the workspace's seats; "past_due" keeps them through the grace
 # period but adds none (SUBSCRIPTION_REQUIRED until paid).
 LIVE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
-
-
-def _settings(settings: Settings | None) -> Settings:
-    if settings is not None:
-        return settings
-    from mailfleet.runtime import runtime
-
-    return runtime().settings
-
-
-def billing_enabled(settings: Settings | None = None) -> bool:
-    return _settings(settings).billing == "on"
-
-
-def require_billing(settings: Settings) -> None:
-    if settings.billing != "on":
-        raise BillingDisabled(
-            "Billing is off (MAILFLEET_BILLING=off): every workspace already has the "
-            "unlimited self-hosted plan"
-        )
-
-
-def self_hosted_plan(settings: Settings) -> Plan:
-    """The built-in plan every workspace holds while billing is off (never stored)."""
-    return Plan(
-        id=SELF_HOSTED_PLAN_ID,
-        name="self-hosted",
-        description="Unlimited mailboxes and domains; nothing is charged (MAILFLEET_BILLING=off)",
-        price_per_mailbox=0,
-        currency=settings.billing_currency,
-        period="month",
-        max_mailboxes=None,
-        max_domains=None,
-        active=True,
-    )
-
-
-# Plans
-
-
-async def list_plans(
-    session: AsyncSession, page: Page, *, include_inactive: bool
-) -> tuple[list[Plan], int]:
-    query = PlanRepository.select()
-    if not include_inactive:
-        query = query.where(Plan.active.is_(True))
-    return await PlanRepository(session).paginate(query, page, Plan.price_per_mailbox, Plan.name)
-
-
-async def get_plan(session: AsyncSession, plan_id: str) -> Plan:
-    plan = await session.get(Plan, plan_id)
-    if plan is None:
-        raise NotFound(f"Plan {plan_id} not found")
-    return plan
-
-
-def _plan_currency(settings: Settings, currency: str | None) -> str:
-    chosen = (currency or settings.billing_currency).upper()
-    if chosen != settings.billing_currency:
-        # One wallet per workspace, in one currency: a plan priced in another could
-        # never be paid from it.
-        raise ValidationFailed.for_field(
-            "currency",
-            f"Plans are priced in the wallet currency {settings.billing_currency} "
-            "(MAILFLEET_BILLING_CURRENCY)",
-        )
-    return chosen
-
-
-async def _flush_unique_name(session: AsyncSession, name: str) -> None:
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"A plan named {name!r} already exists") from exc
-
-
-async def create_plan(session: AsyncSession, settings: Settings, data: PlanCreate) -> Plan:
-    if await session.scalar(select(Plan.id).where(Plan.name == data.name)):
-        raise Conflict(f"A plan named {data.name!r} already exists")
-    plan = Plan(
-        name=data.name,
-        description=data.description,
-        price_per_mailbox=data.price_per_mailbox,
-        currency=_plan_currency(settings, data.currency),
-        period=data.period,
-        max_mailboxes=data.max_mailboxes,
-        max_domains=data.max_domains,
-        active=data.active,
-    )
-    session.add(plan)
-    await _flush_unique_name(session, data.name)
-    return plan
-
-
-async def update_plan(session: AsyncSession, plan: Plan, data: PlanUpdate) -> Plan:
-    given = data.model_fields_set
-    if data.name is not None and data.name != plan.name:
-        if await session.scalar(select(Plan.id).where(Plan.name == data.name)):
-            raise Conflict(f"A plan named {data.name!r} already exists")
-        plan.name = data.name
-    if data.description is not None:
-        plan.description = data.description
-    if data.price_per_mailbox is not None:
-        plan.price_per_mailbox = data.price_per_mailbox
-    if data.period is not None:
-        plan.period = data.period
-    if "max_mailboxes" in given:
-        plan.max_mailboxes = data.max_mailboxes
-    if "max_domains" in given:
-        plan.max_domains = data.max_domains
-    if data.active is not None:
-        plan.active = data.active
-    plan.updated_at = utcnow()
-    await _flush_unique_name(session, plan.name)
-    return plan
 
 
 # Limits
@@ -260,7 +153,7 @@ async def reserve_mailbox_seats(
 
     Billing off: returns at once without locking (no limit to race for).
     """
-    current = _settings(settings)
+    current = resolved_settings(settings)
     if not billing_enabled(current):
         return
     await ledger.lock_account(session, workspace_id, current.billing_currency)
@@ -298,7 +191,7 @@ async def reserve_seat_batch(
     """Lock the workspace's seats for the rest of the transaction and count them
     once. Raises SUBSCRIPTION_REQUIRED as `check_mailbox_quota` does. Billing off:
     no lock, and `take()` never refuses."""
-    current = _settings(settings)
+    current = resolved_settings(settings)
     if billing_enabled(current):
         await ledger.lock_account(session, workspace_id, current.billing_currency)
     return SeatBatch(await mailbox_quota(session, workspace_id, settings=current))
@@ -788,16 +681,6 @@ async def resume_mailboxes(session: AsyncSession, workspace_id: str) -> int:
 # Renewal
 
 
-def period_key(moment: datetime) -> str:
-    return moment.strftime("%Y%m%dT%H%M%S")
-
-
-def renewal_workflow_id(subscription_id: str, period_end: datetime, attempt: str = "due") -> str:
-    """One workflow per subscription, period and kind of attempt ("due", "grace",
-    or "credit-<entry>"), so a sweeper that enqueues it again changes nothing."""
-    return f"billing-renewal-{subscription_id}-{period_key(period_end)}-{attempt}"
-
-
 @dataclass(frozen=True)
 class RenewalAttempt:
     # renewed, canceled, short (the wallet lacks `shortfall`), skipped, not_due
@@ -1008,8 +891,6 @@ async def retry_past_due_after_credit(
         return
 
     async def enqueue() -> None:
-        from mailfleet.billing.workflows import enqueue_renewal
-
         for subscription_id, period_end in due:
             await enqueue_renewal(subscription_id, period_end, f"credit-{entry_id}")
 

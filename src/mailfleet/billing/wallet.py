@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailfleet.billing import invoices, ledger, service
+from mailfleet.billing import invoices, ledger, plans, service
 from mailfleet.billing.invoices import InvoiceLine
 from mailfleet.billing.ledger import PaymentProviderFailed
 from mailfleet.billing.payments import (
@@ -80,7 +80,7 @@ async def start_topup(
 ) -> Payment:
     """Stripe: a pending payment and its Checkout page; the webhook credits it.
     Manual: an administrator records money received, credited at once."""
-    service.require_billing(settings)
+    plans.require_billing(settings)
     workspace_id = workspace.id
     if not provider.hosted_checkout:
         if not user.is_superuser:
@@ -208,7 +208,7 @@ async def grant_credit(
 ) -> WalletEntry:
     """Credit given by an administrator (goodwill, a reseller's allowance): a ledger
     entry with the reason and who gave it; no invoice, since nothing was paid."""
-    service.require_billing(settings)
+    plans.require_billing(settings)
     account = await ledger.lock_account(session, workspace_id, settings.billing_currency)
     entry, created = await ledger.post_entry(
         session,
@@ -230,7 +230,7 @@ async def grant_credit(
 async def configure_auto_recharge(
     session: AsyncSession, settings: Settings, workspace_id: str, data: AutoRechargeIn
 ) -> BillingAccount:
-    service.require_billing(settings)
+    plans.require_billing(settings)
     account = await ledger.lock_account(session, workspace_id, settings.billing_currency)
     if data.enabled:
         if settings.payment_provider == "manual":
@@ -266,7 +266,7 @@ async def prepare_auto_recharge(
 
     Charges `amount`, or what a renewal lacks plus the threshold when larger.
     """
-    if not service.billing_enabled(settings):
+    if not plans.billing_enabled(settings):
         return None
     account = await ledger.lock_account(session, workspace_id, settings.billing_currency)
     if not (

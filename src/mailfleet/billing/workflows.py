@@ -1,6 +1,6 @@
 """Renewals and auto-recharge as durable workflows.
 
-A sweeper (jobs.PERIODIC) enqueues one renewal workflow per due subscription
+A sweeper (a DBOS schedule, jobs.SWEEPERS) enqueues one renewal workflow per due subscription
 under an id made of the subscription, the period end and the kind of attempt,
 so enqueueing it again is a no-op; the charge itself is keyed by subscription
 and period in the ledger, so even two attempts charge once. A renewal the wallet
@@ -16,15 +16,15 @@ from typing import Any
 
 from dbos import DBOS
 
-from mailfleet import jobs
 from mailfleet.billing import service, wallet
 from mailfleet.billing.payments import ChargeOutcome, provider_for
-from mailfleet.kit.clock import isoformat, utcnow
+from mailfleet.billing.queue import BILLING_QUEUE as BILLING_QUEUE
+from mailfleet.billing.queue import enqueue_auto_recharge as enqueue_auto_recharge
+from mailfleet.billing.queue import enqueue_renewal as enqueue_renewal
+from mailfleet.kit.clock import utcnow
 from mailfleet.runtime import runtime
 
 log = logging.getLogger(__name__)
-
-BILLING_QUEUE = "billing"
 
 
 @DBOS.step()
@@ -113,26 +113,6 @@ async def renew_subscription(subscription_id: str, period_end: str) -> str:
 async def auto_recharge_wallet(workspace_id: str, reason: str) -> str:
     """Top the wallet up from the saved card after a charge left it under the threshold."""
     return await _recharge(workspace_id, reason, 0)
-
-
-async def enqueue_renewal(subscription_id: str, period_end: datetime, attempt: str) -> str:
-    return await jobs.enqueue(
-        BILLING_QUEUE,
-        renew_subscription,
-        subscription_id,
-        isoformat(period_end),
-        workflow_id=service.renewal_workflow_id(subscription_id, period_end, attempt),
-    )
-
-
-async def enqueue_auto_recharge(workspace_id: str, reason: str) -> str:
-    return await jobs.enqueue(
-        BILLING_QUEUE,
-        auto_recharge_wallet,
-        workspace_id,
-        reason,
-        workflow_id=f"billing-auto-recharge-{workspace_id}-{reason}",
-    )
 
 
 async def enqueue_due_renewals(now: datetime | None = None) -> list[str]:

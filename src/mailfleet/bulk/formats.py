@@ -13,36 +13,20 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from pydantic import ValidationError
 
 from mailfleet.kit.errors import ValidationFailed
 from mailfleet.mailboxes.schemas import MailboxCreate
+from mailfleet.platforms.csv_formats import Layout, header_of, headers
 
-CsvLayout = Literal["mailfleet", "instantly", "smartlead"]
+CsvLayout = Layout
 
 # The documented columns of Mailfleet's own layout (provider and signature too).
-NATIVE_COLUMNS: Final = (
-    "email",
-    "display_name",
-    "provider",
-    "smtp_host",
-    "smtp_port",
-    "smtp_username",
-    "smtp_password",
-    "smtp_secure",
-    "imap_host",
-    "imap_port",
-    "imap_username",
-    "imap_password",
-    "imap_secure",
-    "daily_limit",
-    "tags",
-    "signature",
-)
+NATIVE_COLUMNS: Final = tuple(headers("mailfleet"))
 # Headers of Instantly's bulk upload file that only it spells this way; any one
 # of them, spelt with its space, says the file is Instantly's.
 _INSTANTLY_MARKERS: Final = frozenset(
@@ -238,11 +222,18 @@ def _with_optional(item: dict[str, Any], **values: object) -> dict[str, Any]:
     return item
 
 
+def _by_field(layout: Layout, cells: dict[str, str]) -> Callable[[str], str]:
+    """The row's cell for a field, found under the layout's header for it ("" when
+    the layout has no column for the field)."""
+    keys = {field: _column_key(header) for field, header in header_of(layout).items()}
+    return lambda field: cells.get(keys.get(field, ""), "")
+
+
 def _native(number: int, cells: dict[str, str]) -> ParsedRow:
-    get = cells.get
-    email = get("email", "")
-    smtp_secure = _secure(get("smtp_secure", ""), "smtp_secure")
-    imap_secure = _secure(get("imap_secure", ""), "imap_secure")
+    cell = _by_field("mailfleet", cells)
+    email = cell("email")
+    smtp_secure = _secure(cell("smtp.secure"), "smtp_secure")
+    imap_secure = _secure(cell("imap.secure"), "imap_secure")
     for secure in (smtp_secure, imap_secure):
         if isinstance(secure, str):
             column = secure.split(":", 1)[1]
@@ -252,50 +243,34 @@ def _native(number: int, cells: dict[str, str]) -> ParsedRow:
     item: dict[str, Any] = {
         "email": email,
         "smtp": _server(
-            get("smtp_host", ""),
-            get("smtp_port", ""),
-            get("smtp_username", ""),
-            get("smtp_password", ""),
+            cell("smtp.host"),
+            cell("smtp.port"),
+            cell("smtp.username"),
+            cell("smtp.password"),
             smtp_secure,
         ),
     }
-    imap_cells = ("imap_host", "imap_port", "imap_username", "imap_password", "imap_secure")
-    if any(get(column) for column in imap_cells):
+    imap_fields = ("imap.host", "imap.port", "imap.username", "imap.password", "imap.secure")
+    if any(cell(field) for field in imap_fields):
         # A partly filled IMAP block borrows what it lacks from SMTP, as an
         # omitted one does entirely.
         item["imap"] = _server(
-            get("imap_host") or get("smtp_host", ""),
-            get("imap_port", ""),
-            get("imap_username", "") or get("smtp_username", ""),
-            get("imap_password", "") or get("smtp_password", ""),
+            cell("imap.host") or cell("smtp.host"),
+            cell("imap.port"),
+            cell("imap.username") or cell("smtp.username"),
+            cell("imap.password") or cell("smtp.password"),
             imap_secure if imap_secure is not None else smtp_secure,
         )
-    tags = [tag.strip() for tag in re.split(r"[;,|]", get("tags", "")) if tag.strip()]
+    tags = [tag.strip() for tag in re.split(r"[;,|]", cell("tags")) if tag.strip()]
     _with_optional(
         item,
-        displayName=get("display_name"),
-        provider=get("provider"),
-        dailySendLimit=_port(get("daily_limit", "")),
-        signature=get("signature"),
+        displayName=cell("displayName"),
+        provider=cell("provider"),
+        dailySendLimit=_port(cell("dailySendLimit")),
+        signature=cell("signature"),
         tags=tags or None,
     )
-    return parse_item(number, item, field_names=_NATIVE_FIELD_NAMES)
-
-
-_NATIVE_FIELD_NAMES: Final = {
-    "smtp.host": "smtp_host",
-    "smtp.port": "smtp_port",
-    "smtp.username": "smtp_username",
-    "smtp.password": "smtp_password",
-    "smtp.secure": "smtp_secure",
-    "imap.host": "imap_host",
-    "imap.port": "imap_port",
-    "imap.username": "imap_username",
-    "imap.password": "imap_password",
-    "imap.secure": "imap_secure",
-    "displayName": "display_name",
-    "dailySendLimit": "daily_limit",
-}
+    return parse_item(number, item, field_names=header_of("mailfleet"))
 
 
 def _vendor_item(
@@ -329,74 +304,30 @@ def _vendor_item(
     )
 
 
-def _instantly(number: int, cells: dict[str, str]) -> ParsedRow:
-    get = cells.get
-    name = " ".join(part for part in (get("first_name", ""), get("last_name", "")) if part)
-    item = _vendor_item(
-        get("email", ""),
+def _vendor_row(cell: Callable[[str], str], name: str, imap_username: str) -> dict[str, Any]:
+    return _vendor_item(
+        cell("email"),
         name,
-        (
-            get("smtp_host", ""),
-            get("smtp_port", ""),
-            get("smtp_username", ""),
-            get("smtp_password", ""),
-        ),
-        (
-            get("imap_host", ""),
-            get("imap_port", ""),
-            get("imap_username", ""),
-            get("imap_password", ""),
-        ),
-        get("daily_limit", ""),
+        (cell("smtp.host"), cell("smtp.port"), cell("smtp.username"), cell("smtp.password")),
+        (cell("imap.host"), cell("imap.port"), imap_username, cell("imap.password")),
+        cell("dailySendLimit"),
+        cell("signature"),
     )
-    return parse_item(number, item, field_names=_INSTANTLY_FIELD_NAMES)
 
 
-_INSTANTLY_FIELD_NAMES: Final = {
-    "email": "Email",
-    "smtp.host": "SMTP Host",
-    "smtp.port": "SMTP Port",
-    "smtp.username": "SMTP Username",
-    "smtp.password": "SMTP Password",
-    "imap.host": "IMAP Host",
-    "imap.port": "IMAP Port",
-    "imap.username": "IMAP Username",
-    "imap.password": "IMAP Password",
-    "displayName": "First Name",
-    "dailySendLimit": "Daily Limit",
-}
+def _instantly(number: int, cells: dict[str, str]) -> ParsedRow:
+    cell = _by_field("instantly", cells)
+    name = " ".join(part for part in (cell("displayName"), cell("lastName")) if part)
+    item = _vendor_row(cell, name, cell("imap.username"))
+    return parse_item(number, item, field_names=header_of("instantly"))
 
 
 def _smartlead(number: int, cells: dict[str, str]) -> ParsedRow:
-    get = cells.get
-    item = _vendor_item(
-        get("from_email", ""),
-        get("from_name", ""),
-        (get("smtp_host", ""), get("smtp_port", ""), get("user_name", ""), get("password", "")),
-        (
-            get("imap_host", ""),
-            get("imap_port", ""),
-            get("imap_user_name", "") or get("imap_username", ""),
-            get("imap_password", ""),
-        ),
-        get("max_email_per_day", ""),
-        get("signature", ""),
-    )
-    return parse_item(number, item, field_names=_SMARTLEAD_FIELD_NAMES)
+    cell = _by_field("smartlead", cells)
+    # Some exports of Smartlead's spell the IMAP login column without its underscore.
+    imap_username = cell("imap.username") or cells.get("imap_username", "")
+    item = _vendor_row(cell, cell("displayName"), imap_username)
+    return parse_item(number, item, field_names=header_of("smartlead"))
 
-
-_SMARTLEAD_FIELD_NAMES: Final = {
-    "email": "from_email",
-    "smtp.host": "smtp_host",
-    "smtp.port": "smtp_port",
-    "smtp.username": "user_name",
-    "smtp.password": "password",
-    "imap.host": "imap_host",
-    "imap.port": "imap_port",
-    "imap.username": "imap_user_name",
-    "imap.password": "imap_password",
-    "displayName": "from_name",
-    "dailySendLimit": "max_email_per_day",
-}
 
 _CONVERTERS: Final = {"mailfleet": _native, "instantly": _instantly, "smartlead": _smartlead}

@@ -1,9 +1,9 @@
 """Periodic DNS rechecks: one durable workflow per domain, enqueued by a sweeper.
 
-The sweeper runs in every process (jobs.PERIODIC) and enqueues the domains whose
-last check is older than MAILFLEET_DNS_RECHECK_INTERVAL. Workflow ids carry the
-interval's time bucket, so every process enqueueing the same domain in the same
-interval enqueues it once.
+The sweeper (a DBOS schedule, jobs.SWEEPERS) enqueues the domains whose last
+check is older than MAILFLEET_DNS_RECHECK_INTERVAL. Workflow ids carry the
+interval's time bucket, so enqueueing the same domain again in the same interval
+(a test, a manual sweep) enqueues it once.
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Final, Literal
 
+import dns.exception
+
 from mailfleet.kit.names import ascii_name
+from mailfleet.kit.nameservers import make_resolver
 
 __all__ = [
     "FORBIDDEN_TARGET",
@@ -211,14 +214,19 @@ async def guard_host(
 
 
 async def _resolve_with(name: str, nameservers: list[str], lifetime: float) -> list[IPAddress]:
-    """A and AAAA records of ``name`` from the given resolvers (empty when none)."""
-    from mailfleet.dns.resolver import lookup_addresses, make_resolver
+    """A and AAAA records of ``name`` from the given resolvers (empty when none).
 
+    Any failure (NXDOMAIN, timeout, SERVFAIL) counts as "no addresses": the guard
+    refuses what it cannot resolve, whatever the reason.
+    """
     resolver = make_resolver(nameservers, timeout=lifetime)
     found: list[IPAddress] = []
     for rtype in ("A", "AAAA"):
-        result = await lookup_addresses(resolver, name, rtype)
-        for value in result.records:
+        try:
+            answer = await resolver.resolve(name, rtype, search=False)
+        except (dns.exception.DNSException, OSError):
+            continue
+        for value in sorted(rdata.address for rdata in answer):
             ip = ipaddress.ip_address(value)
             if ip not in found:
                 found.append(ip)
