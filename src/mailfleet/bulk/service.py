@@ -265,7 +265,7 @@ class ChunkItem:
 class ItemResult:
     item_id: str
     test_id: str | None
-    outcome: dict[str, Any]
+    outcome: mailboxes.LoginOutcome
     attempts: int
 
 
@@ -391,7 +391,7 @@ async def record_results(
     return {"connected": connected, "failed": failed}
 
 
-def failure_outcome(code: str, message: str) -> dict[str, Any]:
+def failure_outcome(code: str, message: str) -> mailboxes.LoginOutcome:
     """A probe-shaped failure for mailboxes a job gives up on without a login."""
     result = {
         "ok": False,

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from dbos import DBOS
 from tenacity import (
@@ -39,9 +39,8 @@ from mailfleet.bulk import service
 from mailfleet.bulk.service import ChunkItem, ItemResult
 from mailfleet.config import Settings
 from mailfleet.db import Database
-from mailfleet.kit.tls import client_context
-from mailfleet.mail.probes import probe_imap, probe_smtp
-from mailfleet.mailboxes.service import MailboxCredentials
+from mailfleet.mailboxes.service import LoginOutcome
+from mailfleet.mailboxes.service import probe_credentials as probe_logins
 from mailfleet.models import BulkJobStatus
 from mailfleet.runtime import runtime
 
@@ -116,25 +115,11 @@ def login_limiter(settings: Settings) -> LoginLimiter:
     return _limiter
 
 
-async def probe_logins(credentials: MailboxCredentials, settings: Settings) -> dict[str, Any]:
-    """SMTP and IMAP logins at once, as `mailboxes.service.probe_credentials` does,
-    but with a shared TLS context."""
-    options: dict[str, Any] = {
-        "timeout": settings.mail_timeout,
-        "tls_context": client_context(settings.tls_ca_file),
-        "allow_private": settings.allow_private_networks,
-        "nameservers": settings.dns_nameservers or None,
-    }
-    smtp_result, imap_result = await asyncio.gather(
-        probe_smtp(credentials.smtp, **options), probe_imap(credentials.imap, **options)
-    )
-    return {"smtp": smtp_result.to_dict(), "imap": imap_result.to_dict()}
-
-
-def worth_retrying(outcome: dict[str, Any]) -> bool:
+def worth_retrying(outcome: LoginOutcome) -> bool:
     """Retry only when every failure is transient (timeout, refused, SMTP 4xx...):
     a rejected password stays rejected."""
-    failures = [outcome[p] for p in ("smtp", "imap") if p in outcome and not outcome[p]["ok"]]
+    results = [result for result in (outcome.get("smtp"), outcome.get("imap")) if result]
+    failures = [result for result in results if not result["ok"]]
     return bool(failures) and all(failure.get("transient") for failure in failures)
 
 
@@ -159,7 +144,7 @@ _busy: dict[tuple[str, int], int] = {}
 
 async def _attempt(
     job_id: str, chunk: int, item: ChunkItem, limiter: LoginLimiter, settings: Settings
-) -> dict[str, Any]:
+) -> LoginOutcome:
     try:
         if item.credentials is None:
             return {"missing": True}

@@ -29,7 +29,7 @@ from mailfleet.kit.clock import isoformat
 from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
 from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.kit.pagination import PageDep
-from mailfleet.models import ExportHistory, ExportItem, PlatformAccount
+from mailfleet.models import ConnectInboxRecord, ExportHistory, ExportItem, PlatformAccount
 
 router = APIRouter(prefix="/v1", tags=["exports"], responses=ERROR_RESPONSES)
 
@@ -238,6 +238,31 @@ async def get_export_history(history_id: str, ctx: WorkspaceDep, session: Sessio
     )
 
 
+def connect_inbox_answer(record: ConnectInboxRecord, history: ExportHistory) -> dict[str, Any]:
+    """The seed's response, key for key."""
+    return {
+        "status": 200,
+        "message": service.CONNECT_INBOX_MESSAGE,
+        "data": {
+            "record": {
+                "id": record.id,
+                "platform": record.platform,
+                "email": record.platform_email,
+                "workspaceName": record.workspace_name,
+                "selectedMailboxes": record.selected_mailboxes,
+            },
+            "exportHistory": {
+                "id": history.id,
+                "jobId": history.job_id,
+                "totalMailboxes": history.total,
+                "platform": history.platform,
+                "exportStatus": history.status,
+                "createdAt": isoformat(history.created_at),
+            },
+        },
+    }
+
+
 @router.post(
     "/export-history",
     response_model=Envelope[ExportHistoryOut],
@@ -313,4 +338,4 @@ async def connect_inbox(
         body,
         idempotency_key=check_idempotency_key(idempotency_key),
     )
-    return service.connect_inbox_answer(record, history)
+    return connect_inbox_answer(record, history)

@@ -11,12 +11,12 @@ a workflow argument or a step result: DBOS stores those in the clear.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from dbos import DBOS
 
 from mailfleet import metrics
-from mailfleet.exports import service
+from mailfleet.exports import service, steps
+from mailfleet.exports.steps import BatchOutcome, ExportPlan
 from mailfleet.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -28,19 +28,17 @@ INTERNAL_ERROR = (
 
 
 @DBOS.step()
-async def plan_export(history_id: str) -> dict[str, Any]:
+async def plan_export(history_id: str) -> ExportPlan:
     current = runtime()
-    return await service.plan_export(
-        current.database, current.keyring, current.settings, history_id
-    )
+    return await steps.plan_export(current.database, current.keyring, current.settings, history_id)
 
 
 @DBOS.step()
 async def export_batch(
     history_id: str, start: int, end: int, carry: dict[str, str]
-) -> dict[str, Any]:
+) -> BatchOutcome:
     current = runtime()
-    return await service.export_batch(
+    return await steps.export_batch(
         current.database, current.keyring, current.settings, history_id, start, end, carry
     )
 
@@ -48,19 +46,19 @@ async def export_batch(
 @DBOS.step()
 async def poll_batch(history_id: str, start: int, end: int, request_id: str) -> bool:
     current = runtime()
-    return await service.poll_batch(
+    return await steps.poll_batch(
         current.database, current.keyring, current.settings, history_id, start, end, request_id
     )
 
 
 @DBOS.step()
 async def fail_batch(history_id: str, start: int, end: int, reason: str) -> None:
-    await service.fail_batch(runtime().database, history_id, start, end, reason)
+    await steps.fail_batch(runtime().database, history_id, start, end, reason)
 
 
 @DBOS.step()
 async def finish_export(history_id: str, reason: str | None) -> str:
-    status = await service.finish_export(runtime().database, history_id, reason)
+    status = await steps.finish_export(runtime().database, history_id, reason)
     metrics.EXPORTS.labels(status).inc()
     log.info("export %s finished: %s", history_id, status)
     return status
@@ -91,7 +89,7 @@ async def run_export(history_id: str) -> str:
 
 
 async def _wait_for_platform(
-    history_id: str, start: int, end: int, request_id: str, plan: dict[str, Any]
+    history_id: str, start: int, end: int, request_id: str, plan: ExportPlan
 ) -> None:
     interval: float = plan["pollInterval"]
     waited = 0.0

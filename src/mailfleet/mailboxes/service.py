@@ -10,7 +10,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -229,7 +229,18 @@ def mailbox_credentials(mailbox: Mailbox, keyring: Keyring) -> MailboxCredential
     )
 
 
-async def probe_credentials(credentials: MailboxCredentials, settings: Settings) -> dict[str, Any]:
+class LoginOutcome(TypedDict, total=False):
+    """What the login step of a connection test returns, and DBOS stores in the
+    clear (so no secret): each protocol's `ProbeResult.to_dict()`, or `skip` when
+    the test had already finished, with `missing` when its mailbox is gone."""
+
+    smtp: dict[str, Any]
+    imap: dict[str, Any]
+    skip: bool
+    missing: bool
+
+
+async def probe_credentials(credentials: MailboxCredentials, settings: Settings) -> LoginOutcome:
     """SMTP and IMAP logins at once: `{"smtp": result, "imap": result}` as dicts, no secrets."""
     options: dict[str, Any] = {
         "timeout": settings.mail_timeout,
@@ -243,16 +254,15 @@ async def probe_credentials(credentials: MailboxCredentials, settings: Settings)
     return {"smtp": smtp_result.to_dict(), "imap": imap_result.to_dict()}
 
 
-def first_failure(outcome: dict[str, Any]) -> dict[str, Any] | None:
-    for protocol in ("smtp", "imap"):
-        result: dict[str, Any] = outcome[protocol]
+def first_failure(outcome: LoginOutcome) -> dict[str, Any] | None:
+    for result in (outcome["smtp"], outcome["imap"]):
         if not result["ok"]:
             return result
     return None
 
 
 async def record_test_outcome(
-    session: AsyncSession, test: ConnectionTest, outcome: dict[str, Any]
+    session: AsyncSession, test: ConnectionTest, outcome: LoginOutcome
 ) -> str:
     """Finish a pending test (idempotent): success activates the mailbox; a failed
     first test deletes it; a failed re-test marks it "error" and stops sending."""

@@ -9,7 +9,6 @@ when it already finished.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from dbos import DBOS
 from sqlalchemy import select
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 @DBOS.step()
-async def probe_mailbox_logins(test_id: str) -> dict[str, Any]:
+async def probe_mailbox_logins(test_id: str) -> service.LoginOutcome:
     """Log in to SMTP and IMAP at once. Returns results only: no secret leaves this step."""
     current = runtime()
     async with current.database.transaction() as session:
@@ -40,7 +39,7 @@ async def probe_mailbox_logins(test_id: str) -> dict[str, Any]:
 
 
 @DBOS.step()
-async def record_verification(test_id: str, outcome: dict[str, Any]) -> str:
+async def record_verification(test_id: str, outcome: service.LoginOutcome) -> str:
     """Finish the test: success activates the mailbox; a failed first test deletes it."""
     async with runtime().database.transaction() as session:
         test = await session.get(ConnectionTest, test_id)

@@ -18,9 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.config import Settings
+from mailfleet.domains.repository import DomainRepository
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
-from mailfleet.kit.errors import Conflict, MailfleetError, NotFound, ValidationFailed
+from mailfleet.kit.errors import Conflict, MailfleetError, ValidationFailed
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.schemas import MailboxCreate
 from mailfleet.mailserver.passwords import dovecot_hash, generate_password
@@ -33,7 +34,7 @@ from mailfleet.mailserver.schemas import (
     HostedMailOut,
     HostedUpdateIn,
 )
-from mailfleet.models import DkimKey, Domain, Mailbox, MailPurge
+from mailfleet.models import DkimKey, DkimKeyStatus, Domain, Mailbox, MailPurge
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +397,7 @@ async def signing_key(
         .where(
             Domain.name == domain_name,
             Domain.mail_provider == "self-hosted",
-            DkimKey.status == "active",
+            DkimKey.status == DkimKeyStatus.ACTIVE,
         )
         .order_by(DkimKey.activated_at.desc())
         .limit(1)
@@ -409,12 +410,7 @@ async def signing_key(
 
 
 async def get_hosted_domain(session: AsyncSession, workspace_id: str, domain_id: str) -> Domain:
-    domain = await session.scalar(
-        select(Domain).where(Domain.id == domain_id, Domain.workspace_id == workspace_id)
-    )
-    if domain is None:
-        raise NotFound(f"Domain {domain_id} not found")
-    return domain
+    return await DomainRepository(session).get(workspace_id, domain_id)
 
 
 def summary(results: list[HostedMailboxResult]) -> dict[str, Any]:
