@@ -6,7 +6,4 @@ from mailfleet.kit.repository import Repository
 from mailfleet.models import ApiKey
 
 
-class ApiKeyRepository(Repository[ApiKey]):
-    model = ApiKey
-    noun = "API key"
-    owner = "user_id"
+class ApiKeyRepository(Repository[ApiKey], model=ApiKey, noun="API key", owner="user_id"): ...

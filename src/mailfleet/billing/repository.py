@@ -6,26 +6,16 @@ from mailfleet.kit.repository import Repository
 from mailfleet.models import Invoice, Payment, Plan, Subscription, WalletEntry
 
 
-class PlanRepository(Repository[Plan]):
-    model = Plan
-    noun = "Plan"
+class PlanRepository(Repository[Plan], model=Plan, noun="Plan"): ...
 
 
-class SubscriptionRepository(Repository[Subscription]):
-    model = Subscription
-    noun = "Subscription"
+class SubscriptionRepository(Repository[Subscription], model=Subscription, noun="Subscription"): ...
 
 
-class InvoiceRepository(Repository[Invoice]):
-    model = Invoice
-    noun = "Invoice"
+class InvoiceRepository(Repository[Invoice], model=Invoice, noun="Invoice"): ...
 
 
-class PaymentRepository(Repository[Payment]):
-    model = Payment
-    noun = "Payment"
+class PaymentRepository(Repository[Payment], model=Payment, noun="Payment"): ...
 
 
-class WalletEntryRepository(Repository[WalletEntry]):
-    model = WalletEntry
-    noun = "Wallet entry"
+class WalletEntryRepository(Repository[WalletEntry], model=WalletEntry, noun="Wallet entry"): ...

@@ -6,6 +6,4 @@ from mailfleet.kit.repository import Repository
 from mailfleet.models import BulkJob
 
 
-class BulkJobRepository(Repository[BulkJob]):
-    model = BulkJob
-    noun = "Job"
+class BulkJobRepository(Repository[BulkJob], model=BulkJob, noun="Job"): ...

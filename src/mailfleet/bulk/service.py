@@ -51,9 +51,12 @@ def job_workflow_id(job_id: str) -> str:
 
 
 async def enqueue_job(job_id: str) -> None:
-    from mailfleet.bulk.workflows import run_bulk_job
-
-    await jobs.enqueue(BULK_QUEUE, run_bulk_job, job_id, workflow_id=job_workflow_id(job_id))
+    await jobs.enqueue_named(
+        BULK_QUEUE,
+        "mailfleet.bulk.workflows:run_bulk_job",
+        job_id,
+        workflow_id=job_workflow_id(job_id),
+    )
 
 
 async def find_job_by_key(session: AsyncSession, workspace_id: str, key: str) -> BulkJob | None:

@@ -6,11 +6,9 @@ from mailfleet.kit.repository import Repository
 from mailfleet.models import ExportHistory, PlatformAccount
 
 
-class PlatformAccountRepository(Repository[PlatformAccount]):
-    model = PlatformAccount
-    noun = "Platform account"
+class PlatformAccountRepository(
+    Repository[PlatformAccount], model=PlatformAccount, noun="Platform account"
+): ...
 
 
-class ExportHistoryRepository(Repository[ExportHistory]):
-    model = ExportHistory
-    noun = "Export"
+class ExportHistoryRepository(Repository[ExportHistory], model=ExportHistory, noun="Export"): ...

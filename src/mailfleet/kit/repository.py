@@ -63,6 +63,14 @@ class Repository(Generic[M]):
     noun: ClassVar[str]
     owner: ClassVar[str] = "workspace_id"
 
+    def __init_subclass__(
+        cls, *, model: type[Any], noun: str, owner: str = "workspace_id", **kwargs: Any
+    ) -> None:
+        # An area declares a repository in one line:
+        # class DomainRepository(Repository[Domain], model=Domain, noun="Domain"): ...
+        super().__init_subclass__(**kwargs)
+        cls.model, cls.noun, cls.owner = model, noun, owner
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 

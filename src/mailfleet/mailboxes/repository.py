@@ -29,10 +29,7 @@ class MailboxFilters:
     pool_id: str | None = None
 
 
-class MailboxRepository(Repository[Mailbox]):
-    model = Mailbox
-    noun = "Mailbox"
-
+class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
     @classmethod
     def filtered(cls, workspace_id: str, filters: MailboxFilters) -> Select[Any]:
         query = cls.owned_by(workspace_id)
@@ -62,11 +59,7 @@ class MailboxRepository(Repository[Mailbox]):
         return query
 
 
-class TagRepository(Repository[Tag]):
-    model = Tag
-    noun = "Tag"
+class TagRepository(Repository[Tag], model=Tag, noun="Tag"): ...
 
 
-class PoolRepository(Repository[Pool]):
-    model = Pool
-    noun = "Pool"
+class PoolRepository(Repository[Pool], model=Pool, noun="Pool"): ...

@@ -81,11 +81,9 @@ def verification_workflow_id(test_id: str) -> str:
 
 
 async def enqueue_verification(test_id: str, smtp_host: str) -> None:
-    from mailfleet.mailboxes.workflows import verify_mailbox
-
-    await jobs.enqueue(
+    await jobs.enqueue_named(
         VERIFY_QUEUE,
-        verify_mailbox,
+        "mailfleet.mailboxes.workflows:verify_mailbox",
         test_id,
         workflow_id=verification_workflow_id(test_id),
         partition_key=smtp_host,

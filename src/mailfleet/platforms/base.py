@@ -32,6 +32,24 @@ _ALREADY_EXISTS = re.compile(
 )
 
 
+class SplitName:
+    """First and last name as platforms ask for them: the display name's first word
+    and the rest; the address's local part when there is no display name."""
+
+    display_name: str
+    email: str
+
+    @property
+    def first_name(self) -> str:
+        parts = self.display_name.split(None, 1)
+        return parts[0] if parts else self.email.split("@", 1)[0]
+
+    @property
+    def last_name(self) -> str:
+        parts = self.display_name.split(None, 1)
+        return parts[1] if len(parts) > 1 else ""
+
+
 @dataclass(frozen=True)
 class ServerLogin:
     host: str
@@ -43,7 +61,7 @@ class ServerLogin:
 
 
 @dataclass(frozen=True)
-class Inbox:
+class Inbox(SplitName):
     """One mailbox as a platform needs it, with decrypted passwords."""
 
     email: str
@@ -54,16 +72,6 @@ class Inbox:
     imap: ServerLogin
     signature: str | None = None
     tags: tuple[str, ...] = ()
-
-    @property
-    def first_name(self) -> str:
-        parts = self.display_name.split(None, 1)
-        return parts[0] if parts else self.email.split("@", 1)[0]
-
-    @property
-    def last_name(self) -> str:
-        parts = self.display_name.split(None, 1)
-        return parts[1] if len(parts) > 1 else ""
 
     @property
     def secrets(self) -> tuple[str, ...]:

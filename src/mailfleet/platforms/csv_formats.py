@@ -17,13 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
+from mailfleet.platforms.base import SplitName
+
 Layout = Literal["mailfleet", "instantly", "smartlead"]
 LAYOUTS: Final[tuple[Layout, ...]] = ("mailfleet", "instantly", "smartlead")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
-class MailboxRow:
+class MailboxRow(SplitName):
     email: str
     display_name: str
     provider: str
@@ -41,16 +43,6 @@ class MailboxRow:
     # None unless credentials go in this export.
     smtp_password: str | None = None
     imap_password: str | None = None
-
-    @property
-    def first_name(self) -> str:
-        parts = self.display_name.split(None, 1)
-        return parts[0] if parts else self.email.split("@", 1)[0]
-
-    @property
-    def last_name(self) -> str:
-        parts = self.display_name.split(None, 1)
-        return parts[1] if len(parts) > 1 else ""
 
 
 def _text(value: str | None) -> str:

@@ -239,11 +239,9 @@ def delivery_workflow_id(delivery_id: str) -> str:
 
 async def enqueue_delivery(delivery_id: str) -> None:
     """Enqueue the delivery's workflow; a no-op when it is already enqueued."""
-    from mailfleet.webhooks.workflows import deliver_webhook
-
-    await jobs.enqueue(
+    await jobs.enqueue_named(
         DELIVERY_QUEUE,
-        deliver_webhook,
+        "mailfleet.webhooks.workflows:deliver_webhook",
         delivery_id,
         workflow_id=delivery_workflow_id(delivery_id),
     )
