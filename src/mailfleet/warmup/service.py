@@ -23,7 +23,8 @@ from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Conflict, NotFound, ValidationFailed
 from mailfleet.kit.pagination import Page
 from mailfleet.mailboxes import service as mailboxes
-from mailfleet.models import Mailbox, WarmupMessage, WarmupSettings
+from mailfleet.mailboxes.repository import MailboxFilters, MailboxRepository
+from mailfleet.models import Mailbox, MailboxStatus, WarmupMessage, WarmupSettings
 from mailfleet.warmup.schemas import (
     SendWindowOut,
     SkippedMailbox,
@@ -123,14 +124,14 @@ async def get_settings(
 
 async def blocked_reason(session: AsyncSession, mailbox: Mailbox) -> str | None:
     """Why the mailbox cannot warm now, or None."""
-    if mailbox.status == "inactive":
+    if mailbox.status == MailboxStatus.INACTIVE:
         return "The mailbox is awaiting its connection test"
-    if mailbox.status == "error":
+    if mailbox.status == MailboxStatus.ERROR:
         detail = mailbox.last_error or "see its connection test"
         return f"The mailbox failed its connection test: {detail}"
     if await billing.mailbox_suspended(session, mailbox.id):
         return "Billing paused this mailbox for an unpaid renewal"
-    if mailbox.status == "paused" or not mailbox.sending_enabled:
+    if mailbox.status == MailboxStatus.PAUSED or not mailbox.sending_enabled:
         return "Sending is paused for this mailbox"
     return None
 
@@ -177,7 +178,7 @@ async def refresh_state(
         return settings.state
     blocked = await blocked_reason(session, mailbox)
     if blocked is not None:
-        state = "error" if mailbox.status == "error" else "paused"
+        state = "error" if mailbox.status == MailboxStatus.ERROR else "paused"
         await set_state(session, settings, mailbox, state, blocked)
         return settings.state
     if settings.state == "error":
@@ -274,7 +275,7 @@ async def bulk_switch(
             raise NotFound(f"Mailboxes not found: {', '.join(unknown[:20])}", mailboxIds=unknown)
         targets = [found[mailbox_id] for mailbox_id in ids]
     else:
-        query = mailboxes._filtered(workspace_id, mailboxes.MailboxFilters(**filters))
+        query = MailboxRepository.filtered(workspace_id, MailboxFilters(**filters))
         targets = list(await session.scalars(query.order_by(Mailbox.created_at, Mailbox.id)))
     skipped: list[SkippedMailbox] = []
     if enabled:
@@ -442,7 +443,7 @@ async def analytics_mailboxes(
     session: AsyncSession, workspace_id: str, mailbox_ids: list[str] | None, page: Page
 ) -> tuple[list[Mailbox], int]:
     """The mailboxes a report covers: those listed, or every mailbox with warmup on."""
-    query = select(Mailbox).where(Mailbox.workspace_id == workspace_id)
+    query = MailboxRepository.owned_by(workspace_id)
     if mailbox_ids:
         query = query.where(Mailbox.id.in_(mailbox_ids))
     else:
@@ -451,8 +452,4 @@ async def analytics_mailboxes(
             or_(WarmupSettings.enabled.is_(True), WarmupSettings.state == "error"),
         )
         query = query.where(Mailbox.id.in_(enabled))
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(Mailbox.email, Mailbox.id).limit(page.limit).offset(page.skip)
-    )
-    return list(rows), total
+    return await MailboxRepository(session).paginate(query, page, Mailbox.email, Mailbox.id)
