@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from mailfleet.kit.repository import Repository
-from mailfleet.models import DnsRecord, Domain, DomainDnsCheck
+from mailfleet.models import DkimKey, DnsRecord, Domain, DomainDnsCheck
 
 
 class DomainRepository(Repository[Domain], model=Domain, noun="Domain"): ...
@@ -17,3 +20,11 @@ class DnsRecordRepository(
 class DnsCheckRepository(
     Repository[DomainDnsCheck], model=DomainDnsCheck, noun="DNS check", owner="domain_id"
 ): ...
+
+
+async def dkim_keys(session: AsyncSession, domain_id: str) -> list[DkimKey]:
+    return list(
+        await session.scalars(
+            select(DkimKey).where(DkimKey.domain_id == domain_id).order_by(DkimKey.created_at)
+        )
+    )

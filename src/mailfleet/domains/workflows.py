@@ -13,7 +13,7 @@ import logging
 from dbos import DBOS
 
 from mailfleet import jobs
-from mailfleet.domains import service
+from mailfleet.domains import checks, service
 from mailfleet.kit.clock import utcnow
 from mailfleet.models import Domain
 from mailfleet.runtime import runtime
@@ -32,14 +32,14 @@ async def recheck_domain_step(domain_id: str) -> str:
         domain = await session.get(Domain, domain_id)
         if domain is None:
             return "missing"
-        plan = await service.plan_dns_check(session, domain)
+        plan = await checks.plan_dns_check(session, domain)
     # No transaction is held while DNS answers.
-    outcome = await service.run_dns_check(current.settings, plan)
+    outcome = await checks.run_dns_check(current.settings, plan)
     async with current.database.transaction() as session:
         domain = await session.get(Domain, domain_id)
         if domain is None:
             return "missing"
-        changes = await service.record_dns_check(session, env, domain, outcome)
+        changes = await checks.record_dns_check(session, env, domain, outcome)
     if changes:
         log.info("domain %s DNS check changed: %s", domain_id, changes)
     return str(outcome.result["overall"])
@@ -60,7 +60,7 @@ async def enqueue_due_dns_checks() -> int:
     current = runtime()
     interval = current.settings.dns_recheck_interval
     async with current.database.transaction() as session:
-        due = await service.due_for_check(session, current.settings)
+        due = await checks.due_for_check(session, current.settings)
     for domain_id in due:
         await jobs.enqueue(
             CHECK_QUEUE,
