@@ -215,11 +215,22 @@ async def launch(settings: Settings) -> None:
             **spec.extra,
         )
     await _apply_sweepers()
+    # Each sweep once at start as well: a process back from a crash picks up what it
+    # left behind now, not at the next tick (up to a minute away).
+    for _, _, target in SWEEPERS:
+        _poller_tasks.append(asyncio.create_task(_sweep_once(target)))
     for interval, target in POLLERS:
         _poller_tasks.append(asyncio.create_task(_poll(interval, target)))
     global _launched
     _launched = True
     log.info("job engine launched (mailfleet %s)", __version__)
+
+
+async def _sweep_once(target: str) -> None:
+    try:
+        await _imported(target)()
+    except Exception:
+        log.exception("sweeper %s failed at start", target)
 
 
 async def _poll(interval: float, target: str) -> None:
