@@ -27,6 +27,7 @@ from mailfleet.domains.router import router as domains_router
 from mailfleet.exports.router import connect_inbox_router
 from mailfleet.exports.router import router as exports_router
 from mailfleet.health import router as health_router
+from mailfleet.kit import openapi
 from mailfleet.kit.errors import ERROR_CODES, MailfleetError, ValidationFailed
 from mailfleet.kit.requestid import RequestIdMiddleware
 from mailfleet.logconfig import configure_logging
@@ -198,4 +199,5 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         connect_inbox_router,
     ):
         app.include_router(router)
+    openapi.install(app)
     return app

@@ -14,7 +14,7 @@ import asyncio
 import functools
 import json
 import logging
-from typing import Any, Final
+from typing import Final
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from mailfleet import __version__, jobs, metrics
 from mailfleet.config import Settings
 from mailfleet.db import Database
-from mailfleet.kit.envelope import ok
+from mailfleet.kit.envelope import ApiOut, Envelope, ErrorEnvelope, ok
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +93,34 @@ def _is_ready(checks: dict[str, str]) -> bool:
     return all(state == "ok" for state in checks.values())
 
 
-@router.get("/v1/health")
-async def health() -> Any:
+class LiveOut(ApiOut):
+    status: str
+    version: str
+
+
+class ReadyOut(LiveOut):
+    database: str
+    job_engine: str
+
+
+# Public, both: load balancers and probes call them without a credential.
+@router.get("/v1/health", operation_id="health:get")
+async def health() -> Envelope[LiveOut]:
     """Liveness: the process answers. Touches nothing else."""
-    return ok({"status": "ok", "version": __version__})
+    return ok(LiveOut(status="ok", version=__version__))
 
 
-@router.get("/v1/health/ready", responses={503: {"description": "Not ready"}})
-async def health_ready(request: Request) -> Any:
+@router.get(
+    "/v1/health/ready",
+    operation_id="health:ready",
+    response_model=Envelope[ReadyOut],
+    responses={503: {"description": "Not ready: NOT_READY with each check", "model": ErrorEnvelope}},
+)
+async def health_ready(request: Request) -> Envelope[ReadyOut] | JSONResponse:
     """Readiness: the database and the job engine answer (503 when not)."""
     checks = await readiness(request.app.state.database, request.app.state.settings)
     if _is_ready(checks):
-        return ok({"status": "ready", "version": __version__, **checks})
+        return ok(ReadyOut(status="ready", version=__version__, **checks))
     return JSONResponse(
         {
             "success": False,

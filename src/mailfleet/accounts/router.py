@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, status
 
 from mailfleet.accounts import security
@@ -16,17 +14,18 @@ from mailfleet.accounts.schemas import (
     UserOut,
 )
 from mailfleet.accounts.throttle import login_throttle
-from mailfleet.deps import ActorDep, SessionDep, SettingsDep, UserActorDep
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ok
-from mailfleet.kit.errors import Forbidden, Unauthorized
+from mailfleet.deps import ActorDep, SessionDep, SettingsDep, SuperuserDep, UserActorDep
+from mailfleet.kit.envelope import AUTH_ERRORS, Envelope, errors, ok
+from mailfleet.kit.errors import Unauthorized
 
-router = APIRouter(prefix="/v1", tags=["accounts"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
-@router.post("/auth/login", response_model=Envelope[LoginResult])
+# Public: the credential is in the body.
+@router.post("/auth/login", operation_id="auth:login", responses=errors(401, 429))
 async def login(
     body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
-) -> Any:
+) -> Envelope[LoginResult]:
     # Behind a proxy, uvicorn's proxy_headers puts the forwarded client address here.
     address = request.client.host if request.client else "unknown"
     login_throttle.check(address, body.email, settings)
@@ -42,16 +41,21 @@ async def login(
     return ok(LoginResult(token=token, expires_at=expires))
 
 
-@router.get("/users/me", response_model=Envelope[UserOut])
-async def me(actor: ActorDep) -> Any:
+@router.get("/users/me", operation_id="users:me", responses=errors(401))
+async def me(actor: ActorDep) -> Envelope[UserOut]:
     return ok(UserOut.model_validate(actor.user))
 
 
-@router.post("/users", response_model=Envelope[UserOut], status_code=status.HTTP_201_CREATED)
-async def create_user(body: UserCreate, actor: UserActorDep, session: SessionDep) -> Any:
+@router.post(
+    "/users",
+    operation_id="users:create",
+    status_code=status.HTTP_201_CREATED,
+    responses={**AUTH_ERRORS, **errors(409)},
+)
+async def create_user(
+    body: UserCreate, actor: SuperuserDep, session: SessionDep
+) -> Envelope[UserOut]:
     """Create a user with their own default workspace (superusers only)."""
-    if not actor.user.is_superuser:
-        raise Forbidden("Only a superuser can create users")
     user, _ = await accounts.create_user(
         session, email=body.email, password=body.password, name=body.name
     )
@@ -59,11 +63,14 @@ async def create_user(body: UserCreate, actor: UserActorDep, session: SessionDep
 
 
 @router.post(
-    "/api-keys", response_model=Envelope[ApiKeyCreated], status_code=status.HTTP_201_CREATED
+    "/api-keys",
+    operation_id="api_keys:create",
+    status_code=status.HTTP_201_CREATED,
+    responses={**AUTH_ERRORS, **errors(404)},
 )
 async def create_api_key(
     body: ApiKeyCreate, request: Request, actor: UserActorDep, session: SessionDep
-) -> Any:
+) -> Envelope[ApiKeyCreated]:
     workspace_id = body.workspace_id
     if body.scope == "workspace" and workspace_id is None:
         workspace_id = request.headers.get("x-workspace-id") or actor.user.default_workspace_id
@@ -74,13 +81,17 @@ async def create_api_key(
     return ok(out, "Store this key now: it is not shown again")
 
 
-@router.get("/api-keys", response_model=Envelope[list[ApiKeyOut]])
-async def list_api_keys(actor: UserActorDep, session: SessionDep) -> Any:
+@router.get("/api-keys", operation_id="api_keys:list", responses=AUTH_ERRORS)
+async def list_api_keys(actor: UserActorDep, session: SessionDep) -> Envelope[list[ApiKeyOut]]:
     keys = await accounts.list_api_keys(session, actor.user)
     return ok([ApiKeyOut.model_validate(key) for key in keys])
 
 
-@router.delete("/api-keys/{key_id}", response_model=Envelope[ApiKeyOut])
-async def revoke_api_key(key_id: str, actor: UserActorDep, session: SessionDep) -> Any:
+@router.delete(
+    "/api-keys/{key_id}", operation_id="api_keys:revoke", responses={**AUTH_ERRORS, **errors(404)}
+)
+async def revoke_api_key(
+    key_id: str, actor: UserActorDep, session: SessionDep
+) -> Envelope[ApiKeyOut]:
     key = await accounts.revoke_api_key(session, actor.user, key_id)
     return ok(ApiKeyOut.model_validate(key), "API key revoked")

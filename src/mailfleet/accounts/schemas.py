@@ -4,11 +4,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
+from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp, example
 from mailfleet.kit.validation import EmailAddress
 
 
 class LoginRequest(ApiModel):
+    model_config = example({"email": "ana@example.com", "password": "correct horse battery staple"})
+
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
 
@@ -20,6 +22,8 @@ class LoginResult(ApiOut):
 
 
 class ApiKeyCreate(ApiModel):
+    model_config = example({"name": "CI deploys", "scope": "workspace"})
+
     name: str = Field(default="", max_length=200)
     scope: Literal["user", "workspace"] = "user"
     workspace_id: str | None = Field(
@@ -55,6 +59,10 @@ class UserOut(ApiOut):
 
 
 class UserCreate(ApiModel):
+    model_config = example(
+        {"email": "ben@example.com", "password": "a long password", "name": "Ben"}
+    )
+
     email: EmailAddress
     password: str = Field(min_length=8, max_length=1024)
     name: str = Field(default="", max_length=200)

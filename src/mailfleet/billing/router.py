@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
@@ -38,6 +38,7 @@ from mailfleet.billing.schemas import (
     PlanOut,
     PlanUpdate,
     ProrationOut,
+    StripeWebhookOut,
     SubscriptionChangeOut,
     SubscriptionCreate,
     SubscriptionOut,
@@ -50,72 +51,59 @@ from mailfleet.deps import (
     ActorDep,
     SessionDep,
     SettingsDep,
+    SuperuserDep,
     WorkspaceContext,
-    workspace_context,
+    workspace_permission,
 )
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
-from mailfleet.kit.errors import Forbidden, NotFound, ValidationFailed
+from mailfleet.kit.envelope import AUTH_ERRORS, WORKSPACE_ERRORS, Envelope, ListEnvelope, errors, ok
+from mailfleet.kit.errors import NotFound, ValidationFailed
 from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.kit.pagination import PageDep
-from mailfleet.models import Workspace
 from mailfleet.models.billing import Invoice, Payment, Plan, WalletEntry
 
-router = APIRouter(responses=ERROR_RESPONSES)
+router = APIRouter()
 
-MANAGER_ROLES = ("owner", "admin")
-IDEMPOTENCY_HEADER = "idempotency-key"
 # Billing stores its keys in a longer column (IdempotentRequest.key) than other areas.
 MAX_BILLING_IDEMPOTENCY_KEY = 255
 
-
-async def billing_workspace(
-    request: Request, actor: ActorDep, session: SessionDep
-) -> WorkspaceContext:
-    """The workspace as usual; a superuser's user credential may name any workspace."""
-    requested = request.headers.get("x-workspace-id")
-    if actor.user.is_superuser and actor.workspace_scope is None and requested:
-        workspace = await session.get(Workspace, requested)
-        if workspace is None:
-            raise NotFound(f"Workspace {requested} not found")
-        request.state.workspace_id = workspace.id
-        return WorkspaceContext(actor=actor, workspace=workspace, role="owner")
-    return await workspace_context(request, actor, session)
-
-
-BillingWorkspaceDep = Annotated[WorkspaceContext, Depends(billing_workspace)]
-
-
-def require_manager(ctx: WorkspaceContext) -> None:
-    if ctx.role not in MANAGER_ROLES and not ctx.user.is_superuser:
-        raise Forbidden("Only the workspace's owners and admins manage its billing")
-
-
-def require_superuser(ctx: WorkspaceContext) -> None:
-    if not ctx.user.is_superuser or ctx.actor.workspace_scope is not None:
-        raise Forbidden("Only a superuser (with a user key or login) may do this")
-
-
-def _json(model: BaseModel) -> dict[str, Any]:
-    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
-    return data
+# A workspace's billing as usual, except that a superuser's user credential may
+# name any workspace in x-workspace-id and manages it.
+BillingReadDep = Annotated[
+    WorkspaceContext, Depends(workspace_permission("read", superuser_reach=True))
+]
+BillingManageDep = Annotated[
+    WorkspaceContext, Depends(workspace_permission("manage", superuser_reach=True))
+]
+BillingSuperuserDep = Annotated[
+    WorkspaceContext, Depends(workspace_permission("superuser", superuser_reach=True))
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retry safely: the same key and request get the stored answer, once charged",
+    ),
+]
 
 
 async def idempotent(
     request: Request,
     session: SessionDep,
     workspace_id: str,
+    key: str | None,
     body: BaseModel | None,
-    run: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+    run: Callable[[], Awaitable[tuple[int, Envelope[Any]]]],
 ) -> JSONResponse:
     """Run a money-moving request once per Idempotency-Key: a retry with the same
     key and the same request gets the stored answer (and `idempotent-replayed:
-    true`); the same key with another request is a 400."""
-    key = check_idempotency_key(
-        request.headers.get(IDEMPOTENCY_HEADER), max_length=MAX_BILLING_IDEMPOTENCY_KEY
-    )
+    true`); the same key with another request is a 400.
+
+    The answer is rendered here, not by FastAPI, because it is stored as JSON for
+    the replay: the route's response_model documents it."""
+    key = check_idempotency_key(key, max_length=MAX_BILLING_IDEMPOTENCY_KEY)
     if key is None:
-        status_code, content = await run()
-        return JSONResponse(content, status_code=status_code)
+        status_code, answer = await run()
+        return JSONResponse(_json(answer), status_code=status_code)
     canonical = json.dumps(
         {
             "method": request.method,
@@ -130,9 +118,15 @@ async def idempotent(
         return JSONResponse(
             stored.body, status_code=stored.status_code, headers={"idempotent-replayed": "true"}
         )
-    status_code, content = await run()
+    status_code, answer = await run()
+    content = _json(answer)
     await wallet.store_idempotent_response(session, workspace_id, key, status_code, content)
     return JSONResponse(content, status_code=status_code)
+
+
+def _json(answer: Envelope[Any]) -> dict[str, Any]:
+    content: dict[str, Any] = answer.model_dump(mode="json", by_alias=True)
+    return content
 
 
 # Shapes
@@ -238,14 +232,14 @@ def invoice_out(invoice: Invoice) -> InvoiceOut:
 # Plans
 
 
-@router.get("/v1/plans", response_model=ListEnvelope[PlanOut], tags=["billing"])
+@router.get("/v1/plans", operation_id="plans:list", tags=["billing"], responses=errors(401))
 async def list_plans(
     actor: ActorDep,
     session: SessionDep,
     settings: SettingsDep,
     page: PageDep,
     include_inactive: Annotated[bool, Query(alias="includeInactive")] = False,
-) -> Any:
+) -> ListEnvelope[PlanOut]:
     """Plans on offer (superusers may add `includeInactive=true`). With billing off
     the built-in unlimited "self-hosted" plan comes first."""
     everything = include_inactive and actor.user.is_superuser
@@ -254,39 +248,42 @@ async def list_plans(
     if not service.billing_enabled(settings):
         data.insert(0, plan_out(service.self_hosted_plan(settings), builtin=True))
         total += 1
-    return {"success": True, "data": data, "pagination": page.describe(total)}
-
-
-def _superuser(actor: Any) -> None:
-    if not actor.user.is_superuser or actor.workspace_scope is not None:
-        raise Forbidden("Only a superuser (with a user key or login) manages plans")
+    return ListEnvelope(data=data, pagination=page.describe(total))
 
 
 @router.post(
     "/v1/plans",
-    response_model=Envelope[PlanOut],
+    operation_id="plans:create",
     status_code=status.HTTP_201_CREATED,
     tags=["billing"],
+    responses={**AUTH_ERRORS, **errors(409)},
 )
 async def create_plan(
-    body: PlanCreate, actor: ActorDep, session: SessionDep, settings: SettingsDep
-) -> Any:
-    _superuser(actor)
+    body: PlanCreate, actor: SuperuserDep, session: SessionDep, settings: SettingsDep
+) -> Envelope[PlanOut]:
     return ok(plan_out(await service.create_plan(session, settings, body)), "Plan created")
 
 
-@router.get("/v1/plans/{plan_id}", response_model=Envelope[PlanOut], tags=["billing"])
+@router.get(
+    "/v1/plans/{plan_id}", operation_id="plans:get", tags=["billing"], responses=errors(401, 404)
+)
 async def get_plan(
     plan_id: str, actor: ActorDep, session: SessionDep, settings: SettingsDep
-) -> Any:
+) -> Envelope[PlanOut]:
     if plan_id == service.SELF_HOSTED_PLAN_ID:
         return ok(plan_out(service.self_hosted_plan(settings), builtin=True))
     return ok(plan_out(await service.get_plan(session, plan_id)))
 
 
-@router.put("/v1/plans/{plan_id}", response_model=Envelope[PlanOut], tags=["billing"])
-async def update_plan(plan_id: str, body: PlanUpdate, actor: ActorDep, session: SessionDep) -> Any:
-    _superuser(actor)
+@router.put(
+    "/v1/plans/{plan_id}",
+    operation_id="plans:update",
+    tags=["billing"],
+    responses={**AUTH_ERRORS, **errors(404, 409)},
+)
+async def update_plan(
+    plan_id: str, body: PlanUpdate, actor: SuperuserDep, session: SessionDep
+) -> Envelope[PlanOut]:
     plan = await service.get_plan(session, plan_id)
     return ok(plan_out(await service.update_plan(session, plan, body)), "Plan updated")
 
@@ -295,57 +292,62 @@ async def update_plan(plan_id: str, body: PlanUpdate, actor: ActorDep, session: 
 
 
 @router.get(
-    "/v1/subscriptions", response_model=ListEnvelope[SubscriptionOut], tags=["subscriptions"]
+    "/v1/subscriptions",
+    operation_id="subscriptions:list",
+    tags=["subscriptions"],
+    responses=WORKSPACE_ERRORS,
 )
 async def list_subscriptions(
-    ctx: BillingWorkspaceDep, session: SessionDep, settings: SettingsDep, page: PageDep
-) -> Any:
+    ctx: BillingReadDep, session: SessionDep, settings: SettingsDep, page: PageDep
+) -> ListEnvelope[SubscriptionOut]:
     """The workspace's subscriptions, newest first. With billing off: the built-in
     self-hosted one."""
     if not service.billing_enabled(settings):
         data = [self_hosted_subscription(ctx, settings)] if page.skip == 0 else []
-        return {"success": True, "data": data, "pagination": page.describe(1)}
+        return ListEnvelope(data=data, pagination=page.describe(1))
     rows, total = await service.list_subscriptions(session, ctx.workspace_id, page)
     data = [subscription_out(await service.view(session, row)) for row in rows]
-    return {"success": True, "data": data, "pagination": page.describe(total)}
+    return ListEnvelope(data=data, pagination=page.describe(total))
 
 
 @router.post(
     "/v1/subscriptions",
-    response_model=Envelope[SubscriptionOut],
+    operation_id="subscriptions:create",
     status_code=status.HTTP_201_CREATED,
     tags=["subscriptions"],
-    responses={402: {"description": "INSUFFICIENT_FUNDS: top up the wallet first"}},
+    response_model=Envelope[SubscriptionOut],
+    responses={**WORKSPACE_ERRORS, **errors(402, 409)},
 )
 async def create_subscription(
     body: SubscriptionCreate,
     request: Request,
-    ctx: BillingWorkspaceDep,
+    ctx: BillingManageDep,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Subscribe to `quantity` mailbox seats on a plan; the first period is paid
     from the wallet now. Honours Idempotency-Key."""
-    require_manager(ctx)
 
-    async def run() -> tuple[int, dict[str, Any]]:
+    async def run() -> tuple[int, Envelope[Any]]:
         subscription = await service.create_subscription(
             session, settings, ctx.workspace_id, body, user_id=ctx.user.id
         )
         out = subscription_out(await service.view(session, subscription))
-        return 201, ok(_json(out), "Subscription started")
+        return 201, ok(out, "Subscription started")
 
-    return await idempotent(request, session, ctx.workspace_id, body, run)
+    return await idempotent(request, session, ctx.workspace_id, idempotency_key, body, run)
 
 
 @router.get(
     "/v1/subscriptions/{subscription_id}",
-    response_model=Envelope[SubscriptionOut],
+    operation_id="subscriptions:get",
     tags=["subscriptions"],
+    responses=WORKSPACE_ERRORS,
 )
 async def get_subscription(
-    subscription_id: str, ctx: BillingWorkspaceDep, session: SessionDep, settings: SettingsDep
-) -> Any:
+    subscription_id: str, ctx: BillingReadDep, session: SessionDep, settings: SettingsDep
+) -> Envelope[SubscriptionOut]:
     if subscription_id == service.SELF_HOSTED_PLAN_ID and not service.billing_enabled(settings):
         return ok(self_hosted_subscription(ctx, settings))
     subscription = await service.get_subscription(session, ctx.workspace_id, subscription_id)
@@ -354,22 +356,24 @@ async def get_subscription(
 
 @router.put(
     "/v1/subscriptions/{subscription_id}",
-    response_model=Envelope[SubscriptionChangeOut],
+    operation_id="subscriptions:update",
     tags=["subscriptions"],
+    response_model=Envelope[SubscriptionChangeOut],
+    responses={**WORKSPACE_ERRORS, **errors(402, 409)},
 )
 async def change_subscription(
     subscription_id: str,
     body: SubscriptionUpdate,
     request: Request,
-    ctx: BillingWorkspaceDep,
+    ctx: BillingManageDep,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Upgrade or downgrade now (plan and/or quantity), prorated for the time left
     in the period: charged from, or credited to, the wallet. Honours Idempotency-Key."""
-    require_manager(ctx)
 
-    async def run() -> tuple[int, dict[str, Any]]:
+    async def run() -> tuple[int, Envelope[Any]]:
         subscription = await service.get_subscription(session, ctx.workspace_id, subscription_id)
         change = await service.change_subscription(
             session, settings, subscription, body, user_id=ctx.user.id
@@ -383,21 +387,21 @@ async def change_subscription(
                 invoice_id=change.invoice.id if change.invoice else None,
             ),
         )
-        return 200, ok(_json(out), "Subscription updated")
+        return 200, ok(out, "Subscription updated")
 
-    return await idempotent(request, session, ctx.workspace_id, body, run)
+    return await idempotent(request, session, ctx.workspace_id, idempotency_key, body, run)
 
 
 @router.delete(
     "/v1/subscriptions/{subscription_id}",
-    response_model=Envelope[SubscriptionOut],
+    operation_id="subscriptions:cancel",
     tags=["subscriptions"],
+    responses={**WORKSPACE_ERRORS, **errors(409)},
 )
 async def cancel_subscription(
-    subscription_id: str, ctx: BillingWorkspaceDep, session: SessionDep, settings: SettingsDep
-) -> Any:
+    subscription_id: str, ctx: BillingManageDep, session: SessionDep, settings: SettingsDep
+) -> Envelope[SubscriptionOut]:
     """Cancel at the end of the paid period (undo with PUT `cancelAtPeriodEnd: false`)."""
-    require_manager(ctx)
     subscription = await service.get_subscription(session, ctx.workspace_id, subscription_id)
     subscription = await service.cancel_subscription(session, settings, subscription)
     return ok(
@@ -409,8 +413,10 @@ async def cancel_subscription(
 # Wallet
 
 
-@router.get("/v1/wallet", response_model=Envelope[WalletOut], tags=["wallet"])
-async def get_wallet(ctx: BillingWorkspaceDep, session: SessionDep, settings: SettingsDep) -> Any:
+@router.get("/v1/wallet", operation_id="wallet:get", tags=["wallet"], responses=WORKSPACE_ERRORS)
+async def get_wallet(
+    ctx: BillingReadDep, session: SessionDep, settings: SettingsDep
+) -> Envelope[WalletOut]:
     found = await wallet.summary(session, settings, ctx.workspace_id)
     account = found.account
     return ok(
@@ -430,36 +436,41 @@ async def get_wallet(ctx: BillingWorkspaceDep, session: SessionDep, settings: Se
     )
 
 
-@router.get("/v1/wallet/transactions", response_model=ListEnvelope[LedgerEntryOut], tags=["wallet"])
-async def list_transactions(ctx: BillingWorkspaceDep, session: SessionDep, page: PageDep) -> Any:
+@router.get(
+    "/v1/wallet/transactions",
+    operation_id="wallet:list_transactions",
+    tags=["wallet"],
+    responses=WORKSPACE_ERRORS,
+)
+async def list_transactions(
+    ctx: BillingReadDep, session: SessionDep, page: PageDep
+) -> ListEnvelope[LedgerEntryOut]:
     """The ledger, newest first: every movement with the balance after it."""
     rows, total = await wallet.list_entries(session, ctx.workspace_id, page)
-    return {
-        "success": True,
-        "data": [entry_out(row) for row in rows],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(data=[entry_out(row) for row in rows], pagination=page.describe(total))
 
 
 @router.post(
     "/v1/wallet/balance",
-    response_model=Envelope[TopUpOut],
+    operation_id="wallet:top_up",
     status_code=status.HTTP_201_CREATED,
     tags=["wallet"],
+    response_model=Envelope[TopUpOut],
+    responses={**WORKSPACE_ERRORS, **errors(409)},
 )
 async def add_balance(
     body: TopUpIn,
     request: Request,
-    ctx: BillingWorkspaceDep,
+    ctx: BillingManageDep,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Top up. Stripe: answers with the payment and its `checkoutUrl`; the wallet is
     credited when Stripe confirms the payment. Manual: a superuser records money
     received, credited at once. Honours Idempotency-Key."""
-    require_manager(ctx)
 
-    async def run() -> tuple[int, dict[str, Any]]:
+    async def run() -> tuple[int, Envelope[Any]]:
         try:
             provider = provider_for(settings)
         except PaymentProviderError as exc:
@@ -473,28 +484,30 @@ async def add_balance(
             if payment.status == "succeeded"
             else "Pay at checkoutUrl; the wallet is credited once the payment succeeds"
         )
-        return 201, ok(_json(TopUpOut(payment=payment_out(payment), balance=balance)), message)
+        return 201, ok(TopUpOut(payment=payment_out(payment), balance=balance), message)
 
-    return await idempotent(request, session, ctx.workspace_id, body, run)
+    return await idempotent(request, session, ctx.workspace_id, idempotency_key, body, run)
 
 
 @router.post(
     "/v1/wallet/credits",
-    response_model=Envelope[CreditOut],
+    operation_id="wallet:grant_credit",
     status_code=status.HTTP_201_CREATED,
     tags=["wallet"],
+    response_model=Envelope[CreditOut],
+    responses={**WORKSPACE_ERRORS, **errors(409)},
 )
 async def add_credit(
     body: CreditIn,
     request: Request,
-    ctx: BillingWorkspaceDep,
+    ctx: BillingSuperuserDep,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Grant credit with a reason (superusers). Honours Idempotency-Key."""
-    require_superuser(ctx)
 
-    async def run() -> tuple[int, dict[str, Any]]:
+    async def run() -> tuple[int, Envelope[Any]]:
         from mailfleet.kit.ids import new_id
 
         entry = await wallet.grant_credit(
@@ -507,19 +520,23 @@ async def add_credit(
             key=f"credit:{new_id()}",
         )
         out = CreditOut(entry=entry_out(entry), balance=entry.balance_after)
-        return 201, ok(_json(out), "Credit added")
+        return 201, ok(out, "Credit added")
 
-    return await idempotent(request, session, ctx.workspace_id, body, run)
+    return await idempotent(request, session, ctx.workspace_id, idempotency_key, body, run)
 
 
-@router.post("/v1/wallet/auto-recharge", response_model=Envelope[AutoRechargeOut], tags=["wallet"])
+@router.post(
+    "/v1/wallet/auto-recharge",
+    operation_id="wallet:set_auto_recharge",
+    tags=["wallet"],
+    responses={**WORKSPACE_ERRORS, **errors(409)},
+)
 async def enable_auto_recharge(
-    body: AutoRechargeIn, ctx: BillingWorkspaceDep, session: SessionDep, settings: SettingsDep
-) -> Any:
+    body: AutoRechargeIn, ctx: BillingManageDep, session: SessionDep, settings: SettingsDep
+) -> Envelope[AutoRechargeOut]:
     """When enabled, the saved card (from the first Stripe top-up) is charged
     `amount` whenever a charge leaves the balance under `threshold`, and what a
     renewal lacks (plus the threshold) when the wallet cannot cover it."""
-    require_manager(ctx)
     account = await wallet.configure_auto_recharge(session, settings, ctx.workspace_id, body)
     message = None
     if account.auto_recharge_enabled and not account.provider_payment_method_id:
@@ -535,36 +552,55 @@ async def enable_auto_recharge(
 
 
 @router.get(
-    "/v1/billing/payments/{payment_id}", response_model=Envelope[PaymentOut], tags=["wallet"]
+    "/v1/billing/payments/{payment_id}",
+    operation_id="payments:get",
+    tags=["wallet"],
+    responses=WORKSPACE_ERRORS,
 )
-async def get_payment(payment_id: str, ctx: BillingWorkspaceDep, session: SessionDep) -> Any:
+async def get_payment(
+    payment_id: str, ctx: BillingReadDep, session: SessionDep
+) -> Envelope[PaymentOut]:
     return ok(payment_out(await wallet.get_payment(session, ctx.workspace_id, payment_id)))
 
 
 # Invoices
 
 
-@router.get("/v1/billing/invoices", response_model=ListEnvelope[InvoiceOut], tags=["billing"])
-async def list_invoices(ctx: BillingWorkspaceDep, session: SessionDep, page: PageDep) -> Any:
+@router.get(
+    "/v1/billing/invoices",
+    operation_id="invoices:list",
+    tags=["billing"],
+    responses=WORKSPACE_ERRORS,
+)
+async def list_invoices(
+    ctx: BillingReadDep, session: SessionDep, page: PageDep
+) -> ListEnvelope[InvoiceOut]:
     rows, total = await invoices.list_invoices(session, ctx.workspace_id, page)
-    return {
-        "success": True,
-        "data": [invoice_out(row) for row in rows],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(data=[invoice_out(row) for row in rows], pagination=page.describe(total))
 
 
-@router.get("/v1/billing/invoices/{invoice_id}.html", response_class=HTMLResponse, tags=["billing"])
-async def invoice_html(invoice_id: str, ctx: BillingWorkspaceDep, session: SessionDep) -> Any:
+@router.get(
+    "/v1/billing/invoices/{invoice_id}.html",
+    operation_id="invoices:get_html",
+    response_class=HTMLResponse,
+    tags=["billing"],
+    responses=WORKSPACE_ERRORS,
+)
+async def invoice_html(invoice_id: str, ctx: BillingReadDep, session: SessionDep) -> HTMLResponse:
     """The invoice as a printable page."""
     invoice = await invoices.get_invoice(session, ctx.workspace_id, invoice_id)
     return HTMLResponse(invoices.render_invoice_html(invoice, ctx.workspace.name))
 
 
 @router.get(
-    "/v1/billing/invoices/{invoice_id}", response_model=Envelope[InvoiceOut], tags=["billing"]
+    "/v1/billing/invoices/{invoice_id}",
+    operation_id="invoices:get",
+    tags=["billing"],
+    responses=WORKSPACE_ERRORS,
 )
-async def get_invoice(invoice_id: str, ctx: BillingWorkspaceDep, session: SessionDep) -> Any:
+async def get_invoice(
+    invoice_id: str, ctx: BillingReadDep, session: SessionDep
+) -> Envelope[InvoiceOut]:
     return ok(invoice_out(await invoices.get_invoice(session, ctx.workspace_id, invoice_id)))
 
 
@@ -572,20 +608,29 @@ async def get_invoice(invoice_id: str, ctx: BillingWorkspaceDep, session: Sessio
 
 
 @router.get(
-    "/v1/billing/details", response_model=Envelope[BillingDetailsOut | None], tags=["billing"]
+    "/v1/billing/details",
+    operation_id="billing_details:get",
+    tags=["billing"],
+    responses=WORKSPACE_ERRORS,
 )
-async def get_billing_details(ctx: BillingWorkspaceDep, session: SessionDep) -> Any:
+async def get_billing_details(
+    ctx: BillingReadDep, session: SessionDep
+) -> Envelope[BillingDetailsOut | None]:
     details = await invoices.get_details(session, ctx.workspace_id)
     return ok(BillingDetailsOut.model_validate(details) if details else None)
 
 
-@router.post("/v1/billing/details", response_model=Envelope[BillingDetailsOut], tags=["billing"])
+@router.post(
+    "/v1/billing/details",
+    operation_id="billing_details:save",
+    tags=["billing"],
+    responses=WORKSPACE_ERRORS,
+)
 async def save_billing_details(
-    body: BillingDetailsIn, ctx: BillingWorkspaceDep, session: SessionDep
-) -> Any:
+    body: BillingDetailsIn, ctx: BillingManageDep, session: SessionDep
+) -> Envelope[BillingDetailsOut]:
     """Create or replace the details printed on invoices. The tax id is checked
     for the country (EU VAT numbers, and each country's VAT or TIN format)."""
-    require_manager(ctx)
     details = await invoices.save_details(session, ctx.workspace_id, body)
     return ok(BillingDetailsOut.model_validate(details), "Billing details saved")
 
@@ -593,8 +638,39 @@ async def save_billing_details(
 # Stripe
 
 
-@router.post("/v1/billing/stripe/webhook", tags=["billing"], include_in_schema=True)
-async def stripe_webhook(request: Request, session: SessionDep, settings: SettingsDep) -> Any:
+# Public: Stripe signs the body instead of sending a credential. The body is read
+# raw (the signature covers its bytes), so it is documented here.
+_STRIPE_EVENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A Stripe event, as Stripe sends it",
+        "content": {
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {
+                    "id": "evt_1Nq3",
+                    "type": "checkout.session.completed",
+                    "data": {"object": {"id": "cs_test_a1", "payment_status": "paid"}},
+                },
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/billing/stripe/webhook",
+    operation_id="stripe:webhook",
+    tags=["billing"],
+    openapi_extra=_STRIPE_EVENT_BODY,
+    responses=errors(400, 404),
+)
+async def stripe_webhook(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
+) -> StripeWebhookOut:
     """Stripe's events, verified with the endpoint's signing secret
     (MAILFLEET_STRIPE_WEBHOOK_SECRET). Each event id is applied once."""
     if settings.payment_provider != "stripe" or not settings.stripe_secret_key:
@@ -602,11 +678,11 @@ async def stripe_webhook(request: Request, session: SessionDep, settings: Settin
     payload = await request.body()
     provider = StripeProvider.for_settings(settings)
     try:
-        event = provider.verify_webhook(payload, request.headers.get("stripe-signature"))
+        event = provider.verify_webhook(payload, stripe_signature)
     except ValueError as exc:
         raise ValidationFailed(
             str(exc),
             [{"field": "Stripe-Signature", "in": "header", "message": str(exc)}],
         ) from None
     outcome = await wallet.handle_stripe_event(session, settings, event)
-    return {"received": True, "outcome": outcome}
+    return StripeWebhookOut(outcome=outcome)

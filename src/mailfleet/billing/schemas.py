@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
+from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp, example
 from mailfleet.kit.validation import EmailAddress
 
 MAX_AMOUNT = 10**12
@@ -39,6 +39,17 @@ HttpUrl = Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
 
 
 class PlanCreate(ApiModel):
+    model_config = example(
+        {
+            "name": "Starter",
+            "description": "Up to 50 mailboxes",
+            "pricePerMailbox": 300,
+            "currency": "USD",
+            "period": "month",
+            "maxMailboxes": 50,
+        }
+    )
+
     name: str = Field(min_length=1, max_length=100)
     description: str = Field(default="", max_length=1000)
     price_per_mailbox: MinorUnits
@@ -58,6 +69,8 @@ class PlanCreate(ApiModel):
 class PlanUpdate(ApiModel):
     """Fields left out keep their value; `null` limits mean no limit. A new price
     applies to new subscriptions and to existing ones from their next renewal."""
+
+    model_config = example({"pricePerMailbox": 250})
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=1000)
@@ -87,6 +100,8 @@ class PlanOut(ApiOut):
 
 
 class SubscriptionCreate(ApiModel):
+    model_config = example({"planId": "66f0c2a1e4b0a1b2c3d4e5f6", "quantity": 10})
+
     plan_id: str = Field(min_length=1, max_length=24)
     quantity: Quantity = 1
 
@@ -94,6 +109,8 @@ class SubscriptionCreate(ApiModel):
 class SubscriptionUpdate(ApiModel):
     """Change the plan and/or the seats (prorated), or take back a cancellation
     with `cancelAtPeriodEnd: false`."""
+
+    model_config = example({"quantity": 20})
 
     plan_id: str | None = Field(default=None, min_length=1, max_length=24)
     quantity: Quantity | None = None
@@ -139,6 +156,8 @@ class SubscriptionChangeOut(ApiOut):
 
 
 class AutoRechargeIn(ApiModel):
+    model_config = example({"enabled": True, "threshold": 2000, "amount": 10000})
+
     enabled: bool
     threshold: MinorUnits | None = Field(
         default=None, description="Recharge when the balance falls under this"
@@ -163,6 +182,14 @@ class WalletOut(ApiOut):
 
 
 class TopUpIn(ApiModel):
+    model_config = example(
+        {
+            "amount": 5000,
+            "successUrl": "https://app.example.com/billing?paid=1",
+            "cancelUrl": "https://app.example.com/billing",
+        }
+    )
+
     amount: PositiveMinorUnits
     success_url: HttpUrl | None = Field(
         default=None, description="Where checkout returns after paying (Stripe)"
@@ -193,6 +220,8 @@ class TopUpOut(ApiOut):
 
 
 class CreditIn(ApiModel):
+    model_config = example({"amount": 1000, "reason": "Goodwill credit for the outage of 3 May"})
+
     amount: PositiveMinorUnits
     reason: str = Field(min_length=1, max_length=500)
 
@@ -245,6 +274,18 @@ class InvoiceOut(ApiOut):
 
 
 class BillingDetailsIn(ApiModel):
+    model_config = example(
+        {
+            "companyName": "Acme GmbH",
+            "addressLine1": "Hauptstr. 1",
+            "city": "Berlin",
+            "postalCode": "10115",
+            "country": "DE",
+            "taxId": "DE123456789",
+            "billingEmail": "billing@acme.example",
+        }
+    )
+
     company_name: str = Field(min_length=1, max_length=200)
     address_line1: str = Field(min_length=1, max_length=200)
     address_line2: str | None = Field(default=None, max_length=200)
@@ -269,3 +310,10 @@ class BillingDetailsOut(ApiOut):
     tax_id: str | None
     billing_email: str
     updated_at: Timestamp
+
+
+class StripeWebhookOut(ApiOut):
+    """Stripe only needs a 2xx; the outcome helps when reading Stripe's delivery log."""
+
+    received: bool = True
+    outcome: str = Field(examples=["credited", "duplicate", "ignored"])

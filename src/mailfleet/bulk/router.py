@@ -14,12 +14,18 @@ from mailfleet.bulk import service
 from mailfleet.bulk.schemas import BulkJobOut, JobCounts
 from mailfleet.bulk.upload import read_bulk_rows
 from mailfleet.db import Database
-from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceDep
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ok
+from mailfleet.deps import (
+    KeyringDep,
+    SessionDep,
+    SettingsDep,
+    WorkspaceReadDep,
+    WorkspaceWriteDep,
+)
+from mailfleet.kit.envelope import WORKSPACE_ERRORS, Envelope, errors, ok
 from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.models import BulkJob
 
-router = APIRouter(prefix="/v1", tags=["bulk connect"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["bulk connect"], responses=WORKSPACE_ERRORS)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -34,6 +40,10 @@ _CSV_COLUMNS = (
     "smtp_secure, imap_host, imap_port, imap_username, imap_password, imap_secure, "
     "daily_limit, tags, signature"
 )
+_CSV_EXAMPLE = (
+    "email,smtp_host,smtp_port,smtp_password,imap_host,imap_port,imap_password\n"
+    "ana@example.com,smtp.example.com,587,app-pass,imap.example.com,993,app-pass\n"
+)
 _BULK_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -45,15 +55,29 @@ _BULK_BODY: dict[str, Any] = {
         ),
         "content": {
             "application/json": {
-                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/MailboxCreate"}}
+                "schema": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/MailboxCreate"},
+                },
+                "example": [
+                    {
+                        "email": "ana@example.com",
+                        "smtp": {"host": "smtp.example.com", "port": 587, "password": "app-pass"},
+                        "imap": {"host": "imap.example.com", "port": 993, "password": "app-pass"},
+                    }
+                ],
             },
-            "text/csv": {"schema": {"type": "string"}},
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": _CSV_EXAMPLE,
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "properties": {"file": {"type": "string", "format": "binary"}},
                     "required": ["file"],
-                }
+                },
+                "example": {"file": _CSV_EXAMPLE},
             },
         },
     }
@@ -88,20 +112,26 @@ def job_out(job: BulkJob) -> BulkJobOut:
 
 @router.post(
     "/mailboxes/bulk",
-    response_model=Envelope[BulkJobOut],
+    operation_id="bulk:connect",
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=_BULK_BODY,
-    responses={200: {"description": "An earlier request with this Idempotency-Key made the job"}},
+    responses={
+        200: {
+            "description": "An earlier request with this Idempotency-Key made the job",
+            "model": Envelope[BulkJobOut],
+        },
+        **errors(409, 413, 415),
+    },
 )
 async def bulk_connect(
     request: Request,
     response: Response,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     keyring: KeyringDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
-) -> Any:
+) -> Envelope[BulkJobOut]:
     """Connect many mailboxes at once: each is created inactive and verified by one
     background job. Rows that are invalid or duplicates are reported, not fatal."""
     workspace_id = ctx.workspace_id
@@ -135,19 +165,25 @@ async def bulk_connect(
     )
 
 
-@router.get("/jobs/{job_id}", response_model=Envelope[BulkJobOut])
-async def get_job(job_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/jobs/{job_id}", operation_id="jobs:get")
+async def get_job(job_id: str, ctx: WorkspaceReadDep, session: SessionDep) -> Envelope[BulkJobOut]:
     """A bulk connect job: its status and counts by outcome, live while it runs."""
     return ok(job_out(await service.get_job(session, ctx.workspace_id, job_id)))
 
 
 @router.get(
     "/jobs/{job_id}/report.csv",
+    operation_id="jobs:report",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "One row per request row"}},
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "One row per request row",
+        }
+    },
 )
 async def get_job_report(
-    job_id: str, request: Request, ctx: WorkspaceDep, session: SessionDep
+    job_id: str, request: Request, ctx: WorkspaceReadDep, session: SessionDep
 ) -> StreamingResponse:
     """row, email, outcome, error_code, message, mailbox_id: one line per row of the
     request (pending rows show as pending while the job runs)."""

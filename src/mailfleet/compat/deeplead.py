@@ -16,9 +16,15 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.compat.dialect import dialect_route
-from mailfleet.deps import DiscovererDep, KeyringDep, SessionDep, WorkspaceDep
-from mailfleet.kit.clock import isoformat
+from mailfleet.deps import (
+    DiscovererDep,
+    KeyringDep,
+    SessionDep,
+    WorkspaceReadDep,
+    WorkspaceWriteDep,
+)
 from mailfleet.kit.crypto import Keyring
+from mailfleet.kit.envelope import ApiOut, Pagination, Timestamp, errors
 from mailfleet.kit.errors import MailfleetError, ValidationFailed
 from mailfleet.kit.pagination import MAX_LIMIT, LimitQuery, Page, SkipQuery
 from mailfleet.kit.validation import EmailAddress, Hostname, Port
@@ -48,7 +54,21 @@ def render_error(
     return JSONResponse(body, status_code=status)
 
 
-router = APIRouter(prefix="/api/v1", tags=["deeplead"], route_class=dialect_route(render_error))
+class DeepLeadError(BaseModel):
+    """DeepLead's error body."""
+
+    error: str = Field(examples=["Unauthorized"])
+    details: list[dict[str, Any]] | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
+
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["deeplead"],
+    route_class=dialect_route(render_error),
+    responses=errors(401, 403, 404, model=DeepLeadError),
+)
 
 
 class InboxIn(BaseModel):
@@ -71,50 +91,100 @@ class InboxIn(BaseModel):
     skip_connection_test: bool = False
 
 
-def _pool_json(pool: Pool, count: int) -> dict[str, Any]:
-    return {
-        "id": pool.id,
-        "name": pool.name,
-        "inboxCount": count,
-        "createdAt": isoformat(pool.created_at),
-    }
+class PoolOut(ApiOut):
+    id: str
+    name: str
+    inbox_count: int
+    created_at: Timestamp
 
 
-def _inbox_json(mailbox: Mailbox) -> dict[str, Any]:
-    return {
-        "id": mailbox.id,
-        "emailAddress": mailbox.email,
-        "poolId": mailbox.pool_id,
-        "status": STATUS_TO_DEEPLEAD.get(mailbox.status, "error"),
-        "dailySendingLimit": mailbox.daily_send_limit,
-        "createdAt": isoformat(mailbox.created_at),
-    }
+class PoolList(ApiOut):
+    pools: list[PoolOut]
 
 
-@router.get("/pools")
-async def list_pools(ctx: WorkspaceDep, session: SessionDep) -> Any:
+class InboxOut(ApiOut):
+    id: str
+    email_address: str
+    pool_id: str | None
+    status: DeepLeadStatus
+    daily_sending_limit: int
+    created_at: Timestamp
+
+
+class InboxList(ApiOut):
+    inboxes: list[InboxOut]
+    pagination: Pagination
+
+
+def _omitted_when_none() -> Any:
+    return Field(default=None, exclude_if=lambda value: value is None)
+
+
+class ItemResult(ApiOut):
+    # What the item sent as emailAddress, echoed as sent (null when absent).
+    email_address: Any
+    success: bool
+    inbox_id: str | None = _omitted_when_none()
+    error: str | None = _omitted_when_none()
+    auto_filled_fields: list[str] | None = _omitted_when_none()
+
+
+class Summary(ApiOut):
+    total: int
+    created: int
+    failed: int
+
+
+class AutoCreatedPool(ApiOut):
+    id: str
+    name: str
+
+
+class CreateResult(ApiOut):
+    """One answer for a single inbox or a batch: each item says how it went."""
+
+    success: bool
+    summary: Summary
+    auto_created_pool: AutoCreatedPool | None = _omitted_when_none()
+    results: list[ItemResult]
+
+
+def _pool_out(pool: Pool, count: int) -> PoolOut:
+    return PoolOut(id=pool.id, name=pool.name, inbox_count=count, created_at=pool.created_at)
+
+
+def _inbox_out(mailbox: Mailbox) -> InboxOut:
+    return InboxOut(
+        id=mailbox.id,
+        email_address=mailbox.email,
+        pool_id=mailbox.pool_id,
+        status=STATUS_TO_DEEPLEAD.get(mailbox.status, "error"),
+        daily_sending_limit=mailbox.daily_send_limit,
+        created_at=mailbox.created_at,
+    )
+
+
+@router.get("/pools", operation_id="deeplead.pools:list")
+async def list_pools(ctx: WorkspaceReadDep, session: SessionDep) -> PoolList:
     pools = await service.list_pools(session, ctx.workspace_id)
-    return {"pools": [_pool_json(pool, count) for pool, count in pools]}
+    return PoolList(pools=[_pool_out(pool, count) for pool, count in pools])
 
 
-@router.get("/inboxes")
+@router.get("/inboxes", operation_id="deeplead.inboxes:list")
 async def list_inboxes(
-    ctx: WorkspaceDep,
+    ctx: WorkspaceReadDep,
     session: SessionDep,
     pool_id: Annotated[str | None, Query(alias="poolId")] = None,
     status: DeepLeadStatus | None = None,
     limit: LimitQuery = 100,
     skip: SkipQuery = 0,
-) -> Any:
+) -> InboxList:
     filters = service.MailboxFilters(
         pool_id=pool_id, status=STATUS_FROM_DEEPLEAD[status] if status else None
     )
     page = Page(limit=limit, skip=skip)
     mailboxes, total = await service.list_mailboxes(session, ctx.workspace_id, filters, page)
-    return {
-        "inboxes": [_inbox_json(m) for m in mailboxes],
-        "pagination": page.describe(total).model_dump(by_alias=True),
-    }
+    return InboxList(inboxes=[_inbox_out(m) for m in mailboxes], pagination=page.describe(total))
 
 
 class _ItemFailed(Exception):
@@ -195,14 +265,32 @@ def _validation_message(exc: ValidationError) -> tuple[str, list[dict[str, Any]]
     return "Invalid input: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details
 
 
-@router.post("/inboxes")
+_INBOX_EXAMPLE: dict[str, Any] = {
+    "emailAddress": "ana@example.com",
+    "imapPassword": "app-password",
+    "provider": "google",
+    "dailySendingLimit": 30,
+}
+
+
+@router.post(
+    "/inboxes",
+    operation_id="deeplead.inboxes:create",
+    responses=errors(409, model=DeepLeadError),
+)
 async def create_inboxes(
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     keyring: KeyringDep,
     discoverer: DiscovererDep,
-    payload: Annotated[dict[str, Any] | list[Any], Body()],
-) -> Any:
+    payload: Annotated[
+        dict[str, Any] | list[Any],
+        Body(
+            description="One inbox (an object) or a batch (an array of them), as InboxIn",
+            examples=[_INBOX_EXAMPLE, [_INBOX_EXAMPLE]],
+        ),
+    ],
+) -> CreateResult:
     """One inbox (an object) or a batch (an array); each item answers for itself."""
     single = isinstance(payload, dict)
     raw_items: list[Any] = [payload] if single else list(payload)
@@ -217,7 +305,7 @@ async def create_inboxes(
 
     auto_pool: Pool | None = None
     auto_pool_used = False
-    results: list[dict[str, Any]] = []
+    results: list[ItemResult] = []
     for raw in raw_items:
         email = raw.get("emailAddress") if isinstance(raw, dict) else None
         try:
@@ -247,30 +335,30 @@ async def create_inboxes(
                 if isinstance(exc, MailfleetError):
                     raise
                 raise ValidationFailed(exc.message, []) from exc
-            results.append({"emailAddress": email, "success": False, "error": exc.message})
+            results.append(ItemResult(email_address=email, success=False, error=exc.message))
             continue
         if auto_pool is not None and mailbox.pool_id == auto_pool.id:
             auto_pool_used = True
-        result: dict[str, Any] = {
-            "emailAddress": mailbox.email,
-            "success": True,
-            "inboxId": mailbox.id,
-        }
-        if filled:
-            result["autoFilledFields"] = filled
-        results.append(result)
+        results.append(
+            ItemResult(
+                email_address=mailbox.email,
+                success=True,
+                inbox_id=mailbox.id,
+                auto_filled_fields=filled or None,
+            )
+        )
 
     if not auto_pool_used:
         # Every inbox that would have gone into it failed: a retry would otherwise
         # leave one more empty "API Pool" each time.
         await _drop_unused(session, auto_pool)
         auto_pool = None
-    created = sum(1 for r in results if r["success"])
-    body: dict[str, Any] = {
-        "success": created > 0,
-        "summary": {"total": len(results), "created": created, "failed": len(results) - created},
-    }
-    if auto_pool is not None:
-        body["autoCreatedPool"] = {"id": auto_pool.id, "name": auto_pool.name}
-    body["results"] = results
-    return body
+    created = sum(1 for r in results if r.success)
+    return CreateResult(
+        success=created > 0,
+        summary=Summary(total=len(results), created=created, failed=len(results) - created),
+        auto_created_pool=(
+            AutoCreatedPool(id=auto_pool.id, name=auto_pool.name) if auto_pool else None
+        ),
+        results=results,
+    )

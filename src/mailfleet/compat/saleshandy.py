@@ -13,13 +13,15 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from mailfleet.bulk import service as bulk
 from mailfleet.bulk.formats import ParsedRow, parse_item, too_many_rows
 from mailfleet.bulk.router import report_url
 from mailfleet.bulk.upload import read_json
 from mailfleet.compat.dialect import dialect_route
-from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceDep
+from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceReadDep, WorkspaceWriteDep
+from mailfleet.kit.envelope import errors
 from mailfleet.kit.errors import ValidationFailed
 from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.models import BulkJob
@@ -62,9 +64,75 @@ def render_error(
     return JSONResponse({"message": message, "payload": payload}, status_code=status)
 
 
+class ErrorPayload(BaseModel):
+    errors: list[dict[str, Any]]
+
+
+class SaleshandyError(BaseModel):
+    """Saleshandy's error body: a message, and the fields at fault when there are some."""
+
+    message: str
+    payload: ErrorPayload | None
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class AcceptedPayload(_Out):
+    request_id: str = Field(alias="requestId")
+
+
+class Accepted(_Out):
+    message: str
+    payload: AcceptedPayload
+
+
+class StatusPayload(_Out):
+    is_completed: bool = Field(alias="isCompleted")
+    report_url: str | None = Field(alias="reportURL")
+
+
+class ConnectStatus(_Out):
+    message: str
+    payload: StatusPayload
+
+
 router = APIRouter(
-    prefix="/v1/email-accounts", tags=["saleshandy"], route_class=dialect_route(render_error)
+    prefix="/v1/email-accounts",
+    tags=["saleshandy"],
+    route_class=dialect_route(render_error),
+    responses=errors(401, 403, 404, model=SaleshandyError),
 )
+
+# The body is read raw (size-capped before parsing), so it is documented here.
+_ACCOUNTS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "An array of email accounts, in Saleshandy's fields",
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": {"type": "object"}},
+                "example": [
+                    {
+                        "smtpEmailAddress": "ana@example.com",
+                        "fromFirstName": "Ana",
+                        "smtpHost": "smtp.example.com",
+                        "smtpPort": 587,
+                        "smtpUserName": "ana@example.com",
+                        "smtpPassword": "app-password",
+                        "smtpEncryption": "tls",
+                        "imapHost": "imap.example.com",
+                        "imapPort": 993,
+                        "imapUserName": "ana@example.com",
+                        "imapPassword": "app-password",
+                        "imapEncryption": "ssl",
+                    }
+                ],
+            }
+        },
+    }
+}
 
 
 def _text(value: object) -> str | None:
@@ -111,19 +179,27 @@ def account_row(row: int, account: object) -> ParsedRow:
     return parse_item(row, item, email=email, field_names=FIELD_NAMES)
 
 
-def _accepted(job: BulkJob) -> dict[str, Any]:
-    return {"message": CONNECT_MESSAGE, "payload": {"requestId": job.id}}
+def _accepted(job: BulkJob) -> Accepted:
+    return Accepted(message=CONNECT_MESSAGE, payload=AcceptedPayload(request_id=job.id))
 
 
-@router.post("/connect")
+@router.post(
+    "/connect",
+    operation_id="saleshandy.email_accounts:connect",
+    openapi_extra=_ACCOUNTS_BODY,
+    responses=errors(400, 409, 413, model=SaleshandyError),
+)
 async def connect_email_accounts(
     request: Request,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     keyring: KeyringDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> Any:
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="The same key again gets the same requestId"),
+    ] = None,
+) -> Accepted:
     """Connect email accounts with SMTP and IMAP settings; answers at once with a
     requestId to follow with the status API."""
     workspace_id = ctx.workspace_id
@@ -149,16 +225,16 @@ async def connect_email_accounts(
     return _accepted(job)
 
 
-@router.get("/connect/status/{request_id}")
+@router.get("/connect/status/{request_id}", operation_id="saleshandy.email_accounts:connect_status")
 async def connect_status(
-    request_id: str, request: Request, ctx: WorkspaceDep, session: SessionDep
-) -> Any:
+    request_id: str, request: Request, ctx: WorkspaceReadDep, session: SessionDep
+) -> ConnectStatus:
     """Whether the import finished; once it has, `reportURL` links its CSV report,
     which the same key downloads."""
     job = await bulk.get_job(session, ctx.workspace_id, request_id)
     completed = job.status in bulk.FINAL_JOB_STATUSES
     url = str(request.base_url).rstrip("/") + report_url(job.id) if completed else None
-    return {
-        "message": COMPLETED_MESSAGE if completed else IN_PROGRESS_MESSAGE,
-        "payload": {"isCompleted": completed, "reportURL": url},
-    }
+    return ConnectStatus(
+        message=COMPLETED_MESSAGE if completed else IN_PROGRESS_MESSAGE,
+        payload=StatusPayload(is_completed=completed, report_url=url),
+    )

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceDep
+from mailfleet.deps import (
+    KeyringDep,
+    SessionDep,
+    SettingsDep,
+    WorkspaceReadDep,
+    WorkspaceWriteDep,
+)
 from mailfleet.dns.records import relative_name, txt_strings
 from mailfleet.domains import service
 from mailfleet.domains.schemas import (
@@ -27,12 +33,12 @@ from mailfleet.domains.schemas import (
     NameserversOut,
     NameserverVerifyOut,
 )
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
+from mailfleet.kit.envelope import WORKSPACE_ERRORS, Envelope, ListEnvelope, errors, ok
 from mailfleet.kit.pagination import PageDep
 from mailfleet.mailserver.service import hosted_mail
 from mailfleet.models import DkimKey, DnsRecord, Domain
 
-router = APIRouter(prefix="/v1", tags=["domains"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["domains"], responses=WORKSPACE_ERRORS)
 
 
 def domain_env(settings: SettingsDep, keyring: KeyringDep) -> service.Env:
@@ -135,12 +141,13 @@ FiltersDep = Annotated[service.DomainFilters, Depends(_listing)]
 
 @router.post(
     "/domains/connect",
-    response_model=Envelope[list[DomainOut]],
+    operation_id="domains:connect",
     status_code=status.HTTP_201_CREATED,
+    responses=errors(409),
 )
 async def connect_domains(
-    body: DomainConnect, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    body: DomainConnect, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[list[DomainOut]]:
     """Connect one or many domains: host (or find) their zone and write mail records."""
     domains = await service.connect_domains(
         session,
@@ -154,22 +161,21 @@ async def connect_domains(
     return ok([domain_out(d, 0) for d in domains], f"{len(domains)} domain(s) connected")
 
 
-@router.get("/domains", response_model=ListEnvelope[DomainOut])
+@router.get("/domains", operation_id="domains:list")
 async def list_domains(
-    ctx: WorkspaceDep, session: SessionDep, page: PageDep, filters: FiltersDep
-) -> Any:
+    ctx: WorkspaceReadDep, session: SessionDep, page: PageDep, filters: FiltersDep
+) -> ListEnvelope[DomainOut]:
     domains, total, counts = await service.list_domains(session, ctx.workspace_id, filters, page)
-    return {
-        "success": True,
-        "data": [domain_out(d, counts.get(d.name, 0)) for d in domains],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(
+        data=[domain_out(d, counts.get(d.name, 0)) for d in domains],
+        pagination=page.describe(total),
+    )
 
 
-@router.get("/domains/assignable", response_model=ListEnvelope[DomainOut])
+@router.get("/domains/assignable", operation_id="domains:list_assignable")
 async def assignable_domains(
-    ctx: WorkspaceDep, session: SessionDep, page: PageDep, filters: FiltersDep
-) -> Any:
+    ctx: WorkspaceReadDep, session: SessionDep, page: PageDep, filters: FiltersDep
+) -> ListEnvelope[DomainOut]:
     """Domains ready to take new mailboxes: their latest DNS check found nothing broken."""
     filters = service.DomainFilters(
         dns_provider=filters.dns_provider,
@@ -178,29 +184,34 @@ async def assignable_domains(
         assignable=True,
     )
     domains, total, counts = await service.list_domains(session, ctx.workspace_id, filters, page)
-    return {
-        "success": True,
-        "data": [domain_out(d, counts.get(d.name, 0)) for d in domains],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(
+        data=[domain_out(d, counts.get(d.name, 0)) for d in domains],
+        pagination=page.describe(total),
+    )
 
 
-@router.get("/domains/{domain_id}", response_model=Envelope[DomainDetailOut])
-async def get_domain(domain_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/domains/{domain_id}", operation_id="domains:get")
+async def get_domain(
+    domain_id: str, ctx: WorkspaceReadDep, session: SessionDep
+) -> Envelope[DomainDetailOut]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     return ok(await _detail(session, domain))
 
 
-@router.delete("/domains/{domain_id}", response_model=Envelope[None])
-async def delete_domain(domain_id: str, ctx: WorkspaceDep, session: SessionDep, env: EnvDep) -> Any:
+@router.delete("/domains/{domain_id}", operation_id="domains:delete", responses=errors(409))
+async def delete_domain(
+    domain_id: str, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[None]:
     """Remove a domain no mailbox uses (409 with `mailboxCount` otherwise)."""
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     await service.delete_domain(session, env, domain)
     return ok(None, f"Domain {domain.name} removed")
 
 
-@router.get("/domains/{domain_id}/dns-records", response_model=Envelope[list[DnsRecordOut]])
-async def list_records(domain_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/domains/{domain_id}/dns-records", operation_id="domains.dns_records:list")
+async def list_records(
+    domain_id: str, ctx: WorkspaceReadDep, session: SessionDep
+) -> Envelope[list[DnsRecordOut]]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     rows = await service.records_of(session, domain.id)
     return ok([record_out(domain, row) for row in rows])
@@ -208,46 +219,54 @@ async def list_records(domain_id: str, ctx: WorkspaceDep, session: SessionDep) -
 
 @router.post(
     "/domains/{domain_id}/dns-records",
-    response_model=Envelope[DnsRecordOut],
+    operation_id="domains.dns_records:create",
     status_code=status.HTTP_201_CREATED,
 )
 async def create_record(
-    domain_id: str, body: DnsRecordIn, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    domain_id: str, body: DnsRecordIn, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[DnsRecordOut]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     row = await service.create_record(session, env, domain, body)
     return ok(record_out(domain, row), "DNS record created")
 
 
-@router.put("/domains/{domain_id}/dns-records/{record_id}", response_model=Envelope[DnsRecordOut])
+@router.put(
+    "/domains/{domain_id}/dns-records/{record_id}",
+    operation_id="domains.dns_records:update",
+    responses=errors(409),
+)
 async def update_record(
     domain_id: str,
     record_id: str,
     body: DnsRecordIn,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     env: EnvDep,
-) -> Any:
+) -> Envelope[DnsRecordOut]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     row = await service.get_record(session, domain, record_id)
     row = await service.update_record(session, env, domain, row, body)
     return ok(record_out(domain, row), "DNS record updated")
 
 
-@router.delete("/domains/{domain_id}/dns-records/{record_id}", response_model=Envelope[None])
+@router.delete(
+    "/domains/{domain_id}/dns-records/{record_id}",
+    operation_id="domains.dns_records:delete",
+    responses=errors(409),
+)
 async def delete_record(
-    domain_id: str, record_id: str, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    domain_id: str, record_id: str, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[None]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     row = await service.get_record(session, domain, record_id)
     await service.delete_record(session, env, domain, row)
     return ok(None, "DNS record deleted")
 
 
-@router.post("/domains/{domain_id}/dmarc", response_model=Envelope[DnsRecordOut])
+@router.post("/domains/{domain_id}/dmarc", operation_id="domains:set_dmarc")
 async def set_dmarc(
-    domain_id: str, body: DmarcIn, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    domain_id: str, body: DmarcIn, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[DnsRecordOut]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     row = await service.set_dmarc(session, env, domain, body)
     return ok(record_out(domain, row), "DMARC record set")
@@ -255,10 +274,13 @@ async def set_dmarc(
 
 @router.post(
     "/domains/{domain_id}/dkim/rotate",
-    response_model=Envelope[DkimKeyOut],
+    operation_id="domains:rotate_dkim",
     status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(409),
 )
-async def rotate_dkim(domain_id: str, ctx: WorkspaceDep, session: SessionDep, env: EnvDep) -> Any:
+async def rotate_dkim(
+    domain_id: str, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[DkimKeyOut]:
     """Publish a new DKIM key; it takes over once a DNS check sees it live."""
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     key = await service.rotate_dkim(session, env, domain)
@@ -269,8 +291,12 @@ async def rotate_dkim(domain_id: str, ctx: WorkspaceDep, session: SessionDep, en
     )
 
 
-@router.get("/domains/{domain_id}/dns-check", response_model=Envelope[DnsCheckOut])
-async def check_dns(domain_id: str, ctx: WorkspaceDep, session: SessionDep, env: EnvDep) -> Any:
+@router.get(
+    "/domains/{domain_id}/dns-check", operation_id="domains:check_dns", responses=errors(409)
+)
+async def check_dns(
+    domain_id: str, ctx: WorkspaceReadDep, session: SessionDep, env: EnvDep
+) -> Envelope[DnsCheckOut]:
     """Look MX, SPF, DKIM and DMARC up now, store the result, and return it."""
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     plan = await service.plan_dns_check(session, domain)
@@ -280,25 +306,29 @@ async def check_dns(domain_id: str, ctx: WorkspaceDep, session: SessionDep, env:
 
 
 @router.get(
-    "/domains/{domain_id}/dns-check/history", response_model=ListEnvelope[DnsCheckHistoryOut]
+    "/domains/{domain_id}/dns-check/history",
+    operation_id="domains:list_dns_checks",
 )
 async def check_history(
-    domain_id: str, ctx: WorkspaceDep, session: SessionDep, page: PageDep
-) -> Any:
+    domain_id: str, ctx: WorkspaceReadDep, session: SessionDep, page: PageDep
+) -> ListEnvelope[DnsCheckHistoryOut]:
     """Checks whose outcome changed, newest first."""
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     rows, total = await service.history(session, domain, page)
-    return {
-        "success": True,
-        "data": [DnsCheckHistoryOut.model_validate(row) for row in rows],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(
+        data=[DnsCheckHistoryOut.model_validate(row) for row in rows],
+        pagination=page.describe(total),
+    )
 
 
-@router.get("/domains/{domain_id}/nameservers", response_model=Envelope[NameserversOut])
+@router.get(
+    "/domains/{domain_id}/nameservers",
+    operation_id="domains:get_nameservers",
+    responses=errors(409),
+)
 async def get_nameservers(
-    domain_id: str, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    domain_id: str, ctx: WorkspaceReadDep, session: SessionDep, env: EnvDep
+) -> Envelope[NameserversOut]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     names = await service.nameservers(session, env, domain)
     if names:
@@ -316,29 +346,35 @@ async def get_nameservers(
     )
 
 
-@router.get("/domains/{domain_id}/nameservers/verify", response_model=Envelope[NameserverVerifyOut])
+@router.get(
+    "/domains/{domain_id}/nameservers/verify",
+    operation_id="domains:verify_nameservers",
+    responses=errors(409),
+)
 async def verify_nameservers(
-    domain_id: str, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    domain_id: str, ctx: WorkspaceReadDep, session: SessionDep, env: EnvDep
+) -> Envelope[NameserverVerifyOut]:
     """Ask each configured resolver for the domain's NS set."""
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     return ok(NameserverVerifyOut(**await service.verify_nameservers(session, env, domain)))
 
 
-@router.post("/domains/{domain_id}/forwarding", response_model=Envelope[DomainOut])
+@router.post(
+    "/domains/{domain_id}/forwarding", operation_id="domains:set_forwarding", responses=errors(409)
+)
 async def set_forwarding(
-    domain_id: str, body: ForwardingIn, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    domain_id: str, body: ForwardingIn, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[DomainOut]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     domain = await service.set_forwarding(session, env, domain, body)
     count = await service.mailbox_count(session, domain.workspace_id, domain.name)
     return ok(domain_out(domain, count), "Domain forwarding enabled")
 
 
-@router.delete("/domains/{domain_id}/forwarding", response_model=Envelope[DomainOut])
+@router.delete("/domains/{domain_id}/forwarding", operation_id="domains:remove_forwarding")
 async def remove_forwarding(
-    domain_id: str, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    domain_id: str, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[DomainOut]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     domain = await service.remove_forwarding(session, env, domain)
     count = await service.mailbox_count(session, domain.workspace_id, domain.name)
@@ -367,16 +403,20 @@ async def _cloudflare_out(
     )
 
 
-@router.get("/cloudflare", response_model=Envelope[CloudflareOut], tags=["cloudflare"])
-async def get_cloudflare(ctx: WorkspaceDep, session: SessionDep, env: EnvDep) -> Any:
+@router.get("/cloudflare", operation_id="cloudflare:get", tags=["cloudflare"])
+async def get_cloudflare(
+    ctx: WorkspaceReadDep, session: SessionDep, env: EnvDep
+) -> Envelope[CloudflareOut]:
     """Whether a token is saved (never the token), and the account's zones."""
     return ok(await _cloudflare_out(session, env, ctx.workspace_id, []))
 
 
-@router.post("/cloudflare", response_model=Envelope[CloudflareOut], tags=["cloudflare"])
+@router.post(
+    "/cloudflare", operation_id="cloudflare:connect", tags=["cloudflare"], responses=errors(409)
+)
 async def post_cloudflare(
-    body: CloudflareIn, ctx: WorkspaceDep, session: SessionDep, env: EnvDep
-) -> Any:
+    body: CloudflareIn, ctx: WorkspaceWriteDep, session: SessionDep, env: EnvDep
+) -> Envelope[CloudflareOut]:
     """Save (verified) credentials, connect domains through Cloudflare, or both."""
     messages = []
     if body.api_token or body.account_id:

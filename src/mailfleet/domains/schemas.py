@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
+from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp, example
 from mailfleet.kit.validation import HeaderToken, normalize_email
 
 DnsProviderName = Literal["mailfleet", "cloudflare", "manual"]
@@ -18,6 +18,14 @@ MAX_DOMAINS_PER_CONNECT = 100
 
 class DomainConnect(ApiModel):
     """One name (`domain`) or many (`domains`); names are IDNA-normalised by the service."""
+
+    model_config = example(
+        {
+            "domains": ["example.com", "example.net"],
+            "dnsProvider": "mailfleet",
+            "mailProvider": "custom",
+        }
+    )
 
     domain: str | None = Field(default=None, max_length=253, examples=["example.com"])
     domains: list[str] | None = Field(default=None, max_length=MAX_DOMAINS_PER_CONNECT)
@@ -35,6 +43,10 @@ class DomainConnect(ApiModel):
 
 
 class DnsRecordIn(ApiModel):
+    model_config = example(
+        {"type": "TXT", "name": "@", "content": "google-site-verification=abc123", "ttl": 3600}
+    )
+
     type: str = Field(min_length=1, max_length=10, examples=["TXT"])
     name: str = Field(
         default="@", max_length=253, description="@ for the apex, a relative or a full name"
@@ -63,6 +75,8 @@ class DnsRecordOut(ApiOut):
 
 
 class DmarcIn(ApiModel):
+    model_config = example({"p": "quarantine", "pct": 100, "rua": ["mailto:dmarc@example.com"]})
+
     p: PolicyName
     sp: PolicyName | None = None
     pct: int | None = Field(default=None, ge=0, le=100)
@@ -90,6 +104,8 @@ class DmarcIn(ApiModel):
 
 
 class ForwardingIn(ApiModel):
+    model_config = example({"url": "https://www.example.com", "permanent": True, "keepPath": False})
+
     url: str = Field(max_length=2048, examples=["https://www.example.com"])
     permanent: bool = True
     keep_path: bool = False
@@ -185,6 +201,10 @@ class NameserverVerifyOut(ApiOut):
 
 class CloudflareIn(ApiModel):
     """Save credentials (apiToken, accountId), connect domains, or both at once."""
+
+    model_config = example(
+        {"apiToken": "cf-token-with-zone-dns-edit-0123456789", "domains": ["example.com"]}
+    )
 
     api_token: HeaderToken | None = Field(default=None, min_length=20, max_length=200, repr=False)
     account_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")

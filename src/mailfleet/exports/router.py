@@ -11,14 +11,27 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from mailfleet.compat.dialect import dialect_route
-from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceDep, presented_credential
+from mailfleet.deps import (
+    KeyringDep,
+    SessionDep,
+    SettingsDep,
+    WorkspaceManageDep,
+    WorkspaceReadDep,
+    WorkspaceWriteDep,
+    presented_credential,
+)
 from mailfleet.exports import service
 from mailfleet.exports.schemas import (
+    ConnectInboxData,
+    ConnectInboxHistoryOut,
+    ConnectInboxOut,
+    ConnectInboxRecordOut,
     ConnectInboxRequest,
     ExportHistoryCreate,
     ExportHistoryDetailOut,
     ExportHistoryOut,
     ExportResultOut,
+    LiteMailError,
     MailboxExportRequest,
     PlatformAccountCreate,
     PlatformAccountOut,
@@ -26,12 +39,12 @@ from mailfleet.exports.schemas import (
     ValidationOut,
 )
 from mailfleet.kit.clock import isoformat
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
+from mailfleet.kit.envelope import WORKSPACE_ERRORS, Envelope, ListEnvelope, errors, ok
 from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.kit.pagination import PageDep
 from mailfleet.models import ConnectInboxRecord, ExportHistory, ExportItem, PlatformAccount
 
-router = APIRouter(prefix="/v1", tags=["exports"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["exports"], responses=WORKSPACE_ERRORS)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -100,49 +113,50 @@ def result_out(item: ExportItem) -> ExportResultOut:
 # Platform accounts
 
 
-@router.get("/exports/accounts", response_model=Envelope[list[PlatformAccountOut]])
-async def list_accounts(ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/exports/accounts", operation_id="platform_accounts:list")
+async def list_accounts(
+    ctx: WorkspaceReadDep, session: SessionDep
+) -> Envelope[list[PlatformAccountOut]]:
     return ok([account_out(a) for a in await service.list_accounts(session, ctx.workspace_id)])
 
 
 @router.post(
     "/exports/accounts",
-    response_model=Envelope[PlatformAccountOut],
+    operation_id="platform_accounts:create",
     status_code=status.HTTP_201_CREATED,
 )
 async def add_account(
     body: PlatformAccountCreate,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceManageDep,
     session: SessionDep,
     keyring: KeyringDep,
     settings: SettingsDep,
-) -> Any:
+) -> Envelope[PlatformAccountOut]:
     """Add a sending-platform account. The API key is checked with the platform when
     it has an endpoint for that; a refused key is a 400. Credentials are encrypted
     and never returned."""
-    service.require_account_manager(ctx.role)
     account = await service.create_account(session, keyring, settings, ctx.workspace_id, body)
     return ok(account_out(account), "Platform account added")
 
 
-@router.put("/exports/accounts/{account_id}", response_model=Envelope[PlatformAccountOut])
+@router.put("/exports/accounts/{account_id}", operation_id="platform_accounts:update")
 async def update_account(
     account_id: str,
     body: PlatformAccountUpdate,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceManageDep,
     session: SessionDep,
     keyring: KeyringDep,
     settings: SettingsDep,
-) -> Any:
-    service.require_account_manager(ctx.role)
+) -> Envelope[PlatformAccountOut]:
     account = await service.get_account(session, ctx.workspace_id, account_id)
     account = await service.update_account(session, keyring, settings, account, body)
     return ok(account_out(account), "Platform account updated")
 
 
-@router.delete("/exports/accounts/{account_id}", response_model=Envelope[None])
-async def delete_account(account_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
-    service.require_account_manager(ctx.role)
+@router.delete("/exports/accounts/{account_id}", operation_id="platform_accounts:delete")
+async def delete_account(
+    account_id: str, ctx: WorkspaceManageDep, session: SessionDep
+) -> Envelope[None]:
     account = await service.get_account(session, ctx.workspace_id, account_id)
     await service.delete_account(session, account)
     return ok(None, "Platform account deleted; its export history stays")
@@ -153,21 +167,24 @@ async def delete_account(account_id: str, ctx: WorkspaceDep, session: SessionDep
 
 @router.post(
     "/exports/mailboxes",
+    operation_id="exports:create",
     status_code=status.HTTP_200_OK,
+    response_class=Response,
     responses={
         200: {
             "description": "The selection as a CSV file in the chosen layout",
-            "content": {"text/csv": {}},
+            "content": {"text/csv": {"schema": {"type": "string"}}},
         },
         202: {
             "description": "The export to a platform account is queued",
             "model": Envelope[ExportHistoryOut],
         },
+        **errors(409),
     },
 )
 async def export_mailboxes(
     body: MailboxExportRequest,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     keyring: KeyringDep,
     idempotency_key: IdempotencyKey = None,
@@ -205,9 +222,9 @@ async def export_mailboxes(
 # Export history
 
 
-@router.get("/export-history", response_model=ListEnvelope[ExportHistoryOut])
+@router.get("/export-history", operation_id="export_history:list")
 async def list_export_history(
-    ctx: WorkspaceDep,
+    ctx: WorkspaceReadDep,
     session: SessionDep,
     page: PageDep,
     platform: str | None = None,
@@ -216,18 +233,16 @@ async def list_export_history(
     ] = None,
     job_id: Annotated[str | None, Query(alias="jobId")] = None,
     source: Annotated[str | None, Query(description="connect-inbox, api, csv or external")] = None,
-) -> Any:
+) -> ListEnvelope[ExportHistoryOut]:
     filters = service.HistoryFilters(platform=platform, status=status, job_id=job_id, source=source)
     histories, total = await service.list_histories(session, ctx.workspace_id, filters, page)
-    return {
-        "success": True,
-        "data": [history_out(h) for h in histories],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(data=[history_out(h) for h in histories], pagination=page.describe(total))
 
 
-@router.get("/export-history/{history_id}", response_model=Envelope[ExportHistoryDetailOut])
-async def get_export_history(history_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/export-history/{history_id}", operation_id="export_history:get")
+async def get_export_history(
+    history_id: str, ctx: WorkspaceReadDep, session: SessionDep
+) -> Envelope[ExportHistoryDetailOut]:
     """One export (by id or jobId) with the result of each inbox."""
     history = await service.get_history(session, ctx.workspace_id, history_id)
     results = await service.history_results(session, history)
@@ -238,42 +253,17 @@ async def get_export_history(history_id: str, ctx: WorkspaceDep, session: Sessio
     )
 
 
-def connect_inbox_answer(record: ConnectInboxRecord, history: ExportHistory) -> dict[str, Any]:
-    """The seed's response, key for key."""
-    return {
-        "status": 200,
-        "message": service.CONNECT_INBOX_MESSAGE,
-        "data": {
-            "record": {
-                "id": record.id,
-                "platform": record.platform,
-                "email": record.platform_email,
-                "workspaceName": record.workspace_name,
-                "selectedMailboxes": record.selected_mailboxes,
-            },
-            "exportHistory": {
-                "id": history.id,
-                "jobId": history.job_id,
-                "totalMailboxes": history.total,
-                "platform": history.platform,
-                "exportStatus": history.status,
-                "createdAt": isoformat(history.created_at),
-            },
-        },
-    }
-
-
 @router.post(
     "/export-history",
-    response_model=Envelope[ExportHistoryOut],
+    operation_id="export_history:create",
     status_code=status.HTTP_201_CREATED,
 )
 async def create_export_history(
     body: ExportHistoryCreate,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     idempotency_key: IdempotencyKey = None,
-) -> Any:
+) -> Envelope[ExportHistoryOut]:
     """Record an export done outside Mailfleet."""
     history, _ = await service.record_external_export(
         session,
@@ -313,18 +303,44 @@ def render_litemail_error(
 
 
 connect_inbox_router = APIRouter(
-    prefix="/v1", tags=["exports"], route_class=dialect_route(render_litemail_error)
+    prefix="/v1",
+    tags=["exports"],
+    route_class=dialect_route(render_litemail_error),
+    responses=errors(401, 403, 404, 409, model=LiteMailError),
 )
 
 
-@connect_inbox_router.post("/connect-inbox")
+def connect_inbox_out(record: ConnectInboxRecord, history: ExportHistory) -> ConnectInboxOut:
+    return ConnectInboxOut(
+        message=service.CONNECT_INBOX_MESSAGE,
+        data=ConnectInboxData(
+            record=ConnectInboxRecordOut(
+                id=record.id,
+                platform=record.platform,
+                email=record.platform_email,
+                workspace_name=record.workspace_name,
+                selected_mailboxes=record.selected_mailboxes,
+            ),
+            export_history=ConnectInboxHistoryOut(
+                id=history.id,
+                job_id=history.job_id,
+                total_mailboxes=history.total,
+                platform=history.platform,
+                export_status=history.status,
+                created_at=history.created_at,
+            ),
+        ),
+    )
+
+
+@connect_inbox_router.post("/connect-inbox", operation_id="exports:connect_inbox")
 async def connect_inbox(
     body: ConnectInboxRequest,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     keyring: KeyringDep,
     idempotency_key: IdempotencyKey = None,
-) -> Any:
+) -> ConnectInboxOut:
     """Connect Inboxes (Export to Platform), LiteMail's request and answer verbatim.
 
     Upserts the connect_inbox record of this platform login and queues the export;
@@ -338,4 +354,4 @@ async def connect_inbox(
         body,
         idempotency_key=check_idempotency_key(idempotency_key),
     )
-    return connect_inbox_answer(record, history)
+    return connect_inbox_out(record, history)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
+from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp, example
 from mailfleet.kit.validation import EmailAddress, HeaderToken, Hostname, Port
 from mailfleet.platforms import PLATFORMS
 from mailfleet.platforms.csv_formats import Layout
@@ -28,6 +28,10 @@ def _platform_name(value: Any) -> Any:
 
 
 class PlatformAccountCreate(ApiModel):
+    model_config = example(
+        {"platform": "instantly", "name": "Main Instantly", "apiKey": "instantly-api-key"}
+    )
+
     platform: Platform = Field(description=PLATFORM_DESCRIPTION)
     name: str = Field(default="", max_length=200)
     api_key: HeaderToken | None = Field(default=None, min_length=1, max_length=2000, repr=False)
@@ -53,6 +57,8 @@ class PlatformAccountCreate(ApiModel):
 
 class PlatformAccountUpdate(ApiModel):
     """Fields left out keep their value; apiKey, password or baseUrl set to null clear it."""
+
+    model_config = example({"name": "Instantly (EU)"})
 
     name: str | None = Field(default=None, max_length=200)
     api_key: HeaderToken | None = Field(default=None, min_length=1, max_length=2000, repr=False)
@@ -113,7 +119,21 @@ class ConnectInboxItem(BaseModel):
 
 
 class ConnectInboxRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "platform_type": "instantly",
+                    "platform_email": "owner@agency.example",
+                    "platform_pass": "platform-password",
+                    "inboxes": [{"email": "ana@example.com", "password": "app-password"}],
+                    "workspaceName": "Agency A",
+                }
+            ]
+        },
+    )
 
     platform_type: Platform = Field(description=PLATFORM_DESCRIPTION)
     platform_email: EmailAddress
@@ -127,12 +147,56 @@ class ConnectInboxRequest(BaseModel):
     _platform = field_validator("platform_type", mode="before")(_platform_name)
 
 
+class ConnectInboxRecordOut(ApiOut):
+    id: str
+    platform: str
+    email: str
+    workspace_name: str | None
+    selected_mailboxes: list[dict[str, Any]]
+
+
+class ConnectInboxHistoryOut(ApiOut):
+    id: str
+    job_id: str
+    total_mailboxes: int
+    platform: str
+    export_status: ExportStatus
+    created_at: Timestamp
+
+
+class ConnectInboxData(ApiOut):
+    record: ConnectInboxRecordOut
+    export_history: ConnectInboxHistoryOut
+
+
+class ConnectInboxOut(ApiOut):
+    """LiteMail's answer to connect-inbox, key for key: HTTP status in the body too."""
+
+    status: int = 200
+    message: str
+    data: ConnectInboxData
+
+
+class LiteMailError(BaseModel):
+    """LiteMail's error body, for connect-inbox."""
+
+    error: str = Field(examples=["Bad Request"])
+    message: str
+    path: str = Field(examples=["/v1/connect-inbox"])
+    timestamp: str = Field(examples=["2026-01-01T00:00:00.000Z"])
+    details: list[dict[str, Any]] | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
+
+
 # Mailbox exports
 
 
 class MailboxExportRequest(ApiModel):
     """A selection of mailboxes (every filter given must match) and where it goes: a
     CSV file in `layout`, or the platform account `platformAccountId`."""
+
+    model_config = example({"tags": ["warm"], "status": "active", "layout": "instantly"})
 
     mailbox_ids: list[str] | None = Field(default=None, max_length=MAX_SELECTION)
     tags: list[str] | None = Field(
@@ -198,6 +262,14 @@ class ExternalResultIn(ApiModel):
 
 class ExportHistoryCreate(ApiModel):
     """An export done outside Mailfleet, recorded for the history."""
+
+    model_config = example(
+        {
+            "platform": "smartlead",
+            "exportStatus": "COMPLETED",
+            "mailboxes": [{"email": "ana@example.com", "status": "connected"}],
+        }
+    )
 
     platform: str = Field(min_length=1, max_length=32)
     export_status: Literal["COMPLETED", "PARTIAL", "FAILED"] = "COMPLETED"

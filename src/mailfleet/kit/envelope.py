@@ -1,9 +1,14 @@
-"""The response envelope of API.md: `{"success", "data", "message"}` and lists."""
+"""The response envelope of API.md: `{"success", "data", "message"}` and lists.
+
+Endpoints return `Envelope[XOut]` or `ListEnvelope[XOut]` and say so in their
+return annotation, from which FastAPI takes the documented response model: the
+code and the contract are one thing.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Final, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
@@ -66,19 +71,74 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-def ok(data: Any, message: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"success": True, "data": data}
-    if message is not None:
-        body["message"] = message
-    return body
+def ok(data: T, message: str | None = None) -> Envelope[T]:
+    return Envelope(data=data, message=message)
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope, "description": description}
-    for status, description in (
-        (400, "Invalid input (VALIDATION_ERROR with per-field details)"),
-        (401, "Missing, wrong or revoked credentials"),
-        (403, "Not allowed in this workspace or role"),
-        (404, "Not found"),
-    )
+# What each error status means on this API, with an example body for the docs.
+ERROR_STATUSES: Final[dict[int, tuple[str, str, str]]] = {
+    400: (
+        "Invalid input: VALIDATION_ERROR with one entry per field in `details`",
+        "VALIDATION_ERROR",
+        "Invalid request: smtp.port: Input should be a valid integer",
+    ),
+    401: ("Missing, wrong or revoked credentials", "UNAUTHORIZED", "Invalid or revoked API key"),
+    402: (
+        "The wallet cannot pay for this; top it up first",
+        "INSUFFICIENT_FUNDS",
+        "The wallet holds 0.00 USD; this needs 10.00 USD",
+    ),
+    403: (
+        "Not allowed in this workspace or for this role",
+        "FORBIDDEN",
+        "Viewers have read-only access to this workspace",
+    ),
+    404: ("Not found (or not in this workspace)", "NOT_FOUND", "Mailbox not found"),
+    409: (
+        "Conflicts with what exists (a duplicate, a resource in use, a setting this server lacks)",
+        "CONFLICT",
+        "Mailbox already exists",
+    ),
+    413: (
+        "The body is larger than this server accepts",
+        "PAYLOAD_TOO_LARGE",
+        "The upload is larger than 10485760 bytes",
+    ),
+    415: (
+        "The body is in a format this route does not take",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "Send JSON, a CSV file or a text/csv body",
+    ),
+    429: (
+        "Too many attempts: retry after Retry-After seconds",
+        "RATE_LIMITED",
+        "Too many attempts",
+    ),
 }
+
+
+def errors(*statuses: int, model: type[BaseModel] = ErrorEnvelope) -> dict[int | str, Any]:
+    """OpenAPI `responses` for the error statuses a route really gives.
+
+    A 400 is added to every operation that takes input when the schema is built
+    (kit/openapi.py), so routes list the others.
+    """
+    responses: dict[int | str, Any] = {}
+    for status in statuses:
+        description, code, message = ERROR_STATUSES[status]
+        responses[status] = {"model": model, "description": description}
+        if model is ErrorEnvelope:
+            example = {"success": False, "error": {"code": code, "message": message}}
+            responses[status]["content"] = {"application/json": {"example": example}}
+    return responses
+
+
+# Every route that needs a credential can answer these.
+AUTH_ERRORS: Final = errors(401, 403)
+# Every route acting in a workspace: a workspace the caller is not a member of is a 404.
+WORKSPACE_ERRORS: Final = errors(401, 403, 404)
+
+
+def example(body: dict[str, Any]) -> ConfigDict:
+    """A request model's example body, as /docs shows it and clients copy it."""
+    return ConfigDict(json_schema_extra={"examples": [body]})

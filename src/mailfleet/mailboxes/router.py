@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from mailfleet.deps import DiscovererDep, KeyringDep, SessionDep, SettingsDep, WorkspaceDep
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
+from mailfleet.deps import (
+    DiscovererDep,
+    KeyringDep,
+    SessionDep,
+    SettingsDep,
+    WorkspaceReadDep,
+    WorkspaceWriteDep,
+)
+from mailfleet.kit.envelope import WORKSPACE_ERRORS, Envelope, ListEnvelope, errors, ok
 from mailfleet.kit.errors import ValidationFailed
 from mailfleet.kit.pagination import PageDep
 from mailfleet.kit.validation import normalize_email
@@ -33,7 +40,7 @@ from mailfleet.mailserver import service as hosted
 from mailfleet.mailserver.schemas import HostedUpdateIn
 from mailfleet.models import ConnectionTest, Mailbox, Pool, Tag
 
-router = APIRouter(prefix="/v1", tags=["mailboxes"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["mailboxes"], responses=WORKSPACE_ERRORS)
 
 CREATED_MESSAGE = (
     "Mailbox queued for SMTP verification. Poll GET /v1/mailboxes/:id/connection-test "
@@ -106,18 +113,23 @@ def tag_out(tag: Tag, count: int = 0) -> TagOut:
     )
 
 
-@router.post("/mailboxes", response_model=Envelope[MailboxOut], status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/mailboxes",
+    operation_id="mailboxes:create",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(409),
+)
 async def create_mailbox(
-    body: MailboxCreate, ctx: WorkspaceDep, session: SessionDep, keyring: KeyringDep
-) -> Any:
+    body: MailboxCreate, ctx: WorkspaceWriteDep, session: SessionDep, keyring: KeyringDep
+) -> Envelope[MailboxOut]:
     """Add an SMTP mailbox: created inactive, verified in the background."""
     mailbox = await service.create_mailbox(session, keyring, ctx.workspace_id, body)
     return ok(mailbox_out(mailbox), CREATED_MESSAGE)
 
 
-@router.get("/mailboxes", response_model=ListEnvelope[MailboxOut])
+@router.get("/mailboxes", operation_id="mailboxes:list")
 async def list_mailboxes(
-    ctx: WorkspaceDep,
+    ctx: WorkspaceReadDep,
     session: SessionDep,
     page: PageDep,
     status: Annotated[str | None, Query(description="inactive, active, paused or error")] = None,
@@ -126,16 +138,12 @@ async def list_mailboxes(
     domain: str | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     pool_id: Annotated[str | None, Query(alias="poolId")] = None,
-) -> Any:
+) -> ListEnvelope[MailboxOut]:
     filters = service.MailboxFilters(
         status=status, provider=provider, tag=tag, domain=domain, search=search, pool_id=pool_id
     )
     mailboxes, total = await service.list_mailboxes(session, ctx.workspace_id, filters, page)
-    return {
-        "success": True,
-        "data": [mailbox_out(m) for m in mailboxes],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(data=[mailbox_out(m) for m in mailboxes], pagination=page.describe(total))
 
 
 def _server_out(server: ServerSettings | None) -> ServerSettingsOut | None:
@@ -150,13 +158,13 @@ def _server_out(server: ServerSettings | None) -> ServerSettingsOut | None:
     )
 
 
-@router.get("/mailboxes/discover", response_model=Envelope[DiscoveryOut])
+@router.get("/mailboxes/discover", operation_id="mailboxes:discover")
 async def discover_settings(
-    ctx: WorkspaceDep,
+    ctx: WorkspaceReadDep,
     discoverer: DiscovererDep,
     email: Annotated[str, Query(max_length=320)],
     provider: Annotated[str | None, Query(max_length=40)] = None,
-) -> Any:
+) -> Envelope[DiscoveryOut]:
     """IMAP/SMTP settings for an address, and where they came from."""
     try:
         address = normalize_email(email)
@@ -174,24 +182,24 @@ async def discover_settings(
     )
 
 
-@router.get("/mailboxes/{mailbox_id}", response_model=Envelope[MailboxOut])
+@router.get("/mailboxes/{mailbox_id}", operation_id="mailboxes:get")
 async def get_mailbox(
-    mailbox_id: str, ctx: WorkspaceDep, session: SessionDep, settings: SettingsDep
-) -> Any:
+    mailbox_id: str, ctx: WorkspaceReadDep, session: SessionDep, settings: SettingsDep
+) -> Envelope[MailboxOut]:
     mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
     out = mailbox_out(mailbox)
     out.quota_used_bytes = hosted.quota_used_bytes(settings, mailbox)
     return ok(out)
 
 
-@router.put("/mailboxes/{mailbox_id}", response_model=Envelope[MailboxOut])
+@router.put("/mailboxes/{mailbox_id}", operation_id="mailboxes:update")
 async def update_mailbox(
     mailbox_id: str,
     body: MailboxUpdate,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     keyring: KeyringDep,
-) -> Any:
+) -> Envelope[MailboxOut]:
     mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
     hosted_update = HostedUpdateIn.model_validate(
         body.model_dump(include={"first_name", "last_name", "password", "reset_password"})
@@ -207,8 +215,10 @@ async def update_mailbox(
     return ok(out, message)
 
 
-@router.delete("/mailboxes/{mailbox_id}", response_model=Envelope[RemovalOut | None])
-async def delete_mailbox(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.delete("/mailboxes/{mailbox_id}", operation_id="mailboxes:delete")
+async def delete_mailbox(
+    mailbox_id: str, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[RemovalOut | None]:
     """Delete now; a billed mailbox goes at the next renewal (LiteMail's "Next Renewal")."""
     mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
     remove_at = await service.remove_mailbox(session, mailbox)
@@ -217,8 +227,10 @@ async def delete_mailbox(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep
     return ok(RemovalOut(removal_at=remove_at), "Mailbox will be removed at the next renewal")
 
 
-@router.get("/mailboxes/{mailbox_id}/connection-test", response_model=Envelope[ConnectionTestOut])
-async def get_connection_test(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/mailboxes/{mailbox_id}/connection-test", operation_id="mailboxes:get_connection_test")
+async def get_connection_test(
+    mailbox_id: str, ctx: WorkspaceReadDep, session: SessionDep
+) -> Envelope[ConnectionTestOut]:
     """The latest test; it still answers after a failed first test deleted the mailbox."""
     test = await service.latest_connection_test(session, ctx.workspace_id, mailbox_id)
     return ok(test_out(test))
@@ -226,42 +238,54 @@ async def get_connection_test(mailbox_id: str, ctx: WorkspaceDep, session: Sessi
 
 @router.post(
     "/mailboxes/{mailbox_id}/connection-test",
-    response_model=Envelope[ConnectionTestOut],
+    operation_id="mailboxes:retest",
     status_code=status.HTTP_202_ACCEPTED,
 )
-async def retest_mailbox(mailbox_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+async def retest_mailbox(
+    mailbox_id: str, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[ConnectionTestOut]:
     mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
     test = await service.retest_mailbox(session, mailbox)
     return ok(test_out(test), "Connection test queued")
 
 
-@router.get("/dashboard/mailbox-status-counts", response_model=Envelope[StatusCounts])
-async def mailbox_status_counts(ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/dashboard/mailbox-status-counts", operation_id="dashboard:mailbox_status_counts")
+async def mailbox_status_counts(
+    ctx: WorkspaceReadDep, session: SessionDep
+) -> Envelope[StatusCounts]:
     return ok(StatusCounts(**await service.status_counts(session, ctx.workspace_id)))
 
 
-@router.get("/tags", response_model=Envelope[list[TagOut]], tags=["tags"])
-async def list_tags(ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/tags", operation_id="tags:list", tags=["tags"])
+async def list_tags(ctx: WorkspaceReadDep, session: SessionDep) -> Envelope[list[TagOut]]:
     return ok(
         [tag_out(tag, count) for tag, count in await service.list_tags(session, ctx.workspace_id)]
     )
 
 
 @router.post(
-    "/tags", response_model=Envelope[TagOut], status_code=status.HTTP_201_CREATED, tags=["tags"]
+    "/tags",
+    operation_id="tags:create",
+    status_code=status.HTTP_201_CREATED,
+    tags=["tags"],
+    responses=errors(409),
 )
-async def create_tag(body: TagCreate, ctx: WorkspaceDep, session: SessionDep) -> Any:
+async def create_tag(
+    body: TagCreate, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[TagOut]:
     return ok(tag_out(await service.create_tag(session, ctx.workspace_id, body)), "Tag created")
 
 
-@router.put("/tags/{tag_id}", response_model=Envelope[TagOut], tags=["tags"])
-async def update_tag(tag_id: str, body: TagUpdate, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.put("/tags/{tag_id}", operation_id="tags:update", tags=["tags"], responses=errors(409))
+async def update_tag(
+    tag_id: str, body: TagUpdate, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[TagOut]:
     tag = await service.get_tag(session, ctx.workspace_id, tag_id)
     return ok(tag_out(await service.update_tag(session, tag, body)), "Tag updated")
 
 
-@router.delete("/tags/{tag_id}", response_model=Envelope[None], tags=["tags"])
-async def delete_tag(tag_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.delete("/tags/{tag_id}", operation_id="tags:delete", tags=["tags"])
+async def delete_tag(tag_id: str, ctx: WorkspaceWriteDep, session: SessionDep) -> Envelope[None]:
     tag = await service.get_tag(session, ctx.workspace_id, tag_id)
     await service.delete_tag(session, tag)
     return ok(None, "Tag deleted")
@@ -277,31 +301,33 @@ def pool_out(pool: Pool, count: int = 0) -> PoolOut:
     )
 
 
-@router.get("/pools", response_model=Envelope[list[PoolOut]], tags=["pools"])
-async def list_pools(ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/pools", operation_id="pools:list", tags=["pools"])
+async def list_pools(ctx: WorkspaceReadDep, session: SessionDep) -> Envelope[list[PoolOut]]:
     pools = await service.list_pools(session, ctx.workspace_id)
     return ok([pool_out(pool, count) for pool, count in pools])
 
 
 @router.post(
-    "/pools", response_model=Envelope[PoolOut], status_code=status.HTTP_201_CREATED, tags=["pools"]
+    "/pools", operation_id="pools:create", status_code=status.HTTP_201_CREATED, tags=["pools"]
 )
-async def create_pool(body: PoolCreate, ctx: WorkspaceDep, session: SessionDep) -> Any:
+async def create_pool(
+    body: PoolCreate, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[PoolOut]:
     return ok(
         pool_out(await service.create_pool(session, ctx.workspace_id, body.name)), "Pool created"
     )
 
 
-@router.put("/pools/{pool_id}", response_model=Envelope[PoolOut], tags=["pools"])
+@router.put("/pools/{pool_id}", operation_id="pools:update", tags=["pools"])
 async def rename_pool(
-    pool_id: str, body: PoolUpdate, ctx: WorkspaceDep, session: SessionDep
-) -> Any:
+    pool_id: str, body: PoolUpdate, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[PoolOut]:
     pool = await service.get_pool(session, ctx.workspace_id, pool_id)
     return ok(pool_out(await service.rename_pool(session, pool, body.name)), "Pool updated")
 
 
-@router.delete("/pools/{pool_id}", response_model=Envelope[None], tags=["pools"])
-async def delete_pool(pool_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.delete("/pools/{pool_id}", operation_id="pools:delete", tags=["pools"])
+async def delete_pool(pool_id: str, ctx: WorkspaceWriteDep, session: SessionDep) -> Envelope[None]:
     pool = await service.get_pool(session, ctx.workspace_id, pool_id)
     await service.delete_pool(session, pool)
     return ok(None, "Pool deleted; its mailboxes are now outside any pool")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
+from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp, example
 from mailfleet.kit.validation import EmailAddress, Hostname, Port
 
 MIN_DAILY_LIMIT = 1
@@ -51,6 +51,28 @@ class ImapIn(ServerIn):
 
 
 class MailboxCreate(ApiModel):
+    model_config = example(
+        {
+            "email": "ana@example.com",
+            "displayName": "Ana Silva",
+            "provider": "custom",
+            "smtp": {
+                "host": "smtp.example.com",
+                "port": 587,
+                "secure": True,
+                "password": "app-password",
+            },
+            "imap": {
+                "host": "imap.example.com",
+                "port": 993,
+                "secure": True,
+                "password": "app-password",
+            },
+            "dailySendLimit": 30,
+            "tags": ["warm"],
+        }
+    )
+
     email: EmailAddress
     display_name: str | None = Field(default=None, max_length=200)
     provider: str = Field(default="custom", min_length=1, max_length=40)
@@ -74,6 +96,8 @@ class ServerUpdate(ApiModel):
 
 
 class MailboxUpdate(ApiModel):
+    model_config = example({"dailySendLimit": 40, "sendingEnabled": False})
+
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
     # Hosted mailboxes only (mailserver/): names, and a new password (given, or
     # generated with resetPassword and returned once).
@@ -149,11 +173,15 @@ class ConnectionTestOut(ApiOut):
 
 
 class TagCreate(ApiModel):
+    model_config = example({"name": "warm", "color": "#f59e0b"})
+
     name: str = Field(min_length=1, max_length=100)
     color: str | None = Field(default=None, max_length=20)
 
 
 class TagUpdate(ApiModel):
+    model_config = example({"color": "#10b981"})
+
     name: str | None = Field(default=None, min_length=1, max_length=100)
     color: str | None = Field(default=None, max_length=20)
 
@@ -177,10 +205,14 @@ class StatusCounts(ApiOut):
 
 
 class PoolCreate(ApiModel):
+    model_config = example({"name": "Client A"})
+
     name: str = Field(min_length=1, max_length=200)
 
 
 class PoolUpdate(ApiModel):
+    model_config = example({"name": "Client A (EU)"})
+
     name: str = Field(min_length=1, max_length=200)
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceDep
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
+from mailfleet.deps import (
+    KeyringDep,
+    SessionDep,
+    SettingsDep,
+    WorkspaceReadDep,
+    WorkspaceWriteDep,
+)
+from mailfleet.kit.envelope import WORKSPACE_ERRORS, Envelope, ListEnvelope, errors, ok
 from mailfleet.kit.pagination import PageDep
 from mailfleet.models import WebhookDelivery, WebhookEndpoint
 from mailfleet.webhooks import events, service
@@ -21,7 +27,7 @@ from mailfleet.webhooks.schemas import (
     WebhookUpdate,
 )
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=WORKSPACE_ERRORS)
 
 
 def webhook_out(endpoint: WebhookEndpoint) -> WebhookOut:
@@ -57,24 +63,24 @@ def delivery_out(delivery: WebhookDelivery) -> DeliveryOut:
     )
 
 
-@router.get("", response_model=ListEnvelope[WebhookOut])
-async def list_webhooks(ctx: WorkspaceDep, session: SessionDep, page: PageDep) -> Any:
+@router.get("", operation_id="webhooks:list")
+async def list_webhooks(
+    ctx: WorkspaceReadDep, session: SessionDep, page: PageDep
+) -> ListEnvelope[WebhookOut]:
     endpoints, total = await service.list_endpoints(session, ctx.workspace_id, page)
-    return {
-        "success": True,
-        "data": [webhook_out(endpoint) for endpoint in endpoints],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(
+        data=[webhook_out(endpoint) for endpoint in endpoints], pagination=page.describe(total)
+    )
 
 
-@router.post("", response_model=Envelope[WebhookCreatedOut], status_code=status.HTTP_201_CREATED)
+@router.post("", operation_id="webhooks:create", status_code=status.HTTP_201_CREATED)
 async def register_webhook(
     body: WebhookCreate,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     keyring: KeyringDep,
     settings: SettingsDep,
-) -> Any:
+) -> Envelope[WebhookCreatedOut]:
     """Register an endpoint. The signing secret is in this answer and never again."""
     endpoint, secret = await service.create_endpoint(
         session, keyring, settings, ctx.workspace_id, body
@@ -83,8 +89,8 @@ async def register_webhook(
     return ok(created, "Webhook registered; store the signing secret now: it is not shown again")
 
 
-@router.get("/event-types", response_model=Envelope[list[EventTypeOut]])
-async def list_event_types(ctx: WorkspaceDep) -> Any:
+@router.get("/event-types", operation_id="webhooks:list_event_types")
+async def list_event_types(ctx: WorkspaceReadDep) -> Envelope[list[EventTypeOut]]:
     return ok(
         [
             EventTypeOut(
@@ -95,26 +101,30 @@ async def list_event_types(ctx: WorkspaceDep) -> Any:
     )
 
 
-@router.get("/{webhook_id}", response_model=Envelope[WebhookOut])
-async def get_webhook(webhook_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.get("/{webhook_id}", operation_id="webhooks:get")
+async def get_webhook(
+    webhook_id: str, ctx: WorkspaceReadDep, session: SessionDep
+) -> Envelope[WebhookOut]:
     return ok(webhook_out(await service.get_endpoint(session, ctx.workspace_id, webhook_id)))
 
 
-@router.put("/{webhook_id}", response_model=Envelope[WebhookOut])
+@router.put("/{webhook_id}", operation_id="webhooks:update")
 async def update_webhook(
     webhook_id: str,
     body: WebhookUpdate,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
+) -> Envelope[WebhookOut]:
     endpoint = await service.get_endpoint(session, ctx.workspace_id, webhook_id)
     endpoint = await service.update_endpoint(session, settings, endpoint, body)
     return ok(webhook_out(endpoint), "Webhook updated")
 
 
-@router.delete("/{webhook_id}", response_model=Envelope[None])
-async def delete_webhook(webhook_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.delete("/{webhook_id}", operation_id="webhooks:delete")
+async def delete_webhook(
+    webhook_id: str, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[None]:
     endpoint = await service.get_endpoint(session, ctx.workspace_id, webhook_id)
     await service.delete_endpoint(session, endpoint)
     return ok(None, "Webhook deleted")
@@ -122,52 +132,54 @@ async def delete_webhook(webhook_id: str, ctx: WorkspaceDep, session: SessionDep
 
 @router.post(
     "/{webhook_id}/test",
-    response_model=Envelope[DeliveryOut],
+    operation_id="webhooks:send_test",
     status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(409),
 )
-async def send_test_event(webhook_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+async def send_test_event(
+    webhook_id: str, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[DeliveryOut]:
     """Send a webhook.test event to this endpoint; follow it in its deliveries."""
     endpoint = await service.get_endpoint(session, ctx.workspace_id, webhook_id)
     delivery = await service.send_test_event(session, endpoint)
     return ok(delivery_out(delivery), "Test event queued")
 
 
-@router.get("/{webhook_id}/deliveries", response_model=ListEnvelope[DeliveryOut])
+@router.get("/{webhook_id}/deliveries", operation_id="webhooks.deliveries:list")
 async def list_deliveries(
     webhook_id: str,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceReadDep,
     session: SessionDep,
     page: PageDep,
     status: Annotated[
         str | None, Query(description="pending, succeeded, failed or cancelled")
     ] = None,
-) -> Any:
+) -> ListEnvelope[DeliveryOut]:
     """Deliveries, newest first, each with its attempts."""
     endpoint = await service.get_endpoint(session, ctx.workspace_id, webhook_id)
     deliveries, total = await service.list_deliveries(session, endpoint, page, status=status)
-    return {
-        "success": True,
-        "data": [delivery_out(delivery) for delivery in deliveries],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(
+        data=[delivery_out(delivery) for delivery in deliveries], pagination=page.describe(total)
+    )
 
 
-@router.get("/{webhook_id}/deliveries/{delivery_id}", response_model=Envelope[DeliveryOut])
+@router.get("/{webhook_id}/deliveries/{delivery_id}", operation_id="webhooks.deliveries:get")
 async def get_delivery(
-    webhook_id: str, delivery_id: str, ctx: WorkspaceDep, session: SessionDep
-) -> Any:
+    webhook_id: str, delivery_id: str, ctx: WorkspaceReadDep, session: SessionDep
+) -> Envelope[DeliveryOut]:
     endpoint = await service.get_endpoint(session, ctx.workspace_id, webhook_id)
     return ok(delivery_out(await service.get_delivery(session, endpoint, delivery_id)))
 
 
 @router.post(
     "/{webhook_id}/deliveries/{delivery_id}/retry",
-    response_model=Envelope[DeliveryOut],
+    operation_id="webhooks.deliveries:retry",
     status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(409),
 )
 async def retry_delivery(
-    webhook_id: str, delivery_id: str, ctx: WorkspaceDep, session: SessionDep
-) -> Any:
+    webhook_id: str, delivery_id: str, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[DeliveryOut]:
     """Send a finished delivery's event again, as a new delivery (answered here)."""
     endpoint = await service.get_endpoint(session, ctx.workspace_id, webhook_id)
     delivery = await service.get_delivery(session, endpoint, delivery_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
+from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp, example
 from mailfleet.webhooks import events
 
 URL_FIELD = Field(
@@ -22,6 +22,14 @@ def _subscription(value: list[str] | None) -> list[str] | None:
 
 
 class WebhookCreate(ApiModel):
+    model_config = example(
+        {
+            "url": "https://hooks.example.com/mailfleet",
+            "eventTypes": ["mailbox.created", "mailbox.verification_failed"],
+            "description": "CRM sync",
+        }
+    )
+
     url: str = URL_FIELD
     event_types: list[str] | None = EVENT_TYPES_FIELD
     description: str = Field(default="", max_length=1000)
@@ -32,6 +40,8 @@ class WebhookCreate(ApiModel):
 
 class WebhookUpdate(ApiModel):
     """Fields left out keep their value."""
+
+    model_config = example({"enabled": True})
 
     url: str | None = Field(default=None, min_length=1, max_length=2048)
     event_types: list[str] | None = EVENT_TYPES_FIELD

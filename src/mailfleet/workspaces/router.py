@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
-from mailfleet.deps import ActorDep, SessionDep
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ListEnvelope, ok
-from mailfleet.kit.errors import Forbidden
+from mailfleet.deps import (
+    ActorDep,
+    SessionDep,
+    UserActorDep,
+    WorkspaceContext,
+    workspace_permission,
+)
+from mailfleet.kit.envelope import AUTH_ERRORS, WORKSPACE_ERRORS, Envelope, ListEnvelope, errors, ok
 from mailfleet.kit.pagination import PageDep
 from mailfleet.models import Membership, User, Workspace
 from mailfleet.workspaces import service as workspaces
@@ -19,7 +24,11 @@ from mailfleet.workspaces.schemas import (
     WorkspaceUpdate,
 )
 
-router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
+
+# The workspace is the one in the path: members read it, owners and admins manage it.
+MemberDep = Annotated[WorkspaceContext, Depends(workspace_permission("read", in_path=True))]
+ManagerDep = Annotated[WorkspaceContext, Depends(workspace_permission("manage", in_path=True))]
 
 
 def _out(workspace: Workspace, role: str) -> WorkspaceOut:
@@ -34,37 +43,38 @@ def _out(workspace: Workspace, role: str) -> WorkspaceOut:
     )
 
 
-@router.get("", response_model=ListEnvelope[WorkspaceOut])
-async def list_workspaces(actor: ActorDep, session: SessionDep, page: PageDep) -> Any:
+@router.get("", operation_id="workspaces:list", responses=errors(401))
+async def list_workspaces(
+    actor: ActorDep, session: SessionDep, page: PageDep
+) -> ListEnvelope[WorkspaceOut]:
     rows, total = await workspaces.list_member_workspaces(
         session, actor.user.id, page, only_id=actor.workspace_scope
     )
-    return {
-        "success": True,
-        "data": [_out(workspace, role) for workspace, role in rows],
-        "pagination": page.describe(total),
-    }
+    return ListEnvelope(
+        data=[_out(workspace, role) for workspace, role in rows], pagination=page.describe(total)
+    )
 
 
-@router.post("", response_model=Envelope[WorkspaceOut], status_code=status.HTTP_201_CREATED)
-async def create_workspace(body: WorkspaceCreate, actor: ActorDep, session: SessionDep) -> Any:
-    if actor.workspace_scope is not None:
-        raise Forbidden("A workspace API key cannot create workspaces")
+@router.post(
+    "", operation_id="workspaces:create", status_code=status.HTTP_201_CREATED, responses=AUTH_ERRORS
+)
+async def create_workspace(
+    body: WorkspaceCreate, actor: UserActorDep, session: SessionDep
+) -> Envelope[WorkspaceOut]:
     workspace = await workspaces.create_workspace(
         session, actor.user, name=body.name, description=body.description
     )
     return ok(_out(workspace, "owner"), "Workspace created")
 
 
-@router.put("/{workspace_id}", response_model=Envelope[WorkspaceOut])
+@router.put("/{workspace_id}", operation_id="workspaces:update", responses=WORKSPACE_ERRORS)
 async def update_workspace(
-    workspace_id: str, body: WorkspaceUpdate, actor: ActorDep, session: SessionDep
-) -> Any:
-    workspace, role = await _member_workspace(workspace_id, actor, session)
+    workspace_id: str, body: WorkspaceUpdate, ctx: ManagerDep, session: SessionDep
+) -> Envelope[WorkspaceOut]:
     workspace = await workspaces.update_workspace(
-        session, workspace, role, name=body.name, description=body.description
+        session, ctx.workspace, ctx.role, name=body.name, description=body.description
     )
-    return ok(_out(workspace, role), "Workspace updated")
+    return ok(_out(workspace, ctx.role), "Workspace updated")
 
 
 def _member(membership: Membership, user: User) -> MemberOut:
@@ -73,51 +83,52 @@ def _member(membership: Membership, user: User) -> MemberOut:
     )
 
 
-async def _member_workspace(
-    workspace_id: str, actor: ActorDep, session: SessionDep
-) -> tuple[Workspace, str]:
-    if actor.workspace_scope not in (None, workspace_id):
-        raise Forbidden("This API key is bound to another workspace")
-    return await workspaces.get_member_workspace(session, workspace_id, actor.user.id)
-
-
-@router.get("/{workspace_id}/members", response_model=Envelope[list[MemberOut]])
-async def list_members(workspace_id: str, actor: ActorDep, session: SessionDep) -> Any:
-    workspace, _ = await _member_workspace(workspace_id, actor, session)
-    rows = await workspaces.list_members(session, workspace.id)
+@router.get(
+    "/{workspace_id}/members", operation_id="workspaces.members:list", responses=WORKSPACE_ERRORS
+)
+async def list_members(
+    workspace_id: str, ctx: MemberDep, session: SessionDep
+) -> Envelope[list[MemberOut]]:
+    rows = await workspaces.list_members(session, ctx.workspace_id)
     return ok([_member(membership, user) for membership, user in rows])
 
 
 @router.post(
     "/{workspace_id}/members",
-    response_model=Envelope[MemberOut],
+    operation_id="workspaces.members:add",
     status_code=status.HTTP_201_CREATED,
+    responses={**WORKSPACE_ERRORS, **errors(409)},
 )
 async def add_member(
-    workspace_id: str, body: MemberAdd, actor: ActorDep, session: SessionDep
-) -> Any:
-    workspace, role = await _member_workspace(workspace_id, actor, session)
+    workspace_id: str, body: MemberAdd, ctx: ManagerDep, session: SessionDep
+) -> Envelope[MemberOut]:
     membership, user = await workspaces.add_member(
-        session, workspace, role, email=body.email, role=body.role
+        session, ctx.workspace, ctx.role, email=body.email, role=body.role
     )
     return ok(_member(membership, user), "Member added")
 
 
-@router.put("/{workspace_id}/members/{user_id}", response_model=Envelope[MemberOut])
+@router.put(
+    "/{workspace_id}/members/{user_id}",
+    operation_id="workspaces.members:change_role",
+    responses=WORKSPACE_ERRORS,
+)
 async def change_member_role(
-    workspace_id: str, user_id: str, body: MemberUpdate, actor: ActorDep, session: SessionDep
-) -> Any:
-    workspace, role = await _member_workspace(workspace_id, actor, session)
+    workspace_id: str, user_id: str, body: MemberUpdate, ctx: ManagerDep, session: SessionDep
+) -> Envelope[MemberOut]:
     membership, user = await workspaces.change_member_role(
-        session, workspace, role, user_id, body.role
+        session, ctx.workspace, ctx.role, user_id, body.role
     )
     return ok(_member(membership, user), "Role changed")
 
 
-@router.delete("/{workspace_id}/members/{user_id}", response_model=Envelope[None])
+@router.delete(
+    "/{workspace_id}/members/{user_id}",
+    operation_id="workspaces.members:remove",
+    responses=WORKSPACE_ERRORS,
+)
 async def remove_member(
-    workspace_id: str, user_id: str, actor: ActorDep, session: SessionDep
-) -> Any:
-    workspace, role = await _member_workspace(workspace_id, actor, session)
-    await workspaces.remove_member(session, workspace, role, user_id)
+    workspace_id: str, user_id: str, ctx: ManagerDep, session: SessionDep
+) -> Envelope[None]:
+    await workspaces.remove_member(session, ctx.workspace, ctx.role, user_id)
     return ok(None, "Member removed")
