@@ -200,8 +200,10 @@ async def export_mailboxes(
             body,
             idempotency_key=check_idempotency_key(idempotency_key),
         )
-        content = ok(history_out(history).model_dump(mode="json", by_alias=True), "Export queued")
-        return JSONResponse(content, status_code=status.HTTP_202_ACCEPTED)
+        queued = ok(history_out(history), "Export queued")
+        return JSONResponse(
+            queued.model_dump(mode="json", by_alias=True), status_code=status.HTTP_202_ACCEPTED
+        )
     text, history = await service.export_csv(
         session, keyring, ctx.workspace_id, ctx.user.id, ctx.role, body
     )
