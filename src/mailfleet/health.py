@@ -114,7 +114,9 @@ async def health() -> Envelope[LiveOut]:
     "/v1/health/ready",
     operation_id="health:ready",
     response_model=Envelope[ReadyOut],
-    responses={503: {"description": "Not ready: NOT_READY with each check", "model": ErrorEnvelope}},
+    responses={
+        503: {"description": "Not ready: NOT_READY with each check", "model": ErrorEnvelope}
+    },
 )
 async def health_ready(request: Request) -> Envelope[ReadyOut] | JSONResponse:
     """Readiness: the database and the job engine answer (503 when not)."""

@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceDep
-from mailfleet.kit.envelope import ERROR_RESPONSES, Envelope, ok
+from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, WorkspaceWriteDep
+from mailfleet.kit.envelope import WORKSPACE_ERRORS, Envelope, errors, ok
 from mailfleet.kit.errors import ValidationFailed
 from mailfleet.mailserver import service
 from mailfleet.mailserver.schemas import (
@@ -24,7 +24,7 @@ from mailfleet.mailserver.schemas import (
     HostedMailOut,
 )
 
-router = APIRouter(prefix="/v1", tags=["hosted mail"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["hosted mail"], responses=WORKSPACE_ERRORS)
 
 
 def _parse_items(body: Any) -> list[HostedMailboxIn]:
@@ -47,19 +47,31 @@ def _parse_items(body: Any) -> list[HostedMailboxIn]:
     return parsed.mailboxes if isinstance(parsed, HostedMailboxesIn) else [parsed]
 
 
+_MAILBOX_EXAMPLE: dict[str, Any] = {"username": "alice", "firstName": "Alice", "lastName": "Ng"}
+
+
 @router.post(
     "/domains/{domain_id}/mailboxes",
-    response_model=Envelope[HostedMailboxesOut],
+    operation_id="hosted_mail:create_mailboxes",
     status_code=status.HTTP_201_CREATED,
+    # The single-mailbox refusal is answered as an error envelope of its own.
+    response_model=Envelope[HostedMailboxesOut],
+    responses=errors(409),
 )
 async def assign_mailboxes(
     domain_id: str,
-    body: Annotated[Any, Body(description="One mailbox, or {mailboxes: [...]} (up to 1,000)")],
-    ctx: WorkspaceDep,
+    body: Annotated[
+        Any,
+        Body(
+            description="One mailbox, or {mailboxes: [...]} (up to 1,000)",
+            examples=[_MAILBOX_EXAMPLE, {"mailboxes": [_MAILBOX_EXAMPLE]}],
+        ),
+    ],
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     settings: SettingsDep,
     keyring: KeyringDep,
-) -> Any:
+) -> Envelope[HostedMailboxesOut] | JSONResponse:
     """Create hosted mailboxes: active at once, on Mailfleet's own mail server.
 
     A password Mailfleet generated is in this response only."""
@@ -77,10 +89,13 @@ async def assign_mailboxes(
     return ok(data, message)
 
 
-@router.post("/domains/{domain_id}/email-forwarding", response_model=Envelope[HostedMailOut])
+@router.post(
+    "/domains/{domain_id}/email-forwarding",
+    operation_id="hosted_mail:set_forwarding",
+)
 async def enable_email_forwarding(
-    domain_id: str, body: EmailForwardingIn, ctx: WorkspaceDep, session: SessionDep
-) -> Any:
+    domain_id: str, body: EmailForwardingIn, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[HostedMailOut | None]:
     domain = await service.get_hosted_domain(session, ctx.workspace_id, domain_id)
     changed = await service.set_email_forwarding(session, domain, body)
     return ok(
@@ -89,33 +104,37 @@ async def enable_email_forwarding(
     )
 
 
-@router.delete("/domains/{domain_id}/email-forwarding", response_model=Envelope[HostedMailOut])
+@router.delete(
+    "/domains/{domain_id}/email-forwarding", operation_id="hosted_mail:remove_forwarding"
+)
 async def remove_email_forwarding(
     domain_id: str,
-    ctx: WorkspaceDep,
+    ctx: WorkspaceWriteDep,
     session: SessionDep,
     mailbox_ids: Annotated[
         str | None,
         Query(alias="mailboxIds", description="Comma-separated; default: every mailbox"),
     ] = None,
-) -> Any:
+) -> Envelope[HostedMailOut | None]:
     domain = await service.get_hosted_domain(session, ctx.workspace_id, domain_id)
     ids = [part.strip() for part in mailbox_ids.split(",") if part.strip()] if mailbox_ids else None
     changed = await service.remove_email_forwarding(session, domain, ids)
     return ok(await service.hosted_mail(session, domain), f"Forwarding removed from {changed}")
 
 
-@router.post("/domains/{domain_id}/catch-all", response_model=Envelope[CatchAllOut])
+@router.post("/domains/{domain_id}/catch-all", operation_id="hosted_mail:set_catch_all")
 async def enable_catch_all(
-    domain_id: str, body: CatchAllIn, ctx: WorkspaceDep, session: SessionDep
-) -> Any:
+    domain_id: str, body: CatchAllIn, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[CatchAllOut]:
     domain = await service.get_hosted_domain(session, ctx.workspace_id, domain_id)
     await service.set_catch_all(session, domain, body.destination)
     return ok(CatchAllOut(destination=body.destination), "Catch-all enabled")
 
 
-@router.delete("/domains/{domain_id}/catch-all", response_model=Envelope[None])
-async def remove_catch_all(domain_id: str, ctx: WorkspaceDep, session: SessionDep) -> Any:
+@router.delete("/domains/{domain_id}/catch-all", operation_id="hosted_mail:remove_catch_all")
+async def remove_catch_all(
+    domain_id: str, ctx: WorkspaceWriteDep, session: SessionDep
+) -> Envelope[None]:
     domain = await service.get_hosted_domain(session, ctx.workspace_id, domain_id)
     await service.remove_catch_all(session, domain)
     return ok(None, "Catch-all removed")

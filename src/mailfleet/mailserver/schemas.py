@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from mailfleet.kit.envelope import ApiModel, ApiOut
+from mailfleet.kit.envelope import ApiModel, ApiOut, example
 from mailfleet.kit.validation import EmailAddress
 from mailfleet.mailboxes.schemas import clamp_daily_limit, clean_tags
 from mailfleet.mailserver.passwords import MIN_PASSWORD_LENGTH
@@ -75,6 +75,8 @@ class HostedMailboxesOut(ApiOut):
 
 
 class EmailForwardingIn(ApiModel):
+    model_config = example({"forwardTo": "team@example.com", "keepCopy": True})
+
     forward_to: EmailAddress
     keep_copy: bool = True
     mailbox_ids: list[str] | None = Field(default=None, max_length=MAX_ITEMS)
@@ -87,6 +89,8 @@ class EmailForwardingOut(ApiOut):
 
 
 class CatchAllIn(ApiModel):
+    model_config = example({"destination": "alice@example.com"})
+
     destination: EmailAddress
 
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp
+from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp, example
 
 MAX_DAILY_TARGET = 50
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -48,6 +48,17 @@ class SendWindowIn(ApiModel):
 class WarmupSettingsIn(ApiModel):
     """PUT body: fields left out keep their value."""
 
+    model_config = example(
+        {
+            "enabled": True,
+            "startPerDay": 2,
+            "rampUpPerDay": 2,
+            "dailyTarget": 30,
+            "replyRate": 30,
+            "sendWindow": {"start": "08:00", "end": "18:00", "timezone": "Europe/Berlin"},
+        }
+    )
+
     enabled: bool | None = None
     start_per_day: int | None = Field(default=None, ge=1, le=MAX_DAILY_TARGET)
     ramp_up_per_day: int | None = Field(default=None, ge=0, le=MAX_DAILY_TARGET)
@@ -81,6 +92,8 @@ class WarmupSettingsOut(ApiOut):
 
 class WarmupBulkIn(ApiModel):
     """`mailboxIds`, or a filter (`tag`, `poolId`, `domain`), not both."""
+
+    model_config = example({"tag": "warm"})
 
     mailbox_ids: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
     tag: str | None = Field(default=None, max_length=100)
