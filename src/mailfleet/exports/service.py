@@ -263,10 +263,6 @@ def _require_privileged(role: str, what: str) -> None:
         raise Forbidden(f"Only workspace owners and admins may {what}")
 
 
-def require_account_manager(role: str) -> None:
-    _require_privileged(role, "manage platform accounts")
-
-
 # Connect-inbox
 
 
