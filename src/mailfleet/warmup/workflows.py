@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dbos import DBOS
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mailfleet import jobs
 from mailfleet.kit.clock import utcnow
@@ -163,7 +163,7 @@ async def send_due(mailbox_id: str, at_iso: str) -> dict[str, int]:
             )
             .order_by(WarmupMessage.planned_at, WarmupMessage.id)
         )
-        due = [(message.id, receiver.id) for message, receiver in rows]
+        due = [(message.id, message.status) for message, receiver in rows]
         parents = await _parent_message_ids(session, [m for m, _ in due])
         credentials = mailbox_credentials(sender, current.keyring)
         signature = sender.signature
@@ -172,9 +172,10 @@ async def send_due(mailbox_id: str, at_iso: str) -> dict[str, int]:
         return {"sent": 0}
     sent = 0
     try:
-        await _resolve_ambiguous(mailbox_id)
+        if any(status == "sending" for _, status in due):
+            await _resolve_ambiguous(mailbox_id)
         async with SmtpSender(credentials.smtp, _options()) as smtp:
-            for message_id, _receiver_id in due:
+            for message_id, _status in due:
                 outcome = await _send_one(smtp, message_id, sender_party, signature, parents, at)
                 if outcome == "stop":
                     break
@@ -254,8 +255,16 @@ async def _send_one(
             message.status = "failed"
             message.error = "The receiver left the warmup network"
             return "skipped"
-        message.status = "sending"
-        message.attempts += 1
+        # The claim: of two rounds sending at once (a recovered one and a new one),
+        # only the one whose update finds the row still `planned` sends it.
+        claimed = await session.execute(
+            update(WarmupMessage)
+            .where(WarmupMessage.id == message_id, WarmupMessage.status == "planned")
+            .values(status="sending", attempts=WarmupMessage.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            return "skipped"
         email = build_message(
             code=message.tracking_code,
             message_id=message.message_id,
