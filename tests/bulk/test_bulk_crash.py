@@ -31,6 +31,9 @@ BOOTSTRAP_ARGS = ("--email", "crash@example.test", "--password", "correct-horse"
 class Server:
     """`mailfleet serve` in `directory`, started and killed at will."""
 
+    # Seconds a start may take before the test gives up on it.
+    startup_timeout = 60.0
+
     def __init__(self, directory: Path, env: dict[str, str]) -> None:
         self.directory = directory
         self.env = env
@@ -48,7 +51,7 @@ class Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + self.startup_timeout
         while True:
             try:
                 if httpx.get(f"{self.base}/v1/health", timeout=1).status_code == 200:
