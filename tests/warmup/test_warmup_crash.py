@@ -88,6 +88,9 @@ def _rounds_running(engine: sa.Engine, schema: str) -> int:
 
 
 @pytest.mark.db
+# Two cold starts of `mailfleet serve`, a minute of send window and the restart's
+# catch-up: more than the suite's default 300 s on a loaded machine.
+@pytest.mark.timeout(900)
 def test_a_round_killed_mid_way_neither_loses_nor_doubles_a_send(
     tmp_path: Path,
     crash_env: tuple[dict[str, str], str, str],
