@@ -3,11 +3,13 @@ and in a script, migrate on an empty database, the first start's log."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def _run(args: list[str], cwd: Path, **kwargs: object) -> subprocess.CompletedPr
 
 def _read_until(fd: int, marker: bytes, seen: bytearray) -> bytes:
     """Read the terminal until `marker` shows up (or the program closes it)."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while marker not in seen and time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 1.0)
         if not ready:
@@ -43,6 +45,16 @@ def _read_until(fd: int, marker: bytes, seen: bytearray) -> bytes:
     return bytes(seen)
 
 
+def _type_when_hidden(fd: int, text: bytes) -> None:
+    """Type once the program has turned the terminal's echo off, as a person
+    would after the prompt: getpass discards what was typed before that."""
+    deadline = time.monotonic() + 180
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        assert time.monotonic() < deadline, "the password prompt never hid the input"
+        time.sleep(0.05)
+    os.write(fd, text)
+
+
 def test_bootstrap_asks_for_the_password_on_a_terminal(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
@@ -52,14 +64,19 @@ def test_bootstrap_asks_for_the_password_on_a_terminal(tmp_path: Path) -> None:
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
+        # As a person's shell would: the terminal is the program's controlling
+        # terminal, so getpass turns its echo off (otherwise it falls back to
+        # stdin and warns, which is what this test is about).
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
     os.close(terminal)
     seen = bytearray()
     try:
         assert b"Password:" in _read_until(controller, b"Password:", seen)
-        os.write(controller, b"correct-horse\n")
+        _type_when_hidden(controller, b"correct-horse\n")
         assert b"confirmation" in _read_until(controller, b"confirmation", seen)
-        os.write(controller, b"correct-horse\n")
+        _type_when_hidden(controller, b"correct-horse\n")
         output = _read_until(controller, b'"apiKey"', seen).decode()
         assert process.wait(timeout=60) == 0, output
     finally:
