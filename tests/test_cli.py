@@ -107,8 +107,8 @@ def test_serve_with_no_configuration(served: tuple[str, dict[str, str]], tmp_pat
     base, credentials = served
     assert {"userId", "workspaceId", "apiKey"} <= set(credentials)
     assert credentials["apiKey"].startswith("mf_user_")
-    assert httpx.get(f"{base}/docs").status_code == 200
-    spec = httpx.get(f"{base}/openapi.json").json()
+    assert httpx.get(f"{base}/docs", timeout=30).status_code == 200
+    spec = httpx.get(f"{base}/openapi.json", timeout=30).json()
     assert "/v1/users/me" in spec["paths"]
     for headers in (
         {"x-api-key": credentials["apiKey"]},

@@ -154,8 +154,9 @@ class MailboxOut(ApiOut):
     quota_bytes: int | None = None
     quota_used_bytes: int | None = None
     forward_to: str | None = None
-    # Only in the answer to the PUT that generated it (resetPassword).
-    password: str | None = None
+    # Only in the answer to the PUT that generated it (resetPassword); absent
+    # otherwise, so SendKit's mailbox shape stays as it was.
+    password: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ConnectionTestOut(ApiOut):
