@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
@@ -112,6 +114,23 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def handle_concurrent_change(request: Request, exc: Exception) -> JSONResponse:
+    """A row this request relied on changed under it: another request deleted the
+    mailbox it was writing for (a foreign key), took the same unique name first, or
+    removed the row it was updating. Nothing was saved; the same request may be
+    retried. Services handle the races they expect; this is the floor, so a race
+    is a 409 and never a 500. The statement and its parameters are not logged: they
+    can hold addresses and encrypted secrets."""
+    request_id = _request_id(request)
+    log.warning("concurrent change request_id=%s error=%s", request_id, type(exc).__name__)
+    return _error(
+        409,
+        "CONFLICT",
+        "Something this request relied on was changed or removed by another request "
+        "while it ran; nothing was saved. Read it again and retry.",
+    )
+
+
 async def handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = _request_id(request)
     # The traceback goes to the log, tied to the request id; the client gets the id only.
@@ -179,6 +198,8 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
     app.add_exception_handler(MailfleetError, handle_mailfleet_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_exception_handler(IntegrityError, handle_concurrent_change)
+    app.add_exception_handler(StaleDataError, handle_concurrent_change)
     app.add_exception_handler(Exception, handle_unexpected_error)
 
     for router in (

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import httpx
 
+from mailfleet.deps import SessionDep
 from tests.conftest import Account
 
 
@@ -98,3 +99,57 @@ async def test_unexpected_error_is_json_500_without_traceback(client: httpx.Asyn
     assert body["error"]["requestId"] == response.headers["x-request-id"]
     assert "hunter2" not in response.text
     assert "Traceback" not in response.text
+
+
+async def test_a_row_removed_by_a_concurrent_request_is_409_not_500(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    """Found by fuzzing: POST /v1/warmup/disable while another request deleted one of
+    the mailboxes it was writing settings for hit the real foreign key and answered
+    500. The route below makes the same write the real database refuses."""
+    from fastapi import APIRouter
+
+    from mailfleet.kit.clock import utcnow
+    from mailfleet.models import WarmupSettings
+
+    router = APIRouter()
+
+    @router.post("/v1/_write_for_a_deleted_mailbox")
+    async def write_for_a_deleted_mailbox(session: SessionDep) -> None:
+        now = utcnow()
+        session.add(
+            WarmupSettings(
+                mailbox_id="0" * 24,  # deleted meanwhile: no such mailbox
+                workspace_id=owner.workspace_id,
+                enabled=False,
+                start_per_day=5,
+                ramp_up_per_day=1,
+                daily_target=20,
+                reply_rate=30,
+                window_start="08:00",
+                window_end="18:00",
+                timezone="UTC",
+                state="paused",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await session.flush()
+
+    app = client._transport.app  # type: ignore[attr-defined]
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            response = await c.post("/v1/_write_for_a_deleted_mailbox")
+    finally:
+        app.router.routes[:] = [
+            r
+            for r in app.router.routes
+            if getattr(r, "path", "") != "/v1/_write_for_a_deleted_mailbox"
+        ]
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["error"]["code"] == "CONFLICT"
+    assert "retry" in body["error"]["message"]
+    assert "INSERT" not in response.text
