@@ -31,10 +31,10 @@ from mailfleet.exports.router import router as exports_router
 from mailfleet.health import router as health_router
 from mailfleet.kit import openapi
 from mailfleet.kit.errors import ERROR_CODES, MailfleetError, ValidationFailed
-from mailfleet.kit.requestid import RequestIdMiddleware
 from mailfleet.logconfig import configure_logging
 from mailfleet.mailboxes.router import router as mailboxes_router
 from mailfleet.mailserver.router import router as mailserver_router
+from mailfleet.requestid import RequestIdMiddleware
 from mailfleet.warmup.router import router as warmup_router
 from mailfleet.webhooks.router import router as webhooks_router
 from mailfleet.workspaces.router import router as workspaces_router
