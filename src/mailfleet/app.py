@@ -114,13 +114,24 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def _is_foreign_key_violation(exc: IntegrityError) -> bool:
+    # PostgreSQL's SQLSTATE 23503; SQLite only says so in its message.
+    original = exc.orig
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return code == "23503" or "FOREIGN KEY constraint failed" in str(original)
+
+
 async def handle_concurrent_change(request: Request, exc: Exception) -> JSONResponse:
     """A row this request relied on changed under it: another request deleted the
-    mailbox it was writing for (a foreign key), took the same unique name first, or
-    removed the row it was updating. Nothing was saved; the same request may be
-    retried. Services handle the races they expect; this is the floor, so a race
-    is a 409 and never a 500. The statement and its parameters are not logged: they
-    can hold addresses and encrypted secrets."""
+    mailbox it was writing for (a foreign key) or removed the row it was updating.
+    Nothing was saved; the same request may be retried. Services handle the races
+    they expect; this is the floor for those two, so they are a 409, not a 500.
+    The statement and its parameters are not logged: they can hold addresses and
+    encrypted secrets."""
+    if isinstance(exc, IntegrityError) and not _is_foreign_key_violation(exc):
+        # A unique-constraint race stays a 500 for now: clients (SendKit's, our own
+        # export adapter) read 409 as "already exists", which it may not be.
+        return await handle_unexpected_error(request, exc)
     request_id = _request_id(request)
     log.warning("concurrent change request_id=%s error=%s", request_id, type(exc).__name__)
     return _error(
