@@ -2,8 +2,9 @@
 
 `MAILFLEET_TLS_CA_FILE` adds CAs to the system trust store; it never replaces it.
 An operator who trusts one private CA must still reach Gmail and Microsoft 365:
-`ssl.create_default_context(cafile=...)` trusts only that file, and every public
-mailbox would then fail its first test with TLS_ERROR (and be deleted).
+a default context built with only that file as its CA source trusts nothing else,
+and every public mailbox would then fail its first test with TLS_ERROR (and be
+deleted).
 """
 
 from __future__ import annotations
