@@ -12,7 +12,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import func, select
 
-from mailfleet.billing import service
+from mailfleet.billing import seats, subscriptions
 from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.deps import SessionDep, WorkspaceDep
@@ -55,7 +55,7 @@ async def quota_client(app: FastAPI, client: httpx.AsyncClient) -> AsyncIterator
 
     @router.post("/v1/_test/mailboxes")
     async def add_one(body: dict[str, Any], ctx: WorkspaceDep, session: SessionDep) -> Any:
-        await service.reserve_mailbox_seats(session, ctx.workspace_id, 1)
+        await seats.reserve_mailbox_seats(session, ctx.workspace_id, 1)
         session.add(new_mailbox(ctx.workspace_id, body["email"]))
         await session.flush()
         return {"success": True}
@@ -109,7 +109,7 @@ async def test_a_past_due_subscription_adds_no_mailboxes(
     await grant(quota_client, admin, owner.workspace_id, 500)
     sub = await subscribe(quota_client, owner, plan["id"], 5)
     async with database.transaction() as session:
-        subscription = await service.get_subscription(session, owner.workspace_id, sub["id"])
+        subscription = await subscriptions.get_subscription(session, owner.workspace_id, sub["id"])
         subscription.status = "past_due"
     response = await quota_client.post(
         "/v1/_test/mailboxes", json={"email": "late@example.test"}, headers=owner.headers
@@ -127,7 +127,7 @@ async def test_billing_off_means_no_limit(
         )
         assert response.status_code == 200, response.text
     async with database.transaction() as session:
-        quota = await service.mailbox_quota(session, owner.workspace_id)
+        quota = await seats.mailbox_quota(session, owner.workspace_id)
     assert quota.max_mailboxes is None
     assert quota.current_usage == 3
 
@@ -164,7 +164,7 @@ async def test_two_concurrent_reservations_for_the_last_seat(
             # A read first, as a create path does (the duplicate check).
             await session.scalar(select(Mailbox.id).where(Mailbox.email == email))
             await gate.wait()
-            await service.reserve_mailbox_seats(session, owner.workspace_id, 1)
+            await seats.reserve_mailbox_seats(session, owner.workspace_id, 1)
             await asyncio.sleep(0.2)
             session.add(new_mailbox(owner.workspace_id, email))
             await session.flush()
@@ -201,7 +201,7 @@ async def test_a_batch_fails_items_over_the_limit_one_by_one(
     async with database.transaction() as session:
         for number in range(4):
             try:
-                await service.reserve_mailbox_seats(session, owner.workspace_id, 1)
+                await seats.reserve_mailbox_seats(session, owner.workspace_id, 1)
             except (LimitReached, SubscriptionRequired) as exc:
                 outcomes.append(exc.code)
                 continue
@@ -228,9 +228,9 @@ async def test_plan_limit_caps_seats_and_domains(
     assert too_many.json()["error"]["details"][0]["field"] == "quantity"
     await subscribe(client, owner, plan["id"], 4)
     async with database.transaction() as session:
-        await service.check_domain_quota(session, owner.workspace_id, current_domains=1)
+        await seats.check_domain_quota(session, owner.workspace_id, current_domains=1)
         with pytest.raises(LimitReached) as raised:
-            await service.check_domain_quota(session, owner.workspace_id, current_domains=2)
+            await seats.check_domain_quota(session, owner.workspace_id, current_domains=2)
     assert raised.value.message == "Domain limit reached for your plan"
     assert raised.value.extra == {"currentUsage": 2, "maxDomains": 2, "requested": 1}
 
@@ -248,15 +248,15 @@ async def test_seat_batch_counts_once_and_fails_the_rest(
     await add_mailboxes(database, owner.workspace_id, 1)
     outcomes: list[Any] = []
     async with database.transaction() as session:
-        seats = await service.reserve_seat_batch(session, owner.workspace_id)
+        batch = await seats.reserve_seat_batch(session, owner.workspace_id)
         for number in range(5):
             try:
-                seats.take()
+                batch.take()
             except LimitReached as exc:
                 outcomes.append(exc.extra)
                 continue
             if number == 1:  # this item fails for another reason: its seat goes back
-                seats.give_back()
+                batch.give_back()
                 outcomes.append("duplicate")
                 continue
             session.add(new_mailbox(owner.workspace_id, f"bulk{number}@example.test"))

@@ -12,7 +12,7 @@ import httpx
 from dbos import DBOS
 from sqlalchemy import select
 
-from mailfleet.billing import service, workflows
+from mailfleet.billing import queue, seats, workflows
 from mailfleet.billing.money import add_months
 from mailfleet.config import Settings
 from mailfleet.db import Database
@@ -126,14 +126,14 @@ async def test_renewal_short_of_money_goes_past_due_then_pauses_then_resumes(
     async with database.transaction() as session:
         box0 = await session.scalar(select(Mailbox.id).where(Mailbox.email == "box0@example.test"))
         assert box0 is not None
-        assert await service.mailbox_suspended(session, box0)
-        assert not await service.mailbox_suspended(session, paused_by_owner)
+        assert await seats.mailbox_suspended(session, box0)
+        assert not await seats.mailbox_suspended(session, paused_by_owner)
 
     # Money arrives: the renewal is retried at once and the paused mailboxes resume,
     # except the one its owner had paused.
     credit = await grant(client, admin, owner.workspace_id, 300)
     period_end = (await subscription_row(database, sub["id"])).current_period_end
-    retry = service.renewal_workflow_id(sub["id"], period_end, f"credit-{credit['entry']['id']}")
+    retry = queue.renewal_workflow_id(sub["id"], period_end, f"credit-{credit['entry']['id']}")
     assert await result_of(retry) == "renewed"
     states = await mailbox_states(database, owner.workspace_id)
     assert states["box0@example.test"] == ("active", True)
@@ -300,8 +300,8 @@ async def test_mailbox_removal_waits_for_the_renewal(
     sub = await subscribe(client, owner, plan["id"], 3)
     first, _, _ = await add_mailboxes(database, owner.workspace_id, 3)
     async with database.transaction() as session:
-        remove_at = await service.schedule_mailbox_removal(session, owner.workspace_id, first)
-        again = await service.schedule_mailbox_removal(session, owner.workspace_id, first)
+        remove_at = await seats.schedule_mailbox_removal(session, owner.workspace_id, first)
+        again = await seats.schedule_mailbox_removal(session, owner.workspace_id, first)
     assert remove_at is not None
     assert remove_at == again == at(sub["currentPeriodEnd"])
     listed = (await client.get(f"/v1/subscriptions/{sub['id']}", headers=owner.headers)).json()
@@ -322,9 +322,7 @@ async def test_removal_is_immediate_when_not_billed(
 ) -> None:
     [mailbox_id] = await add_mailboxes(database, owner.workspace_id, 1)
     async with database.transaction() as session:
-        assert (
-            await service.schedule_mailbox_removal(session, owner.workspace_id, mailbox_id) is None
-        )
+        assert await seats.schedule_mailbox_removal(session, owner.workspace_id, mailbox_id) is None
 
 
 async def test_a_new_plan_price_applies_from_the_next_renewal(

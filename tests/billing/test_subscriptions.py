@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import httpx
 
-from mailfleet.billing import service
+from mailfleet.billing import subscriptions
 from mailfleet.billing.schemas import SubscriptionUpdate
 from mailfleet.config import Settings
 from mailfleet.db import Database
@@ -202,8 +202,8 @@ async def test_upgrade_and_downgrade_are_prorated(
     now = end - timedelta(seconds=period * 3 // 4)
     remaining = int((end - now).total_seconds())
     async with database.transaction() as session:
-        subscription = await service.get_subscription(session, owner.workspace_id, sub["id"])
-        change = await service.change_subscription(
+        subscription = await subscriptions.get_subscription(session, owner.workspace_id, sub["id"])
+        change = await subscriptions.change_subscription(
             session,
             billing_on,
             subscription,
@@ -215,8 +215,8 @@ async def test_upgrade_and_downgrade_are_prorated(
     assert change.invoice is not None
     assert change.invoice.total == expected_up
     async with database.transaction() as session:
-        subscription = await service.get_subscription(session, owner.workspace_id, sub["id"])
-        change = await service.change_subscription(
+        subscription = await subscriptions.get_subscription(session, owner.workspace_id, sub["id"])
+        change = await subscriptions.change_subscription(
             session, billing_on, subscription, SubscriptionUpdate(quantity=1), now=now
         )
     expected_down = -((1500 - 500) * remaining // period)

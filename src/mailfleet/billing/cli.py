@@ -115,23 +115,23 @@ def plans_list(
     as_json: AsJson = False,
 ) -> None:
     """List the plans."""
-    from mailfleet.billing import service
+    from mailfleet.billing import plans
     from mailfleet.kit.pagination import MAX_LIMIT, Page
 
     async def work(settings: Settings, session: AsyncSession) -> list[dict[str, Any]]:
-        plans, _ = await service.list_plans(
+        offered, _ = await plans.list_plans(
             session, Page(limit=MAX_LIMIT, skip=0), include_inactive=include_inactive
         )
-        return [_plan_dict(plan) for plan in plans]
+        return [_plan_dict(plan) for plan in offered]
 
-    plans = _in_transaction(work)
-    if not plans and not as_json:
+    rows = _in_transaction(work)
+    if not rows and not as_json:
         typer.echo("no plans yet; add one with `mailfleet billing plans create`")
         return
     if as_json:
-        typer.echo(json.dumps(plans, indent=2))
+        typer.echo(json.dumps(rows, indent=2))
         return
-    _print_plans(plans, as_json)
+    _print_plans(rows, as_json)
 
 
 @plans_app.command("create")
@@ -150,7 +150,7 @@ def plans_create(
     as_json: AsJson = False,
 ) -> None:
     """Add a plan."""
-    from mailfleet.billing import service
+    from mailfleet.billing import plans
     from mailfleet.billing.schemas import PlanCreate
 
     async def work(settings: Settings, session: AsyncSession) -> dict[str, Any]:
@@ -165,7 +165,7 @@ def plans_create(
                 "maxDomains": _limit(max_domains, "--max-domains"),
             }
         )
-        return _plan_dict(await service.create_plan(session, settings, data))
+        return _plan_dict(await plans.create_plan(session, settings, data))
 
     _print_plans([_in_transaction(work)], as_json)
 
@@ -187,7 +187,7 @@ def plans_update(
     as_json: AsJson = False,
 ) -> None:
     """Change a plan; options left out keep their value."""
-    from mailfleet.billing import service
+    from mailfleet.billing import plans
     from mailfleet.billing.schemas import PlanUpdate
 
     values: dict[str, Any] = {
@@ -205,7 +205,7 @@ def plans_update(
 
     async def work(settings: Settings, session: AsyncSession) -> dict[str, Any]:
         data = PlanUpdate.model_validate(changes)
-        plan = await service.get_plan(session, plan_id)
-        return _plan_dict(await service.update_plan(session, plan, data))
+        plan = await plans.get_plan(session, plan_id)
+        return _plan_dict(await plans.update_plan(session, plan, data))
 
     _print_plans([_in_transaction(work)], as_json)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
-from mailfleet.billing import invoices, service, wallet
+from mailfleet.billing import invoices, plans, subscriptions, wallet
 from mailfleet.billing.ledger import PaymentProviderFailed
 from mailfleet.billing.money import format_amount
 from mailfleet.billing.payments import provider_for
@@ -149,7 +149,7 @@ def plan_out(plan: Plan, *, builtin: bool = False) -> PlanOut:
     )
 
 
-def subscription_out(view: service.SubscriptionView) -> SubscriptionOut:
+def subscription_out(view: subscriptions.SubscriptionView) -> SubscriptionOut:
     subscription, plan = view.subscription, view.plan
     return SubscriptionOut(
         id=subscription.id,
@@ -176,9 +176,9 @@ def subscription_out(view: service.SubscriptionView) -> SubscriptionOut:
 
 
 def self_hosted_subscription(ctx: WorkspaceContext, settings: Any) -> SubscriptionOut:
-    plan = service.self_hosted_plan(settings)
+    plan = plans.self_hosted_plan(settings)
     return SubscriptionOut(
-        id=service.SELF_HOSTED_PLAN_ID,
+        id=plans.SELF_HOSTED_PLAN_ID,
         plan_id=plan.id,
         plan_name=plan.name,
         status="active",
@@ -243,10 +243,10 @@ async def list_plans(
     """Plans on offer (superusers may add `includeInactive=true`). With billing off
     the built-in unlimited "self-hosted" plan comes first."""
     everything = include_inactive and actor.user.is_superuser
-    plans, total = await service.list_plans(session, page, include_inactive=everything)
-    data = [plan_out(plan) for plan in plans]
-    if not service.billing_enabled(settings):
-        data.insert(0, plan_out(service.self_hosted_plan(settings), builtin=True))
+    offered, total = await plans.list_plans(session, page, include_inactive=everything)
+    data = [plan_out(plan) for plan in offered]
+    if not plans.billing_enabled(settings):
+        data.insert(0, plan_out(plans.self_hosted_plan(settings), builtin=True))
         total += 1
     return ListEnvelope(data=data, pagination=page.describe(total))
 
@@ -261,7 +261,7 @@ async def list_plans(
 async def create_plan(
     body: PlanCreate, actor: SuperuserDep, session: SessionDep, settings: SettingsDep
 ) -> Envelope[PlanOut]:
-    return ok(plan_out(await service.create_plan(session, settings, body)), "Plan created")
+    return ok(plan_out(await plans.create_plan(session, settings, body)), "Plan created")
 
 
 @router.get(
@@ -270,9 +270,9 @@ async def create_plan(
 async def get_plan(
     plan_id: str, actor: ActorDep, session: SessionDep, settings: SettingsDep
 ) -> Envelope[PlanOut]:
-    if plan_id == service.SELF_HOSTED_PLAN_ID:
-        return ok(plan_out(service.self_hosted_plan(settings), builtin=True))
-    return ok(plan_out(await service.get_plan(session, plan_id)))
+    if plan_id == plans.SELF_HOSTED_PLAN_ID:
+        return ok(plan_out(plans.self_hosted_plan(settings), builtin=True))
+    return ok(plan_out(await plans.get_plan(session, plan_id)))
 
 
 @router.put(
@@ -284,8 +284,8 @@ async def get_plan(
 async def update_plan(
     plan_id: str, body: PlanUpdate, actor: SuperuserDep, session: SessionDep
 ) -> Envelope[PlanOut]:
-    plan = await service.get_plan(session, plan_id)
-    return ok(plan_out(await service.update_plan(session, plan, body)), "Plan updated")
+    plan = await plans.get_plan(session, plan_id)
+    return ok(plan_out(await plans.update_plan(session, plan, body)), "Plan updated")
 
 
 # Subscriptions
@@ -302,11 +302,11 @@ async def list_subscriptions(
 ) -> ListEnvelope[SubscriptionOut]:
     """The workspace's subscriptions, newest first. With billing off: the built-in
     self-hosted one."""
-    if not service.billing_enabled(settings):
+    if not plans.billing_enabled(settings):
         data = [self_hosted_subscription(ctx, settings)] if page.skip == 0 else []
         return ListEnvelope(data=data, pagination=page.describe(1))
-    rows, total = await service.list_subscriptions(session, ctx.workspace_id, page)
-    data = [subscription_out(await service.view(session, row)) for row in rows]
+    rows, total = await subscriptions.list_subscriptions(session, ctx.workspace_id, page)
+    data = [subscription_out(await subscriptions.view(session, row)) for row in rows]
     return ListEnvelope(data=data, pagination=page.describe(total))
 
 
@@ -330,10 +330,10 @@ async def create_subscription(
     from the wallet now. Honours Idempotency-Key."""
 
     async def run() -> tuple[int, Envelope[Any]]:
-        subscription = await service.create_subscription(
+        subscription = await subscriptions.create_subscription(
             session, settings, ctx.workspace_id, body, user_id=ctx.user.id
         )
-        out = subscription_out(await service.view(session, subscription))
+        out = subscription_out(await subscriptions.view(session, subscription))
         return 201, ok(out, "Subscription started")
 
     return await idempotent(request, session, ctx.workspace_id, idempotency_key, body, run)
@@ -348,10 +348,10 @@ async def create_subscription(
 async def get_subscription(
     subscription_id: str, ctx: BillingReadDep, session: SessionDep, settings: SettingsDep
 ) -> Envelope[SubscriptionOut]:
-    if subscription_id == service.SELF_HOSTED_PLAN_ID and not service.billing_enabled(settings):
+    if subscription_id == plans.SELF_HOSTED_PLAN_ID and not plans.billing_enabled(settings):
         return ok(self_hosted_subscription(ctx, settings))
-    subscription = await service.get_subscription(session, ctx.workspace_id, subscription_id)
-    return ok(subscription_out(await service.view(session, subscription)))
+    subscription = await subscriptions.get_subscription(session, ctx.workspace_id, subscription_id)
+    return ok(subscription_out(await subscriptions.view(session, subscription)))
 
 
 @router.put(
@@ -374,12 +374,14 @@ async def change_subscription(
     in the period: charged from, or credited to, the wallet. Honours Idempotency-Key."""
 
     async def run() -> tuple[int, Envelope[Any]]:
-        subscription = await service.get_subscription(session, ctx.workspace_id, subscription_id)
-        change = await service.change_subscription(
+        subscription = await subscriptions.get_subscription(
+            session, ctx.workspace_id, subscription_id
+        )
+        change = await subscriptions.change_subscription(
             session, settings, subscription, body, user_id=ctx.user.id
         )
         out = SubscriptionChangeOut(
-            subscription=subscription_out(await service.view(session, change.subscription)),
+            subscription=subscription_out(await subscriptions.view(session, change.subscription)),
             proration=ProrationOut(
                 amount=change.proration.amount,
                 remaining_seconds=change.proration.remaining_seconds,
@@ -402,10 +404,10 @@ async def cancel_subscription(
     subscription_id: str, ctx: BillingManageDep, session: SessionDep, settings: SettingsDep
 ) -> Envelope[SubscriptionOut]:
     """Cancel at the end of the paid period (undo with PUT `cancelAtPeriodEnd: false`)."""
-    subscription = await service.get_subscription(session, ctx.workspace_id, subscription_id)
-    subscription = await service.cancel_subscription(session, settings, subscription)
+    subscription = await subscriptions.get_subscription(session, ctx.workspace_id, subscription_id)
+    subscription = await subscriptions.cancel_subscription(session, settings, subscription)
     return ok(
-        subscription_out(await service.view(session, subscription)),
+        subscription_out(await subscriptions.view(session, subscription)),
         "Subscription canceled; it stays active until the end of the paid period",
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailfleet.billing import invoices, ledger, plans, service
+from mailfleet.billing import invoices, ledger, plans, renewals
 from mailfleet.billing.invoices import InvoiceLine
 from mailfleet.billing.ledger import PaymentProviderFailed
 from mailfleet.billing.payments import (
@@ -185,7 +185,7 @@ async def settle_payment(
     )
     await session.flush()
     if created:
-        await service.retry_past_due_after_credit(session, payment.workspace_id, entry.id)
+        await renewals.retry_past_due_after_credit(session, payment.workspace_id, entry.id)
     return entry
 
 
@@ -220,7 +220,7 @@ async def grant_credit(
         user_id=user_id,
     )
     if created:
-        await service.retry_past_due_after_credit(session, workspace_id, entry.id)
+        await renewals.retry_past_due_after_credit(session, workspace_id, entry.id)
     return entry
 
 

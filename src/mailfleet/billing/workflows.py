@@ -16,7 +16,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from mailfleet.billing import service, wallet
+from mailfleet.billing import renewals, wallet
 from mailfleet.billing.payments import ChargeOutcome, provider_for
 from mailfleet.billing.queue import BILLING_QUEUE as BILLING_QUEUE
 from mailfleet.billing.queue import enqueue_auto_recharge as enqueue_auto_recharge
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 async def attempt_renewal_step(subscription_id: str, period_end: str) -> dict[str, Any]:
     current = runtime()
     async with current.database.transaction() as session:
-        attempt = await service.attempt_renewal(
+        attempt = await renewals.attempt_renewal(
             session, current.settings, subscription_id, period_end
         )
     return attempt.to_dict()
@@ -41,7 +41,7 @@ async def attempt_renewal_step(subscription_id: str, period_end: str) -> dict[st
 async def mark_past_due_step(subscription_id: str, period_end: str) -> str:
     current = runtime()
     async with current.database.transaction() as session:
-        return await service.mark_past_due(session, current.settings, subscription_id, period_end)
+        return await renewals.mark_past_due(session, current.settings, subscription_id, period_end)
 
 
 @DBOS.step()
@@ -122,7 +122,7 @@ async def enqueue_due_renewals(now: datetime | None = None) -> list[str]:
     if current.settings.billing != "on":
         return []
     async with current.database.transaction() as session:
-        due = await service.due_renewals(session, current.settings, now or utcnow())
+        due = await renewals.due_renewals(session, current.settings, now or utcnow())
     return [
         await enqueue_renewal(subscription_id, period_end, attempt)
         for subscription_id, period_end, attempt in due

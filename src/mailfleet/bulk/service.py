@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
-from mailfleet.billing import service as billing
+from mailfleet.billing import seats as billing
 from mailfleet.bulk.formats import ParsedRow
 from mailfleet.bulk.repository import BulkJobRepository
 from mailfleet.config import Settings

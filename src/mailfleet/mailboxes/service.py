@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
-from mailfleet.billing import service as billing
+from mailfleet.billing import seats as billing
 from mailfleet.config import Settings
 from mailfleet.db import after_commit
 from mailfleet.kit.clock import utcnow

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailfleet.billing import service as billing
+from mailfleet.billing import seats as billing
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Conflict, NotFound, ValidationFailed
 from mailfleet.kit.pagination import Page
