@@ -24,6 +24,7 @@ from mailfleet.bulk.router import router as bulk_router
 from mailfleet.compat.deeplead import router as deeplead_router
 from mailfleet.compat.saleshandy import router as saleshandy_router
 from mailfleet.config import Settings, get_settings
+from mailfleet.dashboard.router import router as dashboard_router
 from mailfleet.domains.forwarding import DomainForwardingMiddleware
 from mailfleet.domains.router import router as domains_router
 from mailfleet.exports.router import connect_inbox_router
@@ -220,6 +221,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         # Before mailboxes: /v1/mailboxes/warmup-analytics is not a mailbox id.
         warmup_router,
         mailboxes_router,
+        dashboard_router,
         bulk_router,
         deeplead_router,
         saleshandy_router,
