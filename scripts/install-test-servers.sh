@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real servers the test suite talks to on loopback: Dovecot (IMAP)
 # and PowerDNS with its SQLite backend; Postfix, Dovecot's LMTP and SQL drivers for
-# the hosted mail server (`mailfleet mailserver run`). PostgreSQL 15 binaries are expected on
+# the hosted mail server (`mailfleet mailserver run`); Chromium for the console's
+# browser tests. PostgreSQL 15 binaries are expected on
 # PATH (initdb, pg_ctl); they are installed from Debian when missing.
 set -euo pipefail
 
@@ -13,6 +14,8 @@ command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || need+=(postfix
 for package in postfix-sqlite postfix-pgsql dovecot-lmtpd dovecot-sqlite dovecot-pgsql dovecot-sieve; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || need+=("$package")
 done
+# chromium: the console's browser tests (Playwright drives it; never `playwright install`).
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -24,6 +24,7 @@ from mailfleet.bulk.router import router as bulk_router
 from mailfleet.compat.deeplead import router as deeplead_router
 from mailfleet.compat.saleshandy import router as saleshandy_router
 from mailfleet.config import Settings, get_settings
+from mailfleet.console.router import install as install_console
 from mailfleet.dashboard.router import router as dashboard_router
 from mailfleet.domains.forwarding import DomainForwardingMiddleware
 from mailfleet.domains.router import router as domains_router
@@ -233,5 +234,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         connect_inbox_router,
     ):
         app.include_router(router)
+    # Last: its pages live at / and must never shadow an API route.
+    install_console(app)
     openapi.install(app)
     return app

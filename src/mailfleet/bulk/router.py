@@ -190,13 +190,13 @@ async def get_job_report(
     job = await service.get_job(session, ctx.workspace_id, job_id)
     database: Database = request.app.state.database
     return StreamingResponse(
-        _report_lines(database, job.id),
+        report_lines(database, job.id),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="bulk-job-{job.id}.csv"'},
     )
 
 
-async def _report_lines(database: Database, job_id: str) -> AsyncIterator[str]:
+async def report_lines(database: Database, job_id: str) -> AsyncIterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(service.REPORT_COLUMNS)

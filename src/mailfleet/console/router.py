@@ -1,0 +1,690 @@
+"""Console pages: sign-in, the overview, mailboxes, imports, domains, settings.
+
+Every page calls the same services as the API, inside the same per-request
+transaction (committed after the handler returns, before the response goes
+out, so the page a POST redirects to already sees the change). Forms work
+without JavaScript; htmx only swaps fragments and polls progress.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData, UploadFile
+from starlette.staticfiles import StaticFiles
+
+from mailfleet.accounts import service as accounts
+from mailfleet.accounts.throttle import login_throttle
+from mailfleet.bulk import formats
+from mailfleet.bulk import service as bulk
+from mailfleet.bulk.router import report_lines
+from mailfleet.console import session as cookies
+from mailfleet.console.charts import bar_chart
+from mailfleet.console.context import (
+    STATIC_DIR,
+    ConsoleContext,
+    ConsoleError,
+    ConsoleRoute,
+    ContextDep,
+    LoginRequired,
+    handle_console_error,
+    handle_login_required,
+    redirect,
+    render,
+)
+from mailfleet.dashboard import service as dashboard
+from mailfleet.db import Database
+from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
+from mailfleet.domains import service as domains
+from mailfleet.domains.schemas import DnsRecordIn, DomainConnect
+from mailfleet.kit.errors import MailfleetError, Unauthorized
+from mailfleet.kit.pagination import Page
+from mailfleet.mailboxes import service as mailboxes
+from mailfleet.mailboxes.schemas import MailboxCreate, MailboxUpdate
+from mailfleet.models import MAILBOX_STATUSES, BulkJob, ConnectionTest, Mailbox
+from mailfleet.workspaces import service as workspaces
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+PAGE_SIZE: Final = 50
+STATUS_TONES: Final = {
+    "active": "good",
+    "inactive": "wait",
+    "pending": "wait",
+    "paused": "neutral",
+    "error": "bad",
+    "misconfigured": "bad",
+    "warming": "wait",
+    "ready": "good",
+}
+
+
+def _domain_env(settings: SettingsDep, keyring: KeyringDep) -> domains.Env:
+    return domains.Env(settings, keyring)
+
+
+DomainEnvDep = Annotated[domains.Env, Depends(_domain_env)]
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: never an absolute or protocol-relative URL.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _validation_message(exc: ValidationError, labels: dict[str, str]) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        field = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{labels.get(field, field)}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+# Sign-in, sign-out, workspace
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str | None = None) -> Response:
+    if cookies.read_session(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    token = cookies.login_csrf(request)
+    response = render(request, "login.html", next=_safe_next(next), login_token=token, email="")
+    cookies.set_login_csrf(request, response, token)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """The same password check and failed-login throttling as POST /v1/auth/login."""
+    form = await request.form(max_files=0, max_fields=10)
+    email, password = _text(form, "email"), form.get("password")
+    target = _safe_next(_text(form, "next"))
+    expected = request.cookies.get(cookies.LOGIN_CSRF_COOKIE)
+    if expected is None or not cookies.tokens_match(expected, _text(form, cookies.CSRF_FIELD)):
+        raise ConsoleError(403, "The sign-in form expired; reload the page and try again")
+
+    def again(message: str, status_code: int) -> Response:
+        response = render(
+            request,
+            "login.html",
+            status_code=status_code,
+            next=target,
+            login_token=expected,
+            email=email,
+            error=message,
+        )
+        return response
+
+    if not email or not isinstance(password, str) or not password:
+        return again("Enter your email and password.", 400)
+    address = request.client.host if request.client else "unknown"
+    try:
+        login_throttle.check(address, email, settings)
+    except MailfleetError as exc:
+        return again(f"{exc.message} (in {exc.extra.get('retryAfter', '?')} seconds).", 429)
+    try:
+        user = await accounts.login(session, email=email, password=password)
+    except Unauthorized:
+        login_throttle.failed(address, email, settings)
+        return again("Invalid email or password.", 401)
+    login_throttle.succeeded(email)
+    response = RedirectResponse(target, status_code=303)
+    cookies.write_session(
+        request, response, cookies.new_session(user.id, user.default_workspace_id)
+    )
+    response.delete_cookie(cookies.LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, ctx: ContextDep) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    cookies.clear_session(response)
+    return response
+
+
+@router.post("/workspace")
+async def switch_workspace(request: Request, ctx: ContextDep) -> Response:
+    form = await request.form()
+    chosen = _text(form, "workspace_id")
+    if chosen not in {workspace.id for workspace, _ in ctx.workspaces}:
+        raise ConsoleError(404, "No such workspace among yours")
+    name = next(w.name for w, _ in ctx.workspaces if w.id == chosen)
+    response = redirect(request, _safe_next(_text(form, "next")), f"Switched to {name}")
+    cookies.write_session(
+        request,
+        response,
+        cookies.ConsoleSession(ctx.user.id, chosen, ctx.session.csrf),
+    )
+    return response
+
+
+# Overview
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(
+    request: Request, ctx: ContextDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    data = await dashboard.overview(session, settings, ctx.workspace_id)
+    charts = [
+        bar_chart(
+            "Mailboxes by status",
+            [(status, data.mailboxes.by_status.get(status, 0)) for status in MAILBOX_STATUSES],
+            STATUS_TONES,
+        ),
+        bar_chart(
+            "Mailboxes by provider",
+            [(item.key, item.count) for item in data.mailboxes.by_provider[:8]],
+        ),
+        bar_chart("Domains by DNS health", list(data.domains.by_health.items()), STATUS_TONES),
+        bar_chart("Warmup by state", list(data.warmup.by_state.items()), STATUS_TONES),
+    ]
+    return render(request, "overview.html", ctx, data=data, charts=charts)
+
+
+# Mailboxes
+
+
+def _mailbox_query(status: str | None, search: str | None, provider: str | None, skip: int) -> str:
+    values = {"status": status, "search": search, "provider": provider, "skip": skip}
+    return urlencode({k: v for k, v in values.items() if v})
+
+
+@router.get("/mailboxes", response_class=HTMLResponse)
+async def mailbox_list(
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    provider: Annotated[str | None, Query(max_length=40)] = None,
+    skip: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> Response:
+    status = status or None
+    search = search or None
+    provider = provider or None
+    page = Page(limit=PAGE_SIZE, skip=skip)
+    filters = mailboxes.MailboxFilters(status=status, search=search, provider=provider)
+    found, total = await mailboxes.list_mailboxes(session, ctx.workspace_id, filters, page)
+    previous_skip = max(skip - PAGE_SIZE, 0) if skip else None
+    next_skip = skip + PAGE_SIZE if skip + PAGE_SIZE < total else None
+    return render(
+        request,
+        "mailboxes.html",
+        ctx,
+        mailboxes=found,
+        total=total,
+        skip=skip,
+        status=status or "",
+        search=search or "",
+        provider=provider or "",
+        statuses=MAILBOX_STATUSES,
+        previous_url=(
+            None
+            if previous_skip is None
+            else "/mailboxes?" + _mailbox_query(status, search, provider, previous_skip)
+        ),
+        next_url=(
+            None
+            if next_skip is None
+            else "/mailboxes?" + _mailbox_query(status, search, provider, next_skip)
+        ),
+    )
+
+
+MAILBOX_FIELDS: Final = (
+    "email",
+    "display_name",
+    "smtp_host",
+    "smtp_port",
+    "smtp_username",
+    "imap_host",
+    "imap_port",
+    "imap_username",
+)
+MAILBOX_LABELS: Final = {
+    "email": "Email",
+    "display_name": "Display name",
+    "smtp.host": "SMTP host",
+    "smtp.port": "SMTP port",
+    "smtp.username": "SMTP username",
+    "smtp.password": "SMTP password",
+    "imap.host": "IMAP host",
+    "imap.port": "IMAP port",
+    "imap.username": "IMAP username",
+    "imap.password": "IMAP password",
+}
+
+
+@router.get("/mailboxes/new", response_class=HTMLResponse)
+async def new_mailbox(request: Request, ctx: ContextDep) -> Response:
+    ctx.require_write()
+    return render(request, "mailbox_new.html", ctx, form={"smtp_port": "587", "imap_port": "993"})
+
+
+def _mailbox_body(form: FormData) -> dict[str, Any]:
+    smtp_password = form.get("smtp_password")
+    imap_password = form.get("imap_password")
+    body: dict[str, Any] = {
+        "email": _text(form, "email"),
+        "smtp": {
+            "host": _text(form, "smtp_host"),
+            "port": _text(form, "smtp_port") or 587,
+            "secure": form.get("smtp_secure") is not None,
+            "password": smtp_password if isinstance(smtp_password, str) else "",
+        },
+    }
+    if _text(form, "display_name"):
+        body["display_name"] = _text(form, "display_name")
+    if _text(form, "smtp_username"):
+        body["smtp"]["username"] = _text(form, "smtp_username")
+    if _text(form, "imap_host"):
+        body["imap"] = {
+            "host": _text(form, "imap_host"),
+            "port": _text(form, "imap_port") or 993,
+            "secure": form.get("imap_secure") is not None,
+            # The same password as SMTP unless the form gives another one.
+            "password": imap_password
+            if isinstance(imap_password, str) and imap_password
+            else body["smtp"]["password"],
+        }
+        if _text(form, "imap_username"):
+            body["imap"]["username"] = _text(form, "imap_username")
+    return body
+
+
+@router.post("/mailboxes", response_class=HTMLResponse)
+async def add_mailbox(
+    request: Request, ctx: ContextDep, session: SessionDep, keyring: KeyringDep
+) -> Response:
+    form = await request.form()
+    kept = {name: _text(form, name) for name in MAILBOX_FIELDS}
+    kept["smtp_secure"] = "on" if form.get("smtp_secure") is not None else ""
+    kept["imap_secure"] = "on" if form.get("imap_secure") is not None else ""
+    try:
+        body = MailboxCreate.model_validate(_mailbox_body(form))
+    except ValidationError as exc:
+        message = _validation_message(exc, MAILBOX_LABELS)
+        return render(request, "mailbox_new.html", ctx, status_code=400, form=kept, error=message)
+    try:
+        mailbox = await mailboxes.create_mailbox(session, keyring, ctx.workspace_id, body)
+    except MailfleetError as exc:
+        return render(
+            request,
+            "mailbox_new.html",
+            ctx,
+            status_code=exc.status_code,
+            form=kept,
+            error=exc.message,
+        )
+    return redirect(
+        request, f"/mailboxes/{mailbox.id}", f"{mailbox.email} added; testing its connection now"
+    )
+
+
+async def _latest_test(
+    session: SessionDep, ctx: ConsoleContext, mailbox: Mailbox
+) -> ConnectionTest | None:
+    try:
+        return await mailboxes.latest_connection_test(session, ctx.workspace_id, mailbox.id)
+    except MailfleetError:
+        return None
+
+
+@router.get("/mailboxes/{mailbox_id}", response_class=HTMLResponse)
+async def mailbox_page(
+    mailbox_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    mailbox = await mailboxes.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    test = await _latest_test(session, ctx, mailbox)
+    return render(request, "mailbox.html", ctx, mailbox=mailbox, test=test)
+
+
+@router.get("/mailboxes/{mailbox_id}/status", response_class=HTMLResponse)
+async def mailbox_status(
+    mailbox_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    """The status panel alone, which htmx polls while a test is running."""
+    mailbox = await mailboxes.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    test = await _latest_test(session, ctx, mailbox)
+    return render(request, "_mailbox_status.html", ctx, mailbox=mailbox, test=test)
+
+
+@router.post("/mailboxes/{mailbox_id}/{action}")
+async def mailbox_action(
+    mailbox_id: str,
+    action: str,
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    keyring: KeyringDep,
+) -> Response:
+    mailbox = await mailboxes.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    if action in ("pause", "resume"):
+        update = MailboxUpdate(sending_enabled=action == "resume")
+        await mailboxes.update_mailbox(session, keyring, mailbox, update)
+        message = f"{mailbox.email} {'resumed' if action == 'resume' else 'paused'}"
+    elif action == "retest":
+        await mailboxes.retest_mailbox(session, mailbox)
+        message = f"Testing {mailbox.email} again"
+    elif action == "delete":
+        email = mailbox.email
+        remove_at = await mailboxes.remove_mailbox(session, mailbox)
+        if remove_at is None:
+            return redirect(request, "/mailboxes", f"{email} deleted")
+        return redirect(
+            request,
+            "/mailboxes",
+            f"{email} will be removed at the next renewal ({remove_at:%Y-%m-%d})",
+        )
+    else:
+        raise ConsoleError(404, f"No action {action!r}")
+    return redirect(request, f"/mailboxes/{mailbox.id}", message)
+
+
+# Bulk import
+
+
+@router.get("/imports/new", response_class=HTMLResponse)
+async def import_page(request: Request, ctx: ContextDep) -> Response:
+    ctx.require_write()
+    return render(request, "import_new.html", ctx)
+
+
+@router.post("/imports", response_class=HTMLResponse)
+async def start_import(
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+) -> Response:
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return render(request, "import_new.html", ctx, status_code=400, error="Choose a CSV file.")
+    data = await upload.read(settings.bulk_max_upload_bytes + 1)
+    if len(data) > settings.bulk_max_upload_bytes:
+        return render(
+            request,
+            "import_new.html",
+            ctx,
+            status_code=413,
+            error=f"The file is larger than {settings.bulk_max_upload_bytes} bytes; split it.",
+        )
+    try:
+        _layout, rows = formats.rows_from_csv(
+            formats.decode_text(data), max_rows=settings.bulk_max_items
+        )
+        job, _ = await bulk.accept_job(
+            session,
+            keyring,
+            ctx.workspace_id,
+            rows,
+            source="csv",
+            idempotency_key=None,
+            created_by=ctx.user.id,
+            settings=settings,
+            field="file",
+        )
+    except MailfleetError as exc:
+        return render(
+            request, "import_new.html", ctx, status_code=exc.status_code, error=exc.message
+        )
+    return redirect(request, f"/imports/{job.id}", f"Import started: {job.total} rows")
+
+
+def _progress(job: BulkJob) -> dict[str, int]:
+    finished = job.connected_count + job.failed_count + job.duplicate_count + job.invalid_count
+    return {"finished": finished, "total": job.total}
+
+
+@router.get("/imports/{job_id}", response_class=HTMLResponse)
+async def import_job(
+    job_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    job = await bulk.get_job(session, ctx.workspace_id, job_id)
+    return render(request, "import_job.html", ctx, job=job, progress=_progress(job))
+
+
+@router.get("/imports/{job_id}/progress", response_class=HTMLResponse)
+async def import_progress(
+    job_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    job = await bulk.get_job(session, ctx.workspace_id, job_id)
+    return render(request, "_import_progress.html", ctx, job=job, progress=_progress(job))
+
+
+@router.get("/imports/{job_id}/report.csv")
+async def import_report(
+    job_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> StreamingResponse:
+    job = await bulk.get_job(session, ctx.workspace_id, job_id)
+    database: Database = request.app.state.database
+    return StreamingResponse(
+        report_lines(database, job.id),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="bulk-job-{job.id}.csv"'},
+    )
+
+
+# Domains
+
+
+@router.get("/domains", response_class=HTMLResponse)
+async def domain_list(
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    skip: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> Response:
+    page = Page(limit=PAGE_SIZE, skip=skip)
+    found, total, counts = await domains.list_domains(
+        session, ctx.workspace_id, domains.DomainFilters(), page
+    )
+    return render(
+        request,
+        "domains.html",
+        ctx,
+        domains=found,
+        counts=counts,
+        total=total,
+        next_url=f"/domains?skip={skip + PAGE_SIZE}" if skip + PAGE_SIZE < total else None,
+        previous_url=f"/domains?skip={max(skip - PAGE_SIZE, 0)}" if skip else None,
+    )
+
+
+@router.post("/domains", response_class=HTMLResponse)
+async def connect_domain(
+    request: Request, ctx: ContextDep, session: SessionDep, env: DomainEnvDep
+) -> Response:
+    form = await request.form()
+    try:
+        body = DomainConnect.model_validate(
+            {
+                "domain": _text(form, "domain"),
+                "dns_provider": _text(form, "dns_provider") or "mailfleet",
+                "mail_provider": _text(form, "mail_provider") or "custom",
+            }
+        )
+        connected = await domains.connect_domains(
+            session,
+            env,
+            ctx.workspace_id,
+            body.names(),
+            body.dns_provider,
+            body.mail_provider,
+            single=True,
+        )
+    except ValidationError as exc:
+        message = _validation_message(exc, {"domain": "Domain", "dns_provider": "DNS provider"})
+        return redirect(request, "/domains", message, "error")
+    except MailfleetError as exc:
+        return redirect(request, "/domains", exc.message, "error")
+    domain = connected[0]
+    return redirect(request, f"/domains/{domain.id}", f"{domain.name} connected")
+
+
+@router.get("/domains/{domain_id}", response_class=HTMLResponse)
+async def domain_page(
+    domain_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    domain = await domains.get_domain(session, ctx.workspace_id, domain_id)
+    records = await domains.records_of(session, domain.id)
+    count = await domains.mailbox_count(session, ctx.workspace_id, domain.name)
+    return render(request, "domain.html", ctx, domain=domain, records=records, mailbox_count=count)
+
+
+def _record_body(form: FormData) -> DnsRecordIn:
+    values: dict[str, Any] = {
+        "type": _text(form, "type").upper(),
+        "name": _text(form, "name") or "@",
+        "content": _text(form, "content"),
+    }
+    for number in ("ttl", "priority"):
+        if _text(form, number):
+            values[number] = _text(form, number)
+    return DnsRecordIn.model_validate(values)
+
+
+RECORD_LABELS: Final = {"type": "Type", "name": "Name", "content": "Content", "ttl": "TTL"}
+
+
+@router.post("/domains/{domain_id}/records")
+async def add_record(
+    domain_id: str, request: Request, ctx: ContextDep, session: SessionDep, env: DomainEnvDep
+) -> Response:
+    return await _write_record(request, ctx, session, env, domain_id, None)
+
+
+@router.post("/domains/{domain_id}/records/{record_id}")
+async def change_record(
+    domain_id: str,
+    record_id: str,
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    env: DomainEnvDep,
+) -> Response:
+    return await _write_record(request, ctx, session, env, domain_id, record_id)
+
+
+async def _write_record(
+    request: Request,
+    ctx: ConsoleContext,
+    session: AsyncSession,
+    env: domains.Env,
+    domain_id: str,
+    record_id: str | None,
+) -> Response:
+    """Add a record (no id), or save or delete one (the button pressed says which)."""
+    domain = await domains.get_domain(session, ctx.workspace_id, domain_id)
+    row = await domains.get_record(session, domain, record_id) if record_id else None
+    form = await request.form()
+    back = f"/domains/{domain.id}"
+    try:
+        if row is None:
+            await domains.create_record(session, env, domain, _record_body(form))
+            done = "Record added"
+        elif _text(form, "action") == "delete":
+            await domains.delete_record(session, env, domain, row)
+            done = "Record deleted"
+        else:
+            await domains.update_record(session, env, domain, row, _record_body(form))
+            done = "Record saved"
+    except ValidationError as exc:
+        return redirect(request, back, _validation_message(exc, RECORD_LABELS), "error")
+    except MailfleetError as exc:
+        return redirect(request, back, exc.message, "error")
+    return redirect(request, back, done)
+
+
+@router.post("/domains/{domain_id}/check")
+async def check_domain(
+    domain_id: str,
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    env: DomainEnvDep,
+) -> Response:
+    domain = await domains.get_domain(session, ctx.workspace_id, domain_id)
+    plan = await domains.plan_dns_check(session, domain)
+    outcome = await domains.run_dns_check(settings, plan)
+    await domains.record_dns_check(session, env, domain, outcome)
+    return redirect(request, f"/domains/{domain.id}", f"DNS checked: {domain.status}")
+
+
+# Settings: API keys and members
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings_page(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
+    return await _settings(request, ctx, session)
+
+
+async def _settings(
+    request: Request, ctx: ContextDep, session: SessionDep, **values: Any
+) -> Response:
+    keys = await accounts.list_api_keys(session, ctx.user)
+    members = await workspaces.list_members(session, ctx.workspace_id)
+    return render(request, "settings.html", ctx, keys=keys, members=members, **values)
+
+
+@router.post("/settings/api-keys", response_class=HTMLResponse)
+async def create_api_key(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
+    form = await request.form()
+    name = _text(form, "name")[:100] or "console"
+    scope = "workspace" if _text(form, "scope") == "workspace" else "user"
+    created = await accounts.create_api_key(
+        session,
+        ctx.user,
+        name=name,
+        scope=scope,
+        workspace_id=ctx.workspace_id if scope == "workspace" else None,
+    )
+    # Shown once, on this answer only: never put in a redirect or a cookie.
+    return await _settings(request, ctx, session, new_key=created.secret, new_key_name=name)
+
+
+@router.post("/settings/api-keys/{key_id}/revoke")
+async def revoke_api_key(
+    key_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    key = await accounts.revoke_api_key(session, ctx.user, key_id)
+    return redirect(request, "/settings", f"API key {key.name} revoked")
+
+
+@router.post("/settings/members")
+async def add_member(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
+    form = await request.form()
+    role = _text(form, "role")
+    if role not in ("admin", "member", "viewer"):
+        return redirect(request, "/settings", "Role: choose admin, member or viewer", "error")
+    try:
+        _, user = await workspaces.add_member(
+            session, ctx.workspace, ctx.role, email=_text(form, "email"), role=role
+        )
+    except MailfleetError as exc:
+        return redirect(request, "/settings", exc.message, "error")
+    return redirect(request, "/settings", f"{user.email} added as {role}")
+
+
+def install(app: FastAPI) -> None:
+    """Serve the console at / (after the API's routes) and its files at /assets."""
+    app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="console-assets")
+    app.add_exception_handler(LoginRequired, handle_login_required)
+    app.add_exception_handler(ConsoleError, handle_console_error)
+    app.include_router(router)

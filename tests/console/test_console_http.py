@@ -1,0 +1,214 @@
+"""The console over HTTP (no browser): sign-in, CSRF, roles, and each page rendering."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from sqlalchemy import update
+
+from mailfleet.db import Database
+from mailfleet.models import Mailbox
+from tests.conftest import Account, HeldMailbox, make_account
+
+
+def _token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, account: Account) -> str:
+    """Sign in through the form; the CSRF token of the session's pages."""
+    form = await client.get("/login")
+    answer = await client.post(
+        "/login",
+        data={
+            "email": account.email,
+            "password": account.password,
+            "csrf_token": _token(form.text),
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    page = await client.get("/")
+    assert page.status_code == 200
+    return _token(page.text)
+
+
+async def test_pages_need_a_session(client: httpx.AsyncClient) -> None:
+    response = await client.get("/mailboxes?status=active")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fmailboxes%3Fstatus%3Dactive"
+
+
+async def test_sign_in_sets_a_safe_cookie_and_sign_out_clears_it(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    form = await client.get("/login")
+    answer = await client.post(
+        "/login",
+        data={
+            "email": owner.email,
+            "password": owner.password,
+            "csrf_token": _token(form.text),
+            "next": "/domains",
+        },
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/domains"
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("mailfleet_session=")
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    page = await client.get("/")
+    assert owner.email in page.text
+
+    signed_out = await client.post("/logout", data={"csrf_token": _token(page.text)})
+    assert signed_out.status_code == 303
+    assert (await client.get("/")).status_code == 303
+
+
+async def test_wrong_password_is_refused_and_throttled_like_the_api(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    form = await client.get("/login")
+    token = _token(form.text)
+    wrong = {"email": owner.email, "password": "not-it", "csrf_token": token}
+    first = await client.post("/login", data=wrong)
+    assert first.status_code == 401
+    assert "Invalid email or password" in first.text
+    for _ in range(9):
+        await client.post("/login", data=wrong)
+    right = {"email": owner.email, "password": owner.password, "csrf_token": token}
+    throttled = await client.post("/login", data=right)
+    assert throttled.status_code == 429
+    # The API counts the same failures: one limit, whichever door is used.
+    api = await client.post(
+        "/v1/auth/login", json={"email": owner.email, "password": owner.password}
+    )
+    assert api.status_code == 429
+
+
+async def test_login_form_needs_its_token(client: httpx.AsyncClient, owner: Account) -> None:
+    await client.get("/login")
+    response = await client.post(
+        "/login", data={"email": owner.email, "password": owner.password, "csrf_token": "forged"}
+    )
+    assert response.status_code == 403
+    assert (await client.get("/")).status_code == 303
+
+
+async def test_a_post_without_the_session_token_is_refused(
+    client: httpx.AsyncClient, owner: Account, held_mailbox: HeldMailbox
+) -> None:
+    mailbox_id = await held_mailbox(owner.workspace_id, "held@example.test")
+    await sign_in(client, owner)
+
+    forged = await client.post(f"/mailboxes/{mailbox_id}/pause", data={"csrf_token": "guess"})
+    missing = await client.post(f"/mailboxes/{mailbox_id}/pause")
+
+    assert forged.status_code == 403
+    assert missing.status_code == 403
+    page = await client.get(f"/mailboxes/{mailbox_id}")
+    assert "data-status>inactive<" in page.text
+
+
+async def test_writer_pauses_and_resumes_a_mailbox(
+    client: httpx.AsyncClient, owner: Account, held_mailbox: HeldMailbox, database: Database
+) -> None:
+    mailbox_id = await held_mailbox(owner.workspace_id, "held@example.test")
+    async with database.transaction() as session:
+        await session.execute(
+            update(Mailbox).where(Mailbox.id == mailbox_id).values(status="active")
+        )
+    token = await sign_in(client, owner)
+    page = await client.get(f"/mailboxes/{mailbox_id}")
+    assert "Pause sending" in page.text
+
+    paused = await client.post(f"/mailboxes/{mailbox_id}/pause", data={"csrf_token": token})
+    assert paused.status_code == 303
+    api = await client.get(f"/v1/mailboxes/{mailbox_id}", headers=owner.headers)
+    assert api.json()["data"]["status"] == "paused"
+    page = await client.get(f"/mailboxes/{mailbox_id}")
+    assert "paused" in page.text
+    assert "Resume sending" in page.text
+    resumed = await client.post(f"/mailboxes/{mailbox_id}/resume", data={"csrf_token": token})
+    assert resumed.status_code == 303
+    api = await client.get(f"/v1/mailboxes/{mailbox_id}", headers=owner.headers)
+    assert api.json()["data"]["status"] == "active"
+
+
+async def test_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
+    client: httpx.AsyncClient, owner: Account, held_mailbox: HeldMailbox, database: Database
+) -> None:
+    mailbox_id = await held_mailbox(owner.workspace_id, "held@example.test")
+    viewer = await make_account(database, "viewer@example.test")
+    added = await client.post(
+        f"/v1/workspaces/{owner.workspace_id}/members",
+        json={"email": viewer.email, "role": "viewer"},
+        headers=owner.headers,
+    )
+    assert added.status_code == 201
+    token = await sign_in(client, viewer)
+    switched = await client.post(
+        "/workspace", data={"csrf_token": token, "workspace_id": owner.workspace_id}
+    )
+    assert switched.status_code == 303
+
+    for path in ("/", "/mailboxes", f"/mailboxes/{mailbox_id}", "/domains", "/settings"):
+        page = await client.get(path)
+        assert page.status_code == 200, path
+        forms = re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', page.text)
+        assert set(forms) <= {"/workspace", "/logout"}, (path, forms)
+    forged = await client.post(f"/mailboxes/{mailbox_id}/delete", data={"csrf_token": token})
+    assert forged.status_code == 403
+    assert "read-only" in forged.text
+    still = await client.get(f"/v1/mailboxes/{mailbox_id}", headers=owner.headers)
+    assert still.status_code == 200
+
+
+async def test_switching_to_a_workspace_not_yours_is_refused(
+    client: httpx.AsyncClient, owner: Account, database: Database
+) -> None:
+    stranger = await make_account(database, "stranger@example.test")
+    token = await sign_in(client, owner)
+    response = await client.post(
+        "/workspace", data={"csrf_token": token, "workspace_id": stranger.workspace_id}
+    )
+    assert response.status_code == 404
+
+
+async def test_add_mailbox_form_names_the_bad_field(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    token = await sign_in(client, owner)
+    response = await client.post(
+        "/mailboxes",
+        data={
+            "csrf_token": token,
+            "email": "ana@example.test",
+            "smtp_host": "smtp.example.test",
+            "smtp_port": "99999",
+            "smtp_password": "secret-value",
+        },
+    )
+    assert response.status_code == 400
+    assert "SMTP port" in response.text
+    # The form comes back filled in, never with the password.
+    assert 'value="ana@example.test"' in response.text
+    assert "secret-value" not in response.text
+
+
+async def test_next_never_leaves_the_site(client: httpx.AsyncClient, owner: Account) -> None:
+    form = await client.get("/login?next=//evil.example/x")
+    answer = await client.post(
+        "/login",
+        data={
+            "email": owner.email,
+            "password": owner.password,
+            "csrf_token": _token(form.text),
+            "next": "//evil.example/x",
+        },
+    )
+    assert answer.headers["location"] == "/"
