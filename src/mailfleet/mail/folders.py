@@ -18,18 +18,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final
 
 import aioimaplib
 
-from mailfleet.mail.probes import (
-    PROTOCOL_ERROR,
-    ImapSettings,
-    _ImapProbe,
-    decode_mailbox_name,
+from mailfleet.mail.probes import PROTOCOL_ERROR, ImapSettings, _ImapProbe, list_entries
+from mailfleet.mail.sessions import (
+    ConnectOptions,
+    LoggedInSession,
+    MailError,
+    open_imap_probe,
+    scrubbed,
 )
-from mailfleet.mail.sessions import ConnectOptions, MailError, open_imap_probe, scrubbed
 
 __all__ = ["Folder", "ImapFolders", "classify_folder", "parse_folders"]
 
@@ -63,10 +63,6 @@ OTHER_CATEGORY_NAMES: Final = frozenset(
     }
 )
 
-_LIST_RE: Final = re.compile(
-    r'^\((?P<flags>[^)]*)\) (?:NIL|"(?P<delim>(?:[^"\\]|\\.)*)") (?P<name>.*)$', re.S
-)
-_LITERAL_RE: Final = re.compile(r"^\{(\d+)\+?\}$")
 _FETCH_START_RE: Final = re.compile(rb"^\d+ FETCH \(")
 _UID_RE: Final = re.compile(rb"UID (\d+)")
 
@@ -107,34 +103,15 @@ def _quote(raw: str) -> str:
 
 def parse_folders(lines: Sequence[bytes | bytearray]) -> list[Folder]:
     """Folders from LIST lines (``(flags) "delim" name``; a literal name on the next line)."""
-    folders: list[Folder] = []
-    seen: set[str] = set()
-    index = 0
-    while index < len(lines):
-        line = bytes(lines[index]).decode("utf-8", "replace")
-        index += 1
-        match = _LIST_RE.match(line)
-        if match is None:
-            continue
-        raw = match.group("name")
-        if _LITERAL_RE.match(raw) and index < len(lines):
-            raw = bytes(lines[index]).decode("utf-8", "replace")
-            index += 1
-        elif raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-        flags = frozenset(match.group("flags").split())
-        lowered = {flag.lower() for flag in flags}
-        if "\\noselect" in lowered or "\\nonexistent" in lowered:
-            continue
-        name = decode_mailbox_name(raw)
-        if name.upper() == "INBOX":
-            name = raw = "INBOX"
-        if name in seen:
-            continue
-        seen.add(name)
-        delimiter = match.group("delim")
-        folders.append(Folder(name, _quote(raw), flags, classify_folder(name, flags, delimiter)))
-    return folders
+    return [
+        Folder(
+            entry.name,
+            _quote(entry.raw),
+            entry.flags,
+            classify_folder(entry.name, entry.flags, entry.delimiter),
+        )
+        for entry in list_entries(lines)
+    ]
 
 
 def parse_header_fetch(lines: Sequence[bytes | bytearray], header: str) -> dict[int, str]:
@@ -168,32 +145,14 @@ def _uid_set(uids: Iterable[int]) -> str:
     return ",".join(str(uid) for uid in sorted(set(uids)))
 
 
-class ImapFolders:
+class ImapFolders(LoggedInSession[ImapSettings, _ImapProbe]):
     def __init__(self, settings: ImapSettings, options: ConnectOptions) -> None:
-        self.settings = settings
-        self.options = options
-        self._probe: _ImapProbe | None = None
+        super().__init__(settings, options)
         self._selected: str | None = None
 
-    async def __aenter__(self) -> ImapFolders:
-        self._probe = await open_imap_probe(self.settings, self.options)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        probe, self._probe = self._probe, None
-        if probe is None:
-            return
-        try:
-            await probe.farewell()
-        except Exception:  # noqa: S110 - LOGOUT is a courtesy
-            pass
-        finally:
-            probe.close()
+    async def _open(self) -> _ImapProbe:
+        self._selected = None
+        return await open_imap_probe(self.settings, self.options)
 
     @property
     def _protocol(self) -> Any:

@@ -41,12 +41,14 @@ __all__ = [
     "TIMEOUT",
     "TLS_ERROR",
     "ImapSettings",
+    "ListEntry",
     "ProbeCode",
     "ProbeProtocol",
     "ProbeResult",
     "Security",
     "SmtpSettings",
     "decode_mailbox_name",
+    "list_entries",
     "parse_list_response",
     "probe_imap",
     "probe_smtp",
@@ -593,7 +595,9 @@ class _SmtpProbe(_Probe):
 
 _BYE_RE: Final = re.compile(rb"^\* BYE ?(.*?)\r?$", re.MULTILINE | re.IGNORECASE)
 _RESP_CODE_RE: Final = re.compile(r"^\[([A-Za-z-]+)")
-_LIST_RE: Final = re.compile(r'^\((?P<flags>[^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*") (?P<name>.*)$', re.S)
+_LIST_RE: Final = re.compile(
+    r'^\((?P<flags>[^)]*)\) (?:NIL|"(?P<delim>(?:[^"\\]|\\.)*)") (?P<name>.*)$', re.S
+)
 _LITERAL_RE: Final = re.compile(r"^\{(\d+)\+?\}$")
 _MUTF7_RE: Final = re.compile(r"&([A-Za-z0-9+,]*)-")
 
@@ -614,14 +618,28 @@ def decode_mailbox_name(name: str) -> str:
         return name
 
 
-def parse_list_response(lines: Sequence[bytes | bytearray]) -> list[str]:
-    """Folder names from aioimaplib's LIST lines, INBOX first, skipping ones that hold no mail.
+@dataclass(frozen=True)
+class ListEntry:
+    """One selectable folder of a LIST answer."""
+
+    name: str
+    """Decoded (modified UTF-7), INBOX spelled INBOX."""
+    raw: str
+    """Unquoted, as the server spelled it: what commands must send back."""
+    flags: frozenset[str]
+    delimiter: str | None
+
+
+def list_entries(lines: Sequence[bytes | bytearray]) -> list[ListEntry]:
+    """The folders of aioimaplib's LIST lines, in the server's order, each once,
+    skipping the ones that hold no mail.
 
     Each line is ``(flags) "delimiter" name`` with ``* LIST`` stripped; a name sent
     as a literal arrives as the next line, whole. ``\\Noselect`` and
     ``\\NonExistent`` entries are hierarchy placeholders, not folders.
     """
-    folders: list[str] = []
+    entries: list[ListEntry] = []
+    seen: set[str] = set()
     index = 0
     while index < len(lines):
         line = bytes(lines[index]).decode("utf-8", "replace")
@@ -631,20 +649,27 @@ def parse_list_response(lines: Sequence[bytes | bytearray]) -> list[str]:
             continue
         raw = match.group("name")
         if _LITERAL_RE.match(raw) and index < len(lines):
-            name = bytes(lines[index]).decode("utf-8", "replace")
+            raw = bytes(lines[index]).decode("utf-8", "replace")
             index += 1
         elif raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-            name = re.sub(r"\\(.)", r"\1", raw[1:-1])
-        else:
-            name = raw
-        flags = match.group("flags").lower().split()
-        if "\\noselect" in flags or "\\nonexistent" in flags:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        flags = frozenset(match.group("flags").split())
+        lowered = {flag.lower() for flag in flags}
+        if "\\noselect" in lowered or "\\nonexistent" in lowered:
             continue
-        name = decode_mailbox_name(name)
+        name = decode_mailbox_name(raw)
         if name.upper() == "INBOX":
-            name = "INBOX"
-        if name not in folders:
-            folders.append(name)
+            name = raw = "INBOX"
+        if name in seen:
+            continue
+        seen.add(name)
+        entries.append(ListEntry(name, raw, flags, match.group("delim")))
+    return entries
+
+
+def parse_list_response(lines: Sequence[bytes | bytearray]) -> list[str]:
+    """Folder names from aioimaplib's LIST lines, INBOX first (see `list_entries`)."""
+    folders = [entry.name for entry in list_entries(lines)]
     if "INBOX" in folders:
         folders.remove("INBOX")
         folders.insert(0, "INBOX")

@@ -11,41 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from email.message import EmailMessage
-from types import TracebackType
 
 import aiosmtplib
 
 from mailfleet.mail.probes import PROTOCOL_ERROR, SmtpSettings, _SmtpProbe
-from mailfleet.mail.sessions import ConnectOptions, MailError, open_smtp_probe, scrubbed
+from mailfleet.mail.sessions import LoggedInSession, MailError, open_smtp_probe, scrubbed
 
 __all__ = ["SmtpSender"]
 
 
-class SmtpSender:
-    def __init__(self, settings: SmtpSettings, options: ConnectOptions) -> None:
-        self.settings = settings
-        self.options = options
-        self._probe: _SmtpProbe | None = None
-
-    async def __aenter__(self) -> SmtpSender:
-        self._probe = await open_smtp_probe(self.settings, self.options)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        probe, self._probe = self._probe, None
-        if probe is None:
-            return
-        try:
-            await probe.farewell()
-        except Exception:  # noqa: S110 - QUIT is a courtesy; the messages are sent
-            pass
-        finally:
-            probe.close()
+class SmtpSender(LoggedInSession[SmtpSettings, _SmtpProbe]):
+    async def _open(self) -> _SmtpProbe:
+        return await open_smtp_probe(self.settings, self.options)
 
     async def send(
         self, message: EmailMessage, *, recipients: Sequence[str], sender: str | None = None

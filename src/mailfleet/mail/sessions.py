@@ -13,7 +13,8 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 from mailfleet.mail.probes import (
     AUTH_FAILED,
@@ -25,7 +26,13 @@ from mailfleet.mail.probes import (
     _SmtpProbe,
 )
 
-__all__ = ["ConnectOptions", "MailError", "open_imap_probe", "open_smtp_probe"]
+__all__ = [
+    "ConnectOptions",
+    "LoggedInSession",
+    "MailError",
+    "open_imap_probe",
+    "open_smtp_probe",
+]
 
 
 @dataclass(frozen=True)
@@ -95,3 +102,41 @@ async def open_imap_probe(settings: ImapSettings, options: ConnectOptions) -> _I
 def scrubbed(probe: _Probe, message: str) -> str:
     """`message` with the session's password in any form replaced, and clipped."""
     return probe.result(time.monotonic(), message).message
+
+
+SettingsT = TypeVar("SettingsT", SmtpSettings, ImapSettings)
+ProbeT = TypeVar("ProbeT", _SmtpProbe, _ImapProbe)
+
+
+class LoggedInSession(Generic[SettingsT, ProbeT]):
+    """A logged-in session over a probe, as `async with`: entering logs in (or
+    raises `MailError`), leaving says goodbye (QUIT, LOGOUT) and closes, whatever
+    happened inside. Subclasses open their probe and use `self._probe`."""
+
+    def __init__(self, settings: SettingsT, options: ConnectOptions) -> None:
+        self.settings: SettingsT = settings
+        self.options = options
+        self._probe: ProbeT | None = None
+
+    async def _open(self) -> ProbeT:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._probe = await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        probe, self._probe = self._probe, None
+        if probe is None:
+            return
+        try:
+            await probe.farewell()
+        except Exception:  # noqa: S110 - QUIT and LOGOUT are courtesies; the work is done
+            pass
+        finally:
+            probe.close()
