@@ -36,6 +36,7 @@ from mailfleet.kit.errors import ERROR_CODES, MailfleetError, ValidationFailed
 from mailfleet.logconfig import configure_logging
 from mailfleet.mailboxes.router import router as mailboxes_router
 from mailfleet.mailserver.router import router as mailserver_router
+from mailfleet.placement.router import router as placement_router
 from mailfleet.requestid import RequestIdMiddleware
 from mailfleet.warmup.router import router as warmup_router
 from mailfleet.webhooks.router import router as webhooks_router
@@ -232,6 +233,7 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         billing_router,
         exports_router,
         connect_inbox_router,
+        placement_router,
     ):
         app.include_router(router)
     # Last: its pages live at / and must never shadow an API route.

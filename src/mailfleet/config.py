@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     warmup_retention: float = Field(default=172800.0, ge=0)
     # Mailboxes one warmup round works on at once (SMTP or IMAP sessions).
     warmup_concurrency: int = Field(default=50, ge=1)
+    # Seconds between two reads of a placement test's seeds while messages are missing.
+    placement_poll_interval: float = Field(default=15.0, gt=0)
+    # Mailboxes one placement test sends from or reads at once (SMTP or IMAP sessions).
+    placement_concurrency: int = Field(default=20, ge=1)
+    # Overrides every placement test's timeoutMinutes with this many seconds: for
+    # tests and trials on local servers, where 5 minutes (the API's least) is long.
+    placement_timeout_seconds: float | None = Field(default=None, gt=0)
     worker_id: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000

@@ -52,6 +52,7 @@ WORKFLOW_MODULES: list[str] = [
     "mailfleet.billing.workflows",
     "mailfleet.exports.workflows",
     "mailfleet.warmup.workflows",
+    "mailfleet.placement.workflows",
 ]
 
 
@@ -84,6 +85,9 @@ def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
         # One workflow per warmup round; rounds never overlap on a worker, so a slow
         # round delays the next instead of doubling the SMTP/IMAP load.
         "warmup": QueueSpec(worker_concurrency=1, polling_interval_sec=1.0),
+        # One workflow per placement test; it caps its own SMTP/IMAP sessions
+        # (MAILFLEET_PLACEMENT_CONCURRENCY), and mostly sleeps between reads.
+        "placement": QueueSpec(worker_concurrency=10, polling_interval_sec=1.0),
     }
 
 
@@ -97,6 +101,7 @@ QUEUE_NAMES = frozenset(
         "billing",
         "platform_export",
         "warmup",
+        "placement",
     }
 )
 
@@ -123,6 +128,11 @@ SWEEPERS: list[tuple[str, str, str]] = [
         "requeue-unfinished-exports",
         "0 * * * * *",
         "mailfleet.exports.workflows:requeue_unfinished_exports",
+    ),
+    (
+        "requeue-unfinished-placement-tests",
+        "0 * * * * *",
+        "mailfleet.placement.workflows:requeue_unfinished_tests",
     ),
 ]
 # Pollers every process runs in a loop (seconds, "module:function"): work due more

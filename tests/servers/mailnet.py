@@ -7,7 +7,8 @@
 - `SubmissionServer`: aiosmtpd with AUTH (against the same users as Dovecot)
   that hands each accepted message to Dovecot over LMTP before answering 250,
   so a message accepted is a message in the recipient's folders. It records
-  every envelope it accepted.
+  every envelope it accepted. A `transform` may rewrite each message on the way
+  (sign it, add the receiving side's Authentication-Results), as an MTA would.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import shutil
 import smtplib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,19 +30,24 @@ from tests.servers.common import server_unavailable, unused_tcp_port
 from tests.servers.dovecot import DovecotServer
 from tests.servers.tls import LoopbackTLS
 
-__all__ = ["Delivery", "SieveDovecot", "SubmissionServer"]
+__all__ = ["Delivery", "SieveDovecot", "SubmissionServer", "Transform"]
+
+# (login, envelope sender, recipients, message) -> the message to deliver.
+Transform = Callable[[str, str, list[str], bytes], bytes]
 
 _SIEVE_HINT = "apt-get install dovecot-lmtpd dovecot-sieve"
 
 
 class SieveDovecot(DovecotServer):
     """Dovecot with LMTP on `lmtp_port` and a global Sieve script (`junk_senders`
-    are filed into Junk). Change the senders with `set_junk_senders`."""
+    are filed into Junk). Change the senders with `set_junk_senders`, and put
+    rules of your own first with `set_extra_rules` (e.g. a `discard`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lmtp_port = 0
         self.junk_senders: list[str] = []
+        self.extra_rules = ""
 
     def start(self) -> None:
         for module in ("lib90_sieve_plugin.so",):
@@ -61,6 +67,11 @@ class SieveDovecot(DovecotServer):
         self.junk_senders = list(senders)
         self._write_sieve()
 
+    def set_extra_rules(self, rules: str) -> None:
+        """Sieve rules run before the Junk ones (`require` "fileinto" is given)."""
+        self.extra_rules = rules
+        self._write_sieve()
+
     def _write_sieve(self) -> None:
         folder = self.sieve_path.parent
         folder.mkdir(exist_ok=True)
@@ -69,7 +80,7 @@ class SieveDovecot(DovecotServer):
             f'if address :is "from" "{sender}" {{\n  fileinto "Junk";\n  stop;\n}}\n'
             for sender in self.junk_senders
         )
-        self.sieve_path.write_text(f'require ["fileinto"];\n{rules}')
+        self.sieve_path.write_text(f'require ["fileinto"];\n{self.extra_rules}{rules}')
         shutil.chown(self.sieve_path, "dovecot", "dovecot")
         # Dovecot recompiles when the script is newer than its binary.
         compiled = self.sieve_path.with_suffix(".svbin")
@@ -147,6 +158,10 @@ class _LmtpRelay:
         content = envelope.original_content or b""
         mail_from = envelope.mail_from or ""
         rcpt_tos = list(envelope.rcpt_tos)
+        if self.server.transform is not None:
+            content = await asyncio.to_thread(
+                self.server.transform, login, mail_from, rcpt_tos, content
+            )
         refused = await asyncio.to_thread(self.server.deliver, mail_from, rcpt_tos, content)
         with self.server.lock:
             self.server.deliveries.append(Delivery(login, mail_from, tuple(rcpt_tos)))
@@ -164,8 +179,10 @@ class SubmissionServer:
         *,
         tls: LoopbackTLS | None = None,
         host: str = "127.0.0.1",
+        transform: Transform | None = None,
     ) -> None:
         self.dovecot = dovecot
+        self.transform = transform
         self.tls = tls
         self.host = host
         self.port = 0

@@ -552,6 +552,38 @@ class Discoverer:
             template = cached if cached is not None else await self._shared(key, address)
         return _render(template, address, local_part)
 
+    async def mail_provider(
+        self, email: str, *, provider: str | None = None, hosts: Sequence[str] = ()
+    ) -> str | None:
+        """The provider hosting ``email``'s mailbox ("google", "microsoft", ...), or None.
+
+        In order: ``provider`` when it names a known one, the address's domain, the
+        mailbox's IMAP/SMTP ``hosts``, then the domain's MX records (cached like a
+        discovery). No autoconfig fetch: only a name is wanted, and it must be quick.
+        """
+        explicit = _provider_key(provider)
+        if explicit is not None:
+            return explicit
+        _, domain = _split_email(email.strip())
+        if domain in PROVIDER_DOMAINS:
+            return PROVIDER_DOMAINS[domain]
+        for host in hosts:
+            name = host.strip().lower().rstrip(".")
+            if name in _PROVIDER_BY_HOST:
+                return _PROVIDER_BY_HOST[name]
+            by_suffix = _match_mx([name])
+            if by_suffix is not None:
+                return by_suffix.provider
+        key = (domain, "#mx")
+        found = self._cached(key)
+        if found is None:
+            deadline = asyncio.get_running_loop().time() + self._timeout
+            exchanges = await self._mx_hosts(domain, deadline)
+            found = _match_mx(exchanges or ()) or NOT_FOUND
+            if exchanges is not None:
+                self._store(key, found)
+        return found.provider
+
     def clear_cache(self) -> None:
         with self._cache_lock:
             self._cache.clear()

@@ -18,6 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
 from typing import Any, Final
 
 import aioimaplib
@@ -31,7 +35,14 @@ from mailfleet.mail.sessions import (
     scrubbed,
 )
 
-__all__ = ["Folder", "ImapFolders", "classify_folder", "parse_folders"]
+__all__ = [
+    "FetchedHeaders",
+    "Folder",
+    "ImapFolders",
+    "classify_folder",
+    "parse_fetch",
+    "parse_folders",
+]
 
 # Names providers give their spam folder when they do not flag it \Junk.
 SPAM_NAMES: Final = frozenset(
@@ -65,6 +76,7 @@ OTHER_CATEGORY_NAMES: Final = frozenset(
 
 _FETCH_START_RE: Final = re.compile(rb"^\d+ FETCH \(")
 _UID_RE: Final = re.compile(rb"UID (\d+)")
+_INTERNALDATE_RE: Final = re.compile(rb'INTERNALDATE "([^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -114,30 +126,60 @@ def parse_folders(lines: Sequence[bytes | bytearray]) -> list[Folder]:
     ]
 
 
-def parse_header_fetch(lines: Sequence[bytes | bytearray], header: str) -> dict[int, str]:
-    """{uid: header value} from a UID FETCH of one header field."""
+@dataclass(frozen=True)
+class FetchedHeaders:
+    """One message of a UID FETCH of some header fields (and INTERNALDATE)."""
+
+    uid: int
+    headers: EmailMessage
+    internal_date: datetime | None = None
+
+    def values(self, name: str) -> list[str]:
+        """Every value of header `name`, unfolded, in the message's order."""
+        return [" ".join(str(value).split()) for value in self.headers.get_all(name, [])]
+
+
+def _internal_date(meta: bytes) -> datetime | None:
+    match = _INTERNALDATE_RE.search(meta)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match.group(1).decode().strip(), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return None
+
+
+def parse_fetch(lines: Sequence[bytes | bytearray]) -> dict[int, FetchedHeaders]:
+    """{uid: headers} from a UID FETCH answer: each record is a `n FETCH (` line, the
+    header literal (a bytearray) and the rest; the UID may come on either side."""
     records: list[list[bytes | bytearray]] = []
     for line in lines:
         if isinstance(line, bytes) and _FETCH_START_RE.match(line):
             records.append([line])
         elif records:
             records[-1].append(line)
-    wanted = header.lower().encode() + b":"
-    found: dict[int, str] = {}
+    parser = BytesHeaderParser(policy=default_policy)
+    found: dict[int, FetchedHeaders] = {}
     for record in records:
-        uid: int | None = None
-        value = ""
-        for part in record:
-            if isinstance(part, bytearray):
-                for header_line in bytes(part).replace(b"\r\n\t", b" ").splitlines():
-                    if header_line.lower().startswith(wanted):
-                        value = header_line[len(wanted) :].decode("utf-8", "replace").strip()
-            else:
-                match = _UID_RE.search(part)
-                if match:
-                    uid = int(match.group(1))
-        if uid is not None and value:
-            found[uid] = value
+        meta = b" ".join(bytes(part) for part in record if isinstance(part, bytes))
+        literal = b"".join(bytes(part) for part in record if isinstance(part, bytearray))
+        match = _UID_RE.search(meta)
+        if match is None:
+            continue
+        uid = int(match.group(1))
+        headers = parser.parsebytes(literal)
+        assert isinstance(headers, EmailMessage)
+        found[uid] = FetchedHeaders(uid, headers, _internal_date(meta))
+    return found
+
+
+def parse_header_fetch(lines: Sequence[bytes | bytearray], header: str) -> dict[int, str]:
+    """{uid: header value} from a UID FETCH of one header field."""
+    found: dict[int, str] = {}
+    for uid, fetched in parse_fetch(lines).items():
+        values = fetched.values(header)
+        if values and values[0]:
+            found[uid] = values[0]
     return found
 
 
@@ -197,9 +239,8 @@ class ImapFolders(LoggedInSession[ImapSettings, _ImapProbe]):
         await self._run(f"selecting {folder.name}", self._protocol.select(folder.wire))
         self._selected = folder.wire
 
-    async def find_by_header(self, folder: Folder, header: str, value: str = "") -> dict[int, str]:
-        """{uid: value of `header`} for the messages in `folder` that carry it
-        (containing `value`, when given)."""
+    async def search_header(self, folder: Folder, header: str, value: str = "") -> list[int]:
+        """UIDs of the messages in `folder` that carry `header` (containing `value`)."""
         await self.select(folder)
         response = await self._run(
             f"searching {folder.name}",
@@ -211,15 +252,36 @@ class ImapFolders(LoggedInSession[ImapSettings, _ImapProbe]):
             if text and text[0].upper() == "SEARCH":
                 text = text[1:]
             uids.extend(int(token) for token in text if token.isdigit())
-        if not uids:
+        return uids
+
+    async def fetch_headers(
+        self, folder: Folder, uids: Iterable[int], fields: Sequence[str]
+    ) -> dict[int, FetchedHeaders]:
+        """These header fields and the arrival time (INTERNALDATE) of each message."""
+        uid_set = _uid_set(uids)
+        if not uid_set:
             return {}
+        await self.select(folder)
         fetched = await self._run(
             f"reading headers in {folder.name}",
             self._protocol.fetch(
-                _uid_set(uids), f"(UID BODY.PEEK[HEADER.FIELDS ({header})])", by_uid=True
+                uid_set,
+                f"(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS ({' '.join(fields)})])",
+                by_uid=True,
             ),
         )
-        return parse_header_fetch(fetched.lines, header)
+        return parse_fetch(fetched.lines)
+
+    async def find_by_header(self, folder: Folder, header: str, value: str = "") -> dict[int, str]:
+        """{uid: value of `header`} for the messages in `folder` that carry it
+        (containing `value`, when given)."""
+        uids = await self.search_header(folder, header, value)
+        found: dict[int, str] = {}
+        for uid, fetched in (await self.fetch_headers(folder, uids, (header,))).items():
+            values = fetched.values(header)
+            if values and values[0]:
+                found[uid] = values[0]
+        return found
 
     async def add_flags(self, folder: Folder, uids: Iterable[int], flags: str) -> None:
         uid_set = _uid_set(uids)

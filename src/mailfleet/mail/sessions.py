@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
+from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import (
     AUTH_FAILED,
     ImapSettings,
@@ -26,10 +27,14 @@ from mailfleet.mail.probes import (
     _SmtpProbe,
 )
 
+if TYPE_CHECKING:
+    from mailfleet.config import Settings
+
 __all__ = [
     "ConnectOptions",
     "LoggedInSession",
     "MailError",
+    "connect_options",
     "open_imap_probe",
     "open_smtp_probe",
 ]
@@ -51,6 +56,16 @@ class ConnectOptions:
             "allow_private": self.allow_private,
             "nameservers": self.nameservers,
         }
+
+
+def connect_options(settings: Settings) -> ConnectOptions:
+    """The options MAILFLEET_ settings give every mail session a workflow opens."""
+    return ConnectOptions(
+        timeout=settings.mail_timeout,
+        tls_context=client_context(settings.tls_ca_file),
+        allow_private=settings.allow_private_networks,
+        nameservers=settings.dns_nameservers or None,
+    )
 
 
 class MailError(Exception):

@@ -71,6 +71,7 @@ def mailbox_out(mailbox: Mailbox) -> MailboxOut:
         imap_username=mailbox.imap_username,
         domain=mailbox.domain,
         pool_id=mailbox.pool_id,
+        placement_seed=mailbox.placement_seed,
         setup_status=mailbox.setup_status,
         last_verified_at=mailbox.last_verified_at,
         created_at=mailbox.created_at,

@@ -112,6 +112,9 @@ class MailboxUpdate(ApiModel):
         default=None, description="false pauses sending (status paused); true resumes it"
     )
     pool_id: str | None = Field(default=None, description="Move to this pool; null removes it")
+    placement_seed: bool | None = Field(
+        default=None, description="true: a seed of placement tests (GET /v1/placement-tests/seeds)"
+    )
     smtp: ServerUpdate | None = Field(default=None, description="New settings trigger a re-test")
     imap: ServerUpdate | None = Field(default=None, description="New settings trigger a re-test")
 
@@ -143,6 +146,7 @@ class MailboxOut(ApiOut):
     imap_username: str
     domain: str
     pool_id: str | None
+    placement_seed: bool = False
     setup_status: dict[str, Any] | None
     last_verified_at: Timestamp | None
     created_at: Timestamp

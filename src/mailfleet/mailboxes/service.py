@@ -350,6 +350,8 @@ async def update_mailbox(
         mailbox.signature = data.signature
     if data.tags is not None:
         mailbox.tags = await _tags_by_name(session, mailbox.workspace_id, data.tags)
+    if data.placement_seed is not None:
+        mailbox.placement_seed = data.placement_seed
     if "pool_id" in data.model_fields_set:
         pool = await get_pool(session, mailbox.workspace_id, data.pool_id) if data.pool_id else None
         mailbox.pool_id = pool.id if pool else None

@@ -58,6 +58,15 @@ from mailfleet.models.mailboxes import (
     mailbox_tags,
 )
 from mailfleet.models.mailserver import MailPurge
+from mailfleet.models.placement import (
+    DeliveryMode,
+    PlacementFolder,
+    PlacementProvider,
+    PlacementResult,
+    PlacementSendStatus,
+    PlacementTest,
+    PlacementTestStatus,
+)
 from mailfleet.models.warmup import (
     WARMUP_MESSAGE_STATUSES,
     WARMUP_PLACEMENTS,
@@ -115,6 +124,7 @@ __all__ = [
     "ConnectInboxRecord",
     "ConnectionTest",
     "ConnectionTestStatus",
+    "DeliveryMode",
     "DeliveryStatus",
     "DkimKey",
     "DkimKeyStatus",
@@ -135,6 +145,12 @@ __all__ = [
     "Membership",
     "Payment",
     "PaymentStatus",
+    "PlacementFolder",
+    "PlacementProvider",
+    "PlacementResult",
+    "PlacementSendStatus",
+    "PlacementTest",
+    "PlacementTestStatus",
     "Plan",
     "PlatformAccount",
     "Pool",

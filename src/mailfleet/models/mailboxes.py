@@ -103,6 +103,8 @@ class Mailbox(Timestamps, Base):
     daily_send_limit: Mapped[int] = mapped_column(Integer, default=15)
     sending_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     signature: Mapped[str | None] = mapped_column(Text)
+    # Receives placement tests' messages (placement/): listed by GET /v1/placement-tests/seeds.
+    placement_seed: Mapped[bool] = mapped_column(Boolean, default=False)
 
     smtp_host: Mapped[str] = mapped_column(String(253))
     smtp_port: Mapped[int] = mapped_column(Integer)

@@ -47,6 +47,7 @@ WALLET_CREDITED: Final = "wallet.credited"
 WALLET_LOW_BALANCE: Final = "wallet.low_balance"
 INVOICE_CREATED: Final = "invoice.created"
 WARMUP_STATE_CHANGED: Final = "warmup.state_changed"
+PLACEMENT_TEST_COMPLETED: Final = "placement_test.completed"
 WEBHOOK_DISABLED: Final = "webhook.disabled"
 WEBHOOK_TEST: Final = "webhook.test"
 
@@ -99,6 +100,27 @@ CATALOGUE: Final[tuple[EventType, ...]] = (
         WARMUP_STATE_CHANGED,
         "A mailbox's warmup changed state (warming, ready, paused, error), with the reason.",
         ("mailboxId", "email", "state", "previousState", "reason"),
+    ),
+    EventType(
+        PLACEMENT_TEST_COMPLETED,
+        "A placement test finished: every message found, or its timeout passed (the rest "
+        "are missing). Counts per folder and rates in percent.",
+        (
+            "testId",
+            "name",
+            "status",
+            "completedAt",
+            "messages",
+            "inbox",
+            "spam",
+            "promotions",
+            "other",
+            "missing",
+            "failed",
+            "inboxRate",
+            "spamRate",
+            "missingRate",
+        ),
     ),
     EventType(DOMAIN_CONNECTED, "A domain was connected.", ("domainId", "domain")),
     EventType(

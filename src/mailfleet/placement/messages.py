@@ -1,0 +1,102 @@
+"""A placement test's messages, and what a seed's copy says about authentication.
+
+Each message carries its tracking code (`<test code>-<n>`) in the
+X-Mailfleet-Placement header and in its body, so a seed finds every message of
+a test with one header search for the test code.
+"""
+
+from __future__ import annotations
+
+import html as html_escape
+from collections.abc import Iterable
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import Final, TypedDict
+
+import authres  # type: ignore[import-untyped]
+
+TRACKING_HEADER: Final = "X-Mailfleet-Placement"
+AUTH_HEADER: Final = "Authentication-Results"
+AUTH_METHODS: Final = ("spf", "dkim", "dmarc")
+# When several results of one method are given (a message with two DKIM
+# signatures), the best one counts: one valid signature is enough for a receiver.
+_RANK: Final = {
+    "pass": 0,
+    "bestguesspass": 1,
+    "neutral": 2,
+    "softfail": 3,
+    "fail": 4,
+    "policy": 5,
+    "temperror": 6,
+    "permerror": 7,
+    "none": 8,
+}
+
+
+class Auth(TypedDict):
+    spf: str | None
+    dkim: str | None
+    dmarc: str | None
+
+
+def tracking_code(test_code: str, seq: int) -> str:
+    return f"{test_code}-{seq}"
+
+
+def build_message(
+    *,
+    test_code: str,
+    code: str,
+    message_id: str,
+    subject: str,
+    text: str | None,
+    html: str | None,
+    sender_email: str,
+    sender_name: str,
+    seed_email: str,
+    at: datetime,
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = formataddr((sender_name, sender_email))
+    message["To"] = seed_email
+    message["Subject"] = subject
+    message["Date"] = format_datetime(at)
+    message["Message-ID"] = message_id
+    message[TRACKING_HEADER] = code
+    footer = f"Placement test {test_code} (ref {code})"
+    body = (text if text is not None else "") if text or not html else ""
+    message.set_content(f"{body.rstrip()}\n\n{footer}\n" if body else f"{footer}\n")
+    if html:
+        tail = f'<p style="color:#888;font-size:11px">{html_escape.escape(footer)}</p>'
+        marked = html.replace("</body>", tail + "</body>") if "</body>" in html else html + tail
+        message.add_alternative(marked, subtype="html")
+    return message
+
+
+def _best(results: Iterable[str]) -> str | None:
+    ranked = sorted(results, key=lambda result: _RANK.get(result, len(_RANK)))
+    return ranked[0] if ranked else None
+
+
+def parse_auth(values: Iterable[str], authserv_id: str | None = None) -> Auth:
+    """SPF, DKIM and DMARC results from a message's Authentication-Results headers.
+
+    The topmost header that parses wins (the receiving server adds its own on top of
+    any the sender forged), or the first from `authserv_id` when given. A method the
+    header does not mention is None; a header that does not parse is skipped.
+    """
+    for value in values:
+        try:
+            header = authres.AuthenticationResultsHeader.parse(f"{AUTH_HEADER}: {value}")
+        except (authres.AuthResError, ValueError, IndexError):
+            continue
+        if authserv_id is not None and str(header.authserv_id).lower() != authserv_id.lower():
+            continue
+        found: dict[str, list[str]] = {method: [] for method in AUTH_METHODS}
+        for result in header.results:
+            method = str(result.method).lower()
+            if method in found:
+                found[method].append(str(result.result).lower())
+        return Auth(spf=_best(found["spf"]), dkim=_best(found["dkim"]), dmarc=_best(found["dmarc"]))
+    return Auth(spf=None, dkim=None, dmarc=None)
