@@ -354,3 +354,30 @@ async def test_bad_input_is_400_with_the_field(
     response = await client.post("/v1/mailboxes", json=body, headers=owner.headers)
     assert response.status_code == 400, response.text
     assert field in [d["field"] for d in response.json()["error"]["details"]]
+
+
+@pytest.mark.db
+async def test_two_requests_naming_the_same_new_tag_both_get_it(
+    database: Any, owner: Account
+) -> None:
+    """Tags named in a mailbox body are created on the fly. Two requests naming the
+    same new tag at once used to race past the look-up: the second insert hit the
+    unique constraint and answered 500. The second waits for the first and uses its
+    tag."""
+    from mailfleet.mailboxes import service
+
+    async def second() -> list[str]:
+        async with database.transaction() as session:
+            return [
+                tag.id
+                for tag in await service.tags_by_name(session, owner.workspace_id, ["launch"])
+            ]
+
+    async with database.transaction() as session:
+        first = await service.tags_by_name(session, owner.workspace_id, ["launch", "q3"])
+        racing = asyncio.create_task(second())
+        # The second transaction looks the tag up and blocks on its insert until
+        # this one commits (the write lock on SQLite, the unique index on PostgreSQL).
+        await asyncio.sleep(0.5)
+        assert not racing.done()
+    assert await racing == [first[0].id]

@@ -16,13 +16,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.billing import queue
 from mailfleet.db import after_commit
 from mailfleet.kit.errors import MailfleetError
+from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.models.billing import BillingAccount, BillingCounter, WalletEntry
 
 log = logging.getLogger(__name__)
@@ -43,28 +43,6 @@ class PaymentProviderFailed(MailfleetError):
     code = "PAYMENT_PROVIDER_ERROR"
 
 
-async def insert_ignoring_conflict(
-    session: AsyncSession, table: Table, values: dict[str, Any], returning: Any = None
-) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING on either backend; with `returning`, the
-    returned value, or None when the row already existed. No savepoint needed:
-    on PostgreSQL a concurrent insert of the same key waits for the other
-    transaction and then does nothing if it committed."""
-    dialect = session.get_bind().dialect.name
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = builder(table).values(**values).on_conflict_do_nothing()
-    if returning is None:
-        await session.execute(statement)
-        return None
-    result = await session.execute(statement.returning(returning))
-    return result.scalar_one_or_none()
-
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
-
-
 async def lock_account(session: AsyncSession, workspace_id: str, currency: str) -> BillingAccount:
     """The workspace's billing account, created if missing, locked to the end of
     the transaction."""
@@ -78,7 +56,7 @@ async def lock_account(session: AsyncSession, workspace_id: str, currency: str) 
     if getattr(result, "rowcount", 0) == 0:
         await insert_ignoring_conflict(
             session,
-            _table(BillingAccount),
+            BillingAccount,
             {"workspace_id": workspace_id, "currency": currency, "lock_version": 0},
         )
         await session.execute(bump)
@@ -228,7 +206,7 @@ async def next_counter(session: AsyncSession, name: str) -> int:
     )
     value = (await session.execute(bump)).scalar_one_or_none()
     if value is None:
-        await insert_ignoring_conflict(session, _table(BillingCounter), {"name": name, "value": 0})
+        await insert_ignoring_conflict(session, BillingCounter, {"name": name, "value": 0})
         value = (await session.execute(bump)).scalar_one()
     return int(value)
 

@@ -33,6 +33,7 @@ from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Forbidden, NotFound, ValidationFailed
 from mailfleet.kit.ids import new_id
 from mailfleet.kit.pagination import Page
+from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.models import PaymentStatus, User, Workspace
 from mailfleet.models.billing import (
     BillingAccount,
@@ -392,9 +393,9 @@ async def handle_stripe_event(
     event_id, event_type = str(event.get("id", "")), str(event.get("type", ""))
     if not event_id:
         raise ValidationFailed.for_field("id", "The event has no id")
-    recorded = await ledger.insert_ignoring_conflict(
+    recorded = await insert_ignoring_conflict(
         session,
-        ProviderEvent.__table__,  # type: ignore[arg-type]
+        ProviderEvent,
         {"id": new_id(), "provider": "stripe", "event_id": event_id, "type": event_type[:100]},
         returning=ProviderEvent.id,
     )
@@ -477,9 +478,9 @@ async def claim_idempotency_key(
     (SQLite), then replays its answer. A request that fails rolls back its claim,
     so retrying it runs it again.
     """
-    claimed = await ledger.insert_ignoring_conflict(
+    claimed = await insert_ignoring_conflict(
         session,
-        IdempotentRequest.__table__,  # type: ignore[arg-type]
+        IdempotentRequest,
         {
             "id": new_id(),
             "workspace_id": workspace_id,

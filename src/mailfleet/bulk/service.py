@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
@@ -34,6 +33,7 @@ from mailfleet.kit.errors import (
     ValidationFailed,
 )
 from mailfleet.kit.ids import new_id
+from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.models import BulkJob, BulkJobItem, BulkJobStatus, ConnectionTest, Mailbox
 
@@ -70,23 +70,16 @@ async def get_job(session: AsyncSession, workspace_id: str, job_id: str) -> Bulk
 
 
 async def _insert_job(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert unless the workspace already has a job under this Idempotency-Key.
-
-    ON CONFLICT DO NOTHING rather than catching the IntegrityError: a failed flush
-    would spoil the request's transaction. On PostgreSQL it also waits for a
-    concurrent request with the same key to commit, then yields to its job.
-    """
-    dialect = session.get_bind().dialect.name
-    statement: Any
-    if dialect == "postgresql":
-        statement = postgresql.insert(BulkJob).values(**values)
-    else:
-        statement = sqlite.insert(BulkJob).values(**values)
-    statement = statement.on_conflict_do_nothing(
-        index_elements=[BulkJob.workspace_id, BulkJob.idempotency_key]
+    """Insert unless the workspace already has a job under this Idempotency-Key; on
+    PostgreSQL a concurrent request with the same key waits for the other to
+    commit, then yields to its job."""
+    inserted: bool = await insert_ignoring_conflict(
+        session,
+        BulkJob,
+        values,
+        index_elements=[BulkJob.workspace_id, BulkJob.idempotency_key],
     )
-    result = await session.execute(statement)
-    return bool(getattr(result, "rowcount", 0))
+    return inserted
 
 
 async def _existing_emails(

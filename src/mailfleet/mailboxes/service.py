@@ -24,6 +24,7 @@ from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import Conflict, Forbidden, NotFound
 from mailfleet.kit.pagination import Page
+from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import ImapSettings, SmtpSettings, probe_imap, probe_smtp, security_for
 from mailfleet.mailboxes.repository import (
@@ -110,24 +111,24 @@ async def _start_connection_test(
     return test
 
 
-async def _tags_by_name(session: AsyncSession, workspace_id: str, names: list[str]) -> list[Tag]:
+async def tags_by_name(session: AsyncSession, workspace_id: str, names: list[str]) -> list[Tag]:
+    """The named tags, in order, created if missing. Created with ON CONFLICT DO
+    NOTHING: two requests naming the same new tag at once both end with the one
+    tag (the second waits for the first's commit) instead of a unique-key error."""
     if not names:
         return []
-    existing = {
-        tag.name: tag
-        for tag in await session.scalars(
-            select(Tag).where(Tag.workspace_id == workspace_id, Tag.name.in_(names))
-        )
-    }
-    tags = []
-    for name in names:
-        tag = existing.get(name)
-        if tag is None:
-            tag = Tag(workspace_id=workspace_id, name=name)
-            session.add(tag)
-        tags.append(tag)
-    await session.flush()
-    return tags
+
+    async def found() -> dict[str, Tag]:
+        statement = select(Tag).where(Tag.workspace_id == workspace_id, Tag.name.in_(names))
+        return {tag.name: tag for tag in await session.scalars(statement)}
+
+    existing = await found()
+    missing = [name for name in dict.fromkeys(names) if name not in existing]
+    for name in missing:
+        await insert_ignoring_conflict(session, Tag, {"workspace_id": workspace_id, "name": name})
+    if missing:
+        existing = await found()
+    return [existing[name] for name in names]
 
 
 async def create_mailbox(
@@ -183,7 +184,7 @@ async def create_mailbox(
         imap_username=imap_username,
         imap_password_enc=keyring.encrypt(imap_password),
     )
-    mailbox.tags = await _tags_by_name(session, workspace_id, data.tags)
+    mailbox.tags = await tags_by_name(session, workspace_id, data.tags)
     if data.pool_id is not None:
         mailbox.pool_id = (await get_pool(session, workspace_id, data.pool_id)).id
     if not verify:
@@ -349,7 +350,7 @@ async def update_mailbox(
     if "signature" in data.model_fields_set:
         mailbox.signature = data.signature
     if data.tags is not None:
-        mailbox.tags = await _tags_by_name(session, mailbox.workspace_id, data.tags)
+        mailbox.tags = await tags_by_name(session, mailbox.workspace_id, data.tags)
     if data.placement_seed is not None:
         mailbox.placement_seed = data.placement_seed
     if "pool_id" in data.model_fields_set:

@@ -1,0 +1,40 @@
+"""SQL that differs between the two backends, written once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def insert_ignoring_conflict(
+    session: AsyncSession,
+    target: Table | type[Any],
+    values: dict[str, Any],
+    *,
+    returning: Any = None,
+    index_elements: Sequence[Any] | None = None,
+) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on either backend.
+
+    Answers the `returning` column's value (None when the row already existed), or
+    without `returning` whether a row was inserted. Rather than catching the
+    IntegrityError: a failed flush spoils the caller's transaction, and on
+    PostgreSQL a concurrent insert of the same key waits for the other transaction,
+    then does nothing if it committed. `index_elements` names the unique index to
+    yield to (any conflict when omitted). `target` is a Table or a mapped class.
+    """
+    table: Table = target if isinstance(target, Table) else target.__table__
+    dialect = session.get_bind().dialect.name
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        builder(table).values(**values).on_conflict_do_nothing(index_elements=index_elements)
+    )
+    if returning is None:
+        result = await session.execute(statement)
+        return bool(getattr(result, "rowcount", 0))
+    result = await session.execute(statement.returning(returning))
+    return result.scalar_one_or_none()
