@@ -687,3 +687,22 @@ async def test_secrets_a_platform_echoes_encoded_are_never_stored(
         messages["box3@fleet.test"] == "Instantly answered 500: HTTP 500, no message in the answer"
     )
     assert messages["box4@fleet.test"] == "Instantly answered 422: token [redacted] refused"
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "exists"),
+    [
+        (409, "Mailbox already exists", True),
+        (409, "HTTP 409, no message in the answer", True),
+        (400, "Email already added to this workspace", True),
+        (422, "duplicate inbox", True),
+        # Mailfleet's own 409 for a row changed by a concurrent request: not a duplicate.
+        (409, "The record was changed or removed by another request while it ran; retry", False),
+        (409, "Conflict, please try again", False),
+        (403, "Mailbox limit reached for your plan", False),
+    ],
+)
+def test_what_counts_as_already_on_the_platform(status: int, message: str, exists: bool) -> None:
+    from mailfleet.platforms.base import already_exists
+
+    assert already_exists(status, message) is exists

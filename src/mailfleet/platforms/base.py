@@ -169,8 +169,17 @@ def platform_message(response: PlatformResponse, client: PlatformClient) -> str:
     return client.scrub("; ".join(dict.fromkeys(found)))[:500] or f"HTTP {response.status}"
 
 
+# A 409 that asks for a retry is a conflict of the moment (Mailfleet's own answer to
+# a row changed by a concurrent request is one), not a duplicate.
+_TRANSIENT_CONFLICT = re.compile(r"\bretry\b|try\s+again|another\s+request|concurrent", re.I)
+
+
 def already_exists(status: int, message: str) -> bool:
-    return status == 409 or bool(_ALREADY_EXISTS.search(message))
+    """Whether a refusal means the inbox is already on the platform: its message
+    says so, or a 409 (the documented duplicate answer) that does not ask for a retry."""
+    if _ALREADY_EXISTS.search(message):
+        return True
+    return status == 409 and not _TRANSIENT_CONFLICT.search(message)
 
 
 class PlatformAdapter(ABC):
