@@ -11,7 +11,6 @@ API, so `--health-port` serves the same checks and its metrics
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from typing import Final
@@ -34,32 +33,6 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT: Final = 5.0
 
 
-@functools.lru_cache(maxsize=4)
-def _system_engine(url: str) -> sa.Engine:
-    # The job engine's own database (DBOS drives it synchronously): a small pool,
-    # used only for health checks and queue depths.
-    return sa.create_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=True)
-
-
-def _queue_counts_sync(settings: Settings) -> dict[tuple[str, str], int]:
-    table = "workflow_status" if settings.is_sqlite else "dbos.workflow_status"
-    query = sa.text(
-        f"SELECT queue_name, status, COUNT(*) FROM {table} "  # noqa: S608 (constant names)
-        "WHERE queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING') "
-        "GROUP BY queue_name, status"
-    )
-    with _system_engine(settings.system_database_url).connect() as connection:
-        rows = connection.execute(query).all()
-    return {(str(queue), str(status).lower()): int(count) for queue, status, count in rows}
-
-
-async def job_engine_queue_counts(settings: Settings) -> dict[tuple[str, str], int]:
-    """Workflows waiting (enqueued) and running (pending) per queue, read from the
-    job engine's tables; raises when they do not answer."""
-    async with asyncio.timeout(CHECK_TIMEOUT):
-        return await asyncio.to_thread(_queue_counts_sync, settings)
-
-
 async def _check_database(database: Database) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT), database.engine.connect() as connection:
@@ -74,7 +47,7 @@ async def _check_job_engine(settings: Settings) -> str:
     if not jobs.is_launched():
         return "not running"
     try:
-        await job_engine_queue_counts(settings)
+        await metrics.job_engine_queue_counts(settings)
     except Exception as exc:
         log.warning("readiness: the job engine database does not answer: %s", type(exc).__name__)
         return "unavailable"

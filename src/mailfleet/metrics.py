@@ -14,12 +14,15 @@ label values.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 from typing import Final
 
+import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from mailfleet import jobs
 from mailfleet.config import Settings
 
 log = logging.getLogger(__name__)
@@ -75,12 +78,39 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     HTTP_LATENCY.labels(method, route).observe(seconds)
 
 
+# The job engine's tables answer within this or count as not answering.
+QUERY_TIMEOUT: Final = 5.0
+
+
+@functools.lru_cache(maxsize=4)
+def _system_engine(url: str) -> sa.Engine:
+    # The job engine's own database (DBOS drives it synchronously): a small pool,
+    # used only for queue depths (here and in readiness).
+    return sa.create_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+
+
+def _queue_counts_sync(settings: Settings) -> dict[tuple[str, str], int]:
+    table = "workflow_status" if settings.is_sqlite else "dbos.workflow_status"
+    query = sa.text(
+        f"SELECT queue_name, status, COUNT(*) FROM {table} "  # noqa: S608 (constant names)
+        "WHERE queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING') "
+        "GROUP BY queue_name, status"
+    )
+    with _system_engine(settings.system_database_url).connect() as connection:
+        rows = connection.execute(query).all()
+    return {(str(queue), str(status).lower()): int(count) for queue, status, count in rows}
+
+
+async def job_engine_queue_counts(settings: Settings) -> dict[tuple[str, str], int]:
+    """Workflows waiting (enqueued) and running (pending) per queue, read from the
+    job engine's tables; raises when they do not answer."""
+    async with asyncio.timeout(QUERY_TIMEOUT):
+        return await asyncio.to_thread(_queue_counts_sync, settings)
+
+
 async def refresh_queue_depths(settings: Settings) -> None:
     """Set the queue gauges from the job engine's tables (every declared queue,
     zero when empty). A database that does not answer leaves them as they were."""
-    from mailfleet import jobs
-    from mailfleet.health import job_engine_queue_counts
-
     try:
         counts = await job_engine_queue_counts(settings)
     except Exception:

@@ -187,7 +187,7 @@ async def test_purge_removes_only_mail_past_its_retention(
     from datetime import timedelta
 
     from mailfleet.kit.clock import utcnow
-    from mailfleet.mailserver.service import purge_due_mail
+    from mailfleet.mailserver.storage import purge_due_mail
     from mailfleet.models import MailPurge
 
     due, kept = tmp_path / "a.test" / "due-id", tmp_path / "a.test" / "kept-id"

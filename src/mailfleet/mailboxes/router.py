@@ -37,6 +37,7 @@ from mailfleet.mailboxes.schemas import (
     TagUpdate,
 )
 from mailfleet.mailserver import service as hosted
+from mailfleet.mailserver import storage
 from mailfleet.mailserver.schemas import HostedUpdateIn
 from mailfleet.models import ConnectionTest, Mailbox, Pool, Tag
 
@@ -189,7 +190,7 @@ async def get_mailbox(
 ) -> Envelope[MailboxOut]:
     mailbox = await service.get_mailbox(session, ctx.workspace_id, mailbox_id)
     out = mailbox_out(mailbox)
-    out.quota_used_bytes = hosted.quota_used_bytes(settings, mailbox)
+    out.quota_used_bytes = storage.quota_used_bytes(settings, mailbox)
     return ok(out)
 
 

@@ -42,6 +42,7 @@ from mailfleet.mailboxes.schemas import (
     TagCreate,
     TagUpdate,
 )
+from mailfleet.mailserver import storage
 from mailfleet.models import (
     ConnectionTest,
     ConnectionTestStatus,
@@ -51,6 +52,7 @@ from mailfleet.models import (
     Tag,
     mailbox_tags,
 )
+from mailfleet.runtime import runtime
 from mailfleet.webhooks import events
 from mailfleet.webhooks.service import emit
 
@@ -397,10 +399,7 @@ async def remove_mailbox(session: AsyncSession, mailbox: Mailbox) -> datetime | 
 async def delete_mailbox(session: AsyncSession, mailbox: Mailbox) -> None:
     data = mailbox_event_data(mailbox)
     if mailbox.hosted_domain_id is not None:
-        from mailfleet.mailserver.service import schedule_mail_purge
-        from mailfleet.runtime import runtime
-
-        await schedule_mail_purge(session, runtime().settings, mailbox)
+        await storage.schedule_mail_purge(session, runtime().settings, mailbox)
     await session.delete(mailbox)
     await session.flush()
     await emit(session, mailbox.workspace_id, events.MAILBOX_DELETED, data)

@@ -24,7 +24,7 @@ from pathlib import Path
 from mailfleet.config import Settings, SettingsError
 from mailfleet.db import Database
 from mailfleet.kit.crypto import Keyring
-from mailfleet.mailserver import service
+from mailfleet.mailserver import storage
 from mailfleet.mailserver.config import MailServerConfig, Ports, config_from_settings, write_config
 from mailfleet.mailserver.dkimfilter import start_filter
 from mailfleet.migrate import upgrade_database
@@ -235,7 +235,7 @@ class EmbeddedMailServer:
             try:
                 assert self._database is not None
                 async with self._database.transaction() as session:
-                    removed = await service.purge_due_mail(
+                    removed = await storage.purge_due_mail(
                         session, self.settings.resolved_mail_storage_dir
                     )
                 if removed:
