@@ -168,12 +168,21 @@ async def sweep(scheduled_at: datetime, target: str) -> None:
 
 
 async def _apply_sweepers() -> None:
+    """Make the stored schedules match SWEEPERS: add or update each, and delete a
+    sweeper's schedule that a newer release no longer declares (it would keep
+    firing a target that may be gone)."""
     await DBOS.apply_schedules_async(
         [
             {"schedule_name": name, "workflow_fn": sweep, "schedule": cron, "context": target}
             for name, cron, target in SWEEPERS
         ]
     )
+    declared = {name for name, _, _ in SWEEPERS}
+    for schedule in await DBOS.list_schedules_async():
+        retired = schedule["schedule_name"] not in declared
+        if retired and schedule["workflow_name"].endswith(sweep.__qualname__):
+            await DBOS.delete_schedule_async(schedule["schedule_name"])
+            log.info("deleted the retired sweeper schedule %s", schedule["schedule_name"])
 
 
 def dbos_config(settings: Settings) -> DBOSConfig:

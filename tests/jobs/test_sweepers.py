@@ -40,3 +40,23 @@ async def test_a_tick_sweeps_once_however_many_workers_fire_it(app: FastAPI) -> 
             )
         await handle.get_result()
     assert _ticks == ["tick"]
+
+
+async def test_a_sweeper_no_longer_declared_loses_its_schedule(app: FastAPI) -> None:
+    """apply_schedules adds and updates; a sweeper removed from SWEEPERS in a new
+    release would otherwise keep firing from the stored schedule."""
+    await DBOS.apply_schedules_async(
+        [
+            {
+                "schedule_name": "retired-sweeper",
+                "workflow_fn": jobs.sweep,
+                "schedule": "0 0 * * * *",
+                "context": "tests.jobs.test_sweepers:record_tick",
+            }
+        ]
+    )
+    assert await DBOS.get_schedule_async("retired-sweeper") is not None
+    await jobs._apply_sweepers()
+    assert await DBOS.get_schedule_async("retired-sweeper") is None
+    names = {s["schedule_name"] for s in await DBOS.list_schedules_async()}
+    assert names >= {name for name, _, _ in jobs.SWEEPERS}
