@@ -35,7 +35,7 @@ from mailfleet.models import (
     WarmupSettings,
     WebhookEndpoint,
 )
-from mailfleet.models.warmup import WARMUP_STATES
+from mailfleet.models.warmup import WarmupState
 from mailfleet.warmup import service as warmup
 
 # Health scores are computed over this many warmup mailboxes at most (by email):
@@ -74,7 +74,7 @@ async def domains_overview(session: AsyncSession, workspace_id: str) -> DomainsO
 
 
 async def warmup_overview(session: AsyncSession, workspace_id: str) -> WarmupOverview:
-    by_state = dict.fromkeys(WARMUP_STATES, 0)
+    by_state: dict[str, int] = {str(state): 0 for state in WarmupState}
     enabled = 0
     rows = await session.execute(
         select(WarmupSettings.state, WarmupSettings.enabled, func.count())
@@ -82,7 +82,7 @@ async def warmup_overview(session: AsyncSession, workspace_id: str) -> WarmupOve
         .group_by(WarmupSettings.state, WarmupSettings.enabled)
     )
     for state, is_enabled, count in rows:
-        if is_enabled or state == "error":
+        if is_enabled or state == WarmupState.ERROR:
             by_state[state] = by_state.get(state, 0) + count
         if is_enabled:
             enabled += count

@@ -72,7 +72,10 @@ from mailfleet.models.warmup import (
     WARMUP_PLACEMENTS,
     WARMUP_STATES,
     WarmupMessage,
+    WarmupMessageStatus,
+    WarmupPlacement,
     WarmupSettings,
+    WarmupState,
 )
 from mailfleet.models.webhooks import (
     DELIVERY_STATUSES,
@@ -162,7 +165,10 @@ __all__ = [
     "User",
     "WalletEntry",
     "WarmupMessage",
+    "WarmupMessageStatus",
+    "WarmupPlacement",
     "WarmupSettings",
+    "WarmupState",
     "WebhookDelivery",
     "WebhookDeliveryAttempt",
     "WebhookEndpoint",

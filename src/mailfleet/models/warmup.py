@@ -8,6 +8,7 @@ traceable to a message in a real folder.
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
@@ -23,10 +24,40 @@ from sqlalchemy.orm import Mapped, mapped_column
 from mailfleet.db import Base
 from mailfleet.models.common import Timestamps, UTCDateTime, id_column
 
-WARMUP_STATES = ("warming", "ready", "paused", "error")
-# planned -> sending (SMTP under way) -> sent; "failed" when the server refused it.
-WARMUP_MESSAGE_STATUSES = ("planned", "sending", "sent", "failed")
-WARMUP_PLACEMENTS = ("inbox", "spam", "promotions", "other")
+
+class WarmupState(StrEnum):
+    """Warming up the ramp, ready at dailyTarget, paused (off or not yet started),
+    or stopped on an error (a failed login) until the mailbox works again."""
+
+    WARMING = "warming"
+    READY = "ready"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+class WarmupMessageStatus(StrEnum):
+    """planned -> sending (SMTP under way) -> sent; failed when the server refused it."""
+
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class WarmupPlacement(StrEnum):
+    """The folder class a receiver found a message in."""
+
+    INBOX = "inbox"
+    SPAM = "spam"
+    PROMOTIONS = "promotions"
+    OTHER = "other"
+
+
+WARMUP_STATES = tuple(WarmupState)
+WARMUP_MESSAGE_STATUSES = tuple(WarmupMessageStatus)
+WARMUP_PLACEMENTS = tuple(WarmupPlacement)
+# States in which a mailbox sends and receives warmup mail.
+ACTIVE_WARMUP_STATES = (WarmupState.WARMING, WarmupState.READY)
 
 
 class WarmupSettings(Timestamps, Base):
@@ -46,7 +77,7 @@ class WarmupSettings(Timestamps, Base):
     window_start: Mapped[str] = mapped_column(String(5), default="08:00")
     window_end: Mapped[str] = mapped_column(String(5), default="18:00")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    state: Mapped[str] = mapped_column(String(20), default="paused")
+    state: Mapped[str] = mapped_column(String(20), default=WarmupState.PAUSED)
     state_reason: Mapped[str | None] = mapped_column(String(1000))
     # The first day of the ramp, in the window's timezone: day n sends
     # startPerDay + n * rampUpPerDay.
@@ -84,7 +115,7 @@ class WarmupMessage(Timestamps, Base):
     message_id: Mapped[str] = mapped_column(String(300))
     subject: Mapped[str] = mapped_column(String(300))
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    status: Mapped[str] = mapped_column(String(10), default="planned")
+    status: Mapped[str] = mapped_column(String(10), default=WarmupMessageStatus.PLANNED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(String(1000))

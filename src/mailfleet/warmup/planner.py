@@ -25,11 +25,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailfleet.models import Mailbox, WarmupMessage, WarmupSettings
+from mailfleet.models import Mailbox, WarmupMessage, WarmupMessageStatus, WarmupSettings
+from mailfleet.models.warmup import ACTIVE_WARMUP_STATES
 from mailfleet.warmup import service
 from mailfleet.warmup.templates import pick_subject
-
-ACTIVE_STATES = ("warming", "ready")
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ async def workspaces_warming(session: AsyncSession) -> list[str]:
 async def plan_workspace(session: AsyncSession, workspace_id: str, at: datetime) -> int:
     """Plan the rest of today's sends of every warming mailbox; returns how many."""
     members = await workspace_members(session, workspace_id, at)
-    network = [m for m in members if m.settings.state in ACTIVE_STATES]
+    network = [m for m in members if m.settings.state in ACTIVE_WARMUP_STATES]
     if len(network) < 2:
         return 0
     receivers = [m.mailbox for m in network]
@@ -168,7 +167,7 @@ async def _plan_sender(
                 message_id=message_id_for(code, mailbox),
                 subject=pick_subject(code),
                 planned_at=moment,
-                status="planned",
+                status=WarmupMessageStatus.PLANNED,
             )
         )
     await session.flush()
@@ -212,7 +211,7 @@ async def plan_reply(
         message_id=message_id_for(code, replier),
         subject=subject[:300],
         planned_at=at,
-        status="planned",
+        status=WarmupMessageStatus.PLANNED,
     )
     session.add(reply)
     await session.flush()

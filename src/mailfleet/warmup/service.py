@@ -24,7 +24,14 @@ from mailfleet.kit.errors import Conflict, NotFound, ValidationFailed
 from mailfleet.kit.pagination import Page
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.repository import MailboxFilters, MailboxRepository
-from mailfleet.models import Mailbox, MailboxStatus, WarmupMessage, WarmupSettings
+from mailfleet.models import (
+    Mailbox,
+    MailboxStatus,
+    WarmupMessage,
+    WarmupMessageStatus,
+    WarmupSettings,
+    WarmupState,
+)
 from mailfleet.warmup.schemas import (
     SendWindowOut,
     SkippedMailbox,
@@ -100,7 +107,7 @@ def _defaults(mailbox: Mailbox) -> WarmupSettings:
         window_start="08:00",
         window_end="18:00",
         timezone="UTC",
-        state="paused",
+        state=WarmupState.PAUSED,
         state_reason="Warmup is turned off",
     )
 
@@ -174,23 +181,24 @@ async def refresh_state(
     """Derive the state from the settings and the mailbox; a warmup login error
     stays until warmup is re-enabled or the mailbox passes a new connection test."""
     if not settings.enabled:
-        await set_state(session, settings, mailbox, "paused", "Warmup is turned off")
+        await set_state(session, settings, mailbox, WarmupState.PAUSED, "Warmup is turned off")
         return settings.state
     blocked = await blocked_reason(session, mailbox)
     if blocked is not None:
-        state = "error" if mailbox.status == MailboxStatus.ERROR else "paused"
+        state = WarmupState.ERROR if mailbox.status == MailboxStatus.ERROR else WarmupState.PAUSED
         await set_state(session, settings, mailbox, state, blocked)
         return settings.state
-    if settings.state == "error":
+    if settings.state == WarmupState.ERROR:
         retested = mailbox.last_verified_at is not None and (
             mailbox.last_verified_at > settings.updated_at
         )
         if not retested:
             return settings.state
     if ramp_complete(settings, local_day(settings, now)):
-        await set_state(session, settings, mailbox, "ready", "The ramp reached dailyTarget")
+        reason = "The ramp reached dailyTarget"
+        await set_state(session, settings, mailbox, WarmupState.READY, reason)
     else:
-        await set_state(session, settings, mailbox, "warming", None)
+        await set_state(session, settings, mailbox, WarmupState.WARMING, None)
     return settings.state
 
 
@@ -200,7 +208,7 @@ async def mark_error(session: AsyncSession, mailbox_id: str, reason: str) -> Non
     settings = await session.get(WarmupSettings, mailbox_id)
     if mailbox is None or settings is None:
         return
-    await set_state(session, settings, mailbox, "error", reason[:1000])
+    await set_state(session, settings, mailbox, WarmupState.ERROR, reason[:1000])
 
 
 async def update_settings(
@@ -239,11 +247,11 @@ def _switch(settings: WarmupSettings, mailbox: Mailbox, enabled: bool, now: date
     if enabled and not settings.enabled:
         # The ramp starts again from startPerDay; an error is cleared by re-enabling.
         settings.started_on = local_day(settings, now)
-        if settings.state == "error":
+        if settings.state == WarmupState.ERROR:
             settings.state_reason = None
-            settings.state = "paused"
-    if enabled and settings.state == "error":
-        settings.state = "paused"
+            settings.state = WarmupState.PAUSED
+    if enabled and settings.state == WarmupState.ERROR:
+        settings.state = WarmupState.PAUSED
         settings.state_reason = None
     settings.enabled = enabled
 
@@ -346,7 +354,7 @@ async def analytics(
     if not ids:
         return []
     in_period = and_(WarmupMessage.day >= period.start, WarmupMessage.day <= period.end)
-    was_sent = WarmupMessage.status == "sent"
+    was_sent = WarmupMessage.status == WarmupMessageStatus.SENT
 
     def placed(kind: str) -> Any:
         return func.sum(case((and_(was_sent, WarmupMessage.placement == kind), 1), else_=0))
@@ -425,7 +433,7 @@ async def analytics(
                 mailbox_id=mailbox.id,
                 email=mailbox.email,
                 enabled=settings.enabled if settings else False,
-                state=settings.state if settings else "paused",
+                state=settings.state if settings else WarmupState.PAUSED,
                 reason=settings.state_reason if settings else "Warmup is turned off",
                 from_=period.start,
                 to=period.end,
@@ -449,7 +457,7 @@ async def analytics_mailboxes(
     else:
         enabled = select(WarmupSettings.mailbox_id).where(
             WarmupSettings.workspace_id == workspace_id,
-            or_(WarmupSettings.enabled.is_(True), WarmupSettings.state == "error"),
+            or_(WarmupSettings.enabled.is_(True), WarmupSettings.state == WarmupState.ERROR),
         )
         query = query.where(Mailbox.id.in_(enabled))
     return await MailboxRepository(session).paginate(query, page, Mailbox.email, Mailbox.id)

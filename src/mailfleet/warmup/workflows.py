@@ -33,7 +33,8 @@ from mailfleet.mail.folders import Folder, ImapFolders
 from mailfleet.mail.sending import SmtpSender
 from mailfleet.mail.sessions import ConnectOptions, MailError
 from mailfleet.mailboxes.service import mailbox_credentials
-from mailfleet.models import Mailbox, WarmupMessage, WarmupSettings
+from mailfleet.models import Mailbox, WarmupMessage, WarmupMessageStatus, WarmupSettings
+from mailfleet.models.warmup import ACTIVE_WARMUP_STATES, WarmupPlacement
 from mailfleet.runtime import runtime
 from mailfleet.warmup import planner, service
 from mailfleet.warmup.templates import TRACKING_HEADER, Party, build_message
@@ -41,7 +42,10 @@ from mailfleet.warmup.templates import TRACKING_HEADER, Party, build_message
 log = logging.getLogger(__name__)
 
 WARMUP_QUEUE = "warmup"
-SCANNED_KINDS = ("inbox", "spam", "promotions", "other")
+SCANNED_KINDS = tuple(WarmupPlacement)
+
+_UNSENT = (WarmupMessageStatus.PLANNED, WarmupMessageStatus.SENDING)
+_SENT_OR_SENDING = (WarmupMessageStatus.SENT, WarmupMessageStatus.SENDING)
 
 
 def _options() -> ConnectOptions:
@@ -87,7 +91,7 @@ async def plan_round(at_iso: str) -> dict[str, Any]:
                 select(WarmupSettings.mailbox_id)
                 .where(
                     WarmupSettings.enabled.is_(True),
-                    WarmupSettings.state.in_(planner.ACTIVE_STATES),
+                    WarmupSettings.state.in_(ACTIVE_WARMUP_STATES),
                 )
                 .order_by(WarmupSettings.mailbox_id)
             )
@@ -100,10 +104,10 @@ async def _due_senders(session: Any, at: datetime) -> list[str]:
         select(WarmupMessage.sender_id)
         .join(WarmupSettings, WarmupSettings.mailbox_id == WarmupMessage.sender_id)
         .where(
-            WarmupMessage.status.in_(("planned", "sending")),
+            WarmupMessage.status.in_(_UNSENT),
             WarmupMessage.planned_at <= planner.due_cutoff(at),
             WarmupSettings.enabled.is_(True),
-            WarmupSettings.state.in_(planner.ACTIVE_STATES),
+            WarmupSettings.state.in_(ACTIVE_WARMUP_STATES),
         )
         .distinct()
         .order_by(WarmupMessage.sender_id)
@@ -149,14 +153,14 @@ async def send_due(mailbox_id: str, at_iso: str) -> dict[str, int]:
         settings = await session.get(WarmupSettings, mailbox_id)
         if sender is None or settings is None or not settings.enabled:
             return {"sent": 0}
-        if settings.state not in planner.ACTIVE_STATES:
+        if settings.state not in ACTIVE_WARMUP_STATES:
             return {"sent": 0}
         rows = await session.execute(
             select(WarmupMessage, Mailbox)
             .join(Mailbox, Mailbox.id == WarmupMessage.receiver_id)
             .where(
                 WarmupMessage.sender_id == mailbox_id,
-                WarmupMessage.status.in_(("planned", "sending")),
+                WarmupMessage.status.in_(_UNSENT),
                 WarmupMessage.planned_at <= planner.due_cutoff(at),
                 # Only mailboxes of the sender's own workspace are ever addressed.
                 Mailbox.workspace_id == sender.workspace_id,
@@ -172,7 +176,7 @@ async def send_due(mailbox_id: str, at_iso: str) -> dict[str, int]:
         return {"sent": 0}
     sent = 0
     try:
-        if any(status == "sending" for _, status in due):
+        if any(status == WarmupMessageStatus.SENDING for _, status in due):
             await _resolve_ambiguous(mailbox_id)
         async with SmtpSender(credentials.smtp, _options()) as smtp:
             for message_id, _status in due:
@@ -205,7 +209,10 @@ async def _resolve_ambiguous(mailbox_id: str) -> None:
             await session.execute(
                 select(WarmupMessage.id, WarmupMessage.tracking_code, Mailbox)
                 .join(Mailbox, Mailbox.id == WarmupMessage.receiver_id)
-                .where(WarmupMessage.sender_id == mailbox_id, WarmupMessage.status == "sending")
+                .where(
+                    WarmupMessage.sender_id == mailbox_id,
+                    WarmupMessage.status == WarmupMessageStatus.SENDING,
+                )
             )
         )
     by_receiver: dict[str, tuple[Mailbox, list[tuple[str, str]]]] = {}
@@ -220,14 +227,14 @@ async def _resolve_ambiguous(mailbox_id: str) -> None:
         async with runtime().database.transaction() as session:
             for message_id, code in messages:
                 message = await session.get(WarmupMessage, message_id)
-                if message is None or message.status != "sending":
+                if message is None or message.status != WarmupMessageStatus.SENDING:
                     continue
                 if code in found:
-                    message.status = "sent"
+                    message.status = WarmupMessageStatus.SENT
                     message.sent_at = message.sent_at or utcnow()
                 else:
                     # Never arrived: send it again (same Message-ID and code).
-                    message.status = "planned"
+                    message.status = WarmupMessageStatus.PLANNED
 
 
 async def _send_one(
@@ -241,7 +248,7 @@ async def _send_one(
     database = runtime().database
     async with database.transaction() as session:
         message = await session.get(WarmupMessage, message_id)
-        if message is None or message.status != "planned":
+        if message is None or message.status != WarmupMessageStatus.PLANNED:
             # Already sent, or left `sending` because its fate is unknown.
             return "skipped"
         receiver = await session.get(Mailbox, message.receiver_id)
@@ -252,15 +259,18 @@ async def _send_one(
             or receiver_settings is None
             or not receiver_settings.enabled
         ):
-            message.status = "failed"
+            message.status = WarmupMessageStatus.FAILED
             message.error = "The receiver left the warmup network"
             return "skipped"
         # The claim: of two rounds sending at once (a recovered one and a new one),
         # only the one whose update finds the row still `planned` sends it.
         claimed = await session.execute(
             update(WarmupMessage)
-            .where(WarmupMessage.id == message_id, WarmupMessage.status == "planned")
-            .values(status="sending", attempts=WarmupMessage.attempts + 1)
+            .where(
+                WarmupMessage.id == message_id,
+                WarmupMessage.status == WarmupMessageStatus.PLANNED,
+            )
+            .values(status=WarmupMessageStatus.SENDING, attempts=WarmupMessage.attempts + 1)
             .execution_options(synchronize_session=False)
         )
         if getattr(claimed, "rowcount", 0) != 1:
@@ -283,15 +293,15 @@ async def _send_one(
             message = await session.get(WarmupMessage, message_id)
             if message is not None:
                 if error.temporary:
-                    message.status = "planned"
+                    message.status = WarmupMessageStatus.PLANNED
                 else:
-                    message.status = "failed"
+                    message.status = WarmupMessageStatus.FAILED
                     message.error = error.message[:1000]
         return "stop" if error.temporary else "failed"
     async with database.transaction() as session:
         message = await session.get(WarmupMessage, message_id)
         if message is not None:
-            message.status = "sent"
+            message.status = WarmupMessageStatus.SENT
             message.sent_at = at
     return "sent"
 
@@ -314,7 +324,7 @@ async def scan_folders(mailbox_id: str, at_iso: str) -> dict[str, int]:
             for m in await session.scalars(
                 select(WarmupMessage).where(
                     WarmupMessage.receiver_id == mailbox_id,
-                    WarmupMessage.status.in_(("sent", "sending")),
+                    WarmupMessage.status.in_(_SENT_OR_SENDING),
                     WarmupMessage.seen_at.is_(None),
                 )
             )
@@ -375,8 +385,8 @@ async def scan_folders(mailbox_id: str, at_iso: str) -> dict[str, int]:
             message = await session.get(WarmupMessage, expected[code])
             if message is None or message.seen_at is not None:
                 continue
-            if message.status == "sending":
-                message.status = "sent"
+            if message.status == WarmupMessageStatus.SENDING:
+                message.status = WarmupMessageStatus.SENT
                 message.sent_at = message.sent_at or at
             message.placement = placement
             message.folder = folder_name
