@@ -27,6 +27,7 @@ from mailfleet.config import Settings, get_settings
 from mailfleet.console.router import install as install_console
 from mailfleet.dashboard.router import router as dashboard_router
 from mailfleet.domains.forwarding import DomainForwardingMiddleware
+from mailfleet.domains.purchase_router import router as domain_purchases_router
 from mailfleet.domains.router import router as domains_router
 from mailfleet.exports.router import connect_inbox_router
 from mailfleet.exports.router import router as exports_router
@@ -228,6 +229,8 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         deeplead_router,
         saleshandy_router,
         webhooks_router,
+        # Before domains: /v1/domains/available, /purchase and /orders are not domain ids.
+        domain_purchases_router,
         domains_router,
         mailserver_router,
         billing_router,

@@ -61,6 +61,20 @@ class Settings(BaseSettings):
     public_ip: str | None = None
     cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
     dns_recheck_interval: float = Field(default=6 * 3600.0, ge=60)
+    # Buying domains: the registrar (None: buying is off) and its credentials, each
+    # registrar's API base URL (its sandbox, a proxy, or a fake in tests), one request's
+    # deadline, and the markup added to the registrar's price.
+    registrar: Literal["porkbun", "namecheap"] | None = None
+    porkbun_api_key: str | None = Field(default=None, repr=False)
+    porkbun_secret_key: str | None = Field(default=None, repr=False)
+    porkbun_api_url: str = "https://api.porkbun.com/api/json/v3"
+    namecheap_api_user: str | None = None
+    namecheap_api_key: str | None = Field(default=None, repr=False)
+    namecheap_client_ip: str | None = None
+    namecheap_username: str | None = None
+    namecheap_api_url: str = "https://api.namecheap.com/xml.response"
+    registrar_timeout: float = Field(default=30.0, gt=0)
+    domain_markup_percent: float = Field(default=0.0, ge=0, le=1000)
     # Exports to sending platforms: one HTTP request's deadline; attempts per request
     # (429, 5xx and timeouts are retried); the first backoff, doubled per retry; the
     # longest wait, Retry-After included; requests at once to one platform account.

@@ -49,6 +49,7 @@ WORKFLOW_MODULES: list[str] = [
     "mailfleet.webhooks.workflows",
     "mailfleet.bulk.workflows",
     "mailfleet.domains.workflows",
+    "mailfleet.domains.purchase_workflows",
     "mailfleet.billing.workflows",
     "mailfleet.exports.workflows",
     "mailfleet.warmup.workflows",
@@ -124,6 +125,11 @@ SWEEPERS: list[tuple[str, str, str]] = [
         "mailfleet.domains.workflows:enqueue_due_dns_checks",
     ),
     ("enqueue-due-renewals", "0 * * * * *", "mailfleet.billing.workflows:enqueue_due_renewals"),
+    (
+        "requeue-unfinished-domain-orders",
+        "0 * * * * *",
+        "mailfleet.domains.purchase_workflows:requeue_unfinished_orders",
+    ),
     (
         "requeue-unfinished-exports",
         "0 * * * * *",

@@ -35,6 +35,7 @@ DIALECT_ERRORS = {
 }
 IDEMPOTENT = {
     "bulk:connect",
+    "domains.purchases:create",
     "exports:create",
     "export_history:create",
     "exports:connect_inbox",

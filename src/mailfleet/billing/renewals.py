@@ -235,7 +235,12 @@ async def past_due_subscriptions(
 async def retry_past_due_after_credit(
     session: AsyncSession, workspace_id: str, entry_id: str
 ) -> None:
-    """Money came in: retry the workspace's unpaid renewal once this commits."""
+    """Money came in: retry the workspace's unpaid renewal once this commits, and
+    charge its domain orders waiting for payment."""
+    from mailfleet.billing.plans import resolved_settings
+    from mailfleet.domains import purchases
+
+    await purchases.charge_waiting_orders(session, resolved_settings(None), workspace_id)
     due = await past_due_subscriptions(session, workspace_id)
     if not due:
         return

@@ -67,6 +67,7 @@ from mailfleet.models.placement import (
     PlacementTest,
     PlacementTestStatus,
 )
+from mailfleet.models.purchases import DomainOrder, DomainOrderItem, ItemStatus, OrderStatus
 from mailfleet.models.warmup import (
     WARMUP_MESSAGE_STATUSES,
     WARMUP_PLACEMENTS,
@@ -134,6 +135,8 @@ __all__ = [
     "DnsRecord",
     "Domain",
     "DomainDnsCheck",
+    "DomainOrder",
+    "DomainOrderItem",
     "DomainStatus",
     "ExportHistory",
     "ExportItem",
@@ -141,11 +144,13 @@ __all__ = [
     "ExportStatus",
     "IdempotentRequest",
     "Invoice",
+    "ItemStatus",
     "MailPurge",
     "Mailbox",
     "MailboxRemoval",
     "MailboxStatus",
     "Membership",
+    "OrderStatus",
     "Payment",
     "PaymentStatus",
     "PlacementFolder",

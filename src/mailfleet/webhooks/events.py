@@ -39,6 +39,8 @@ EXPORT_COMPLETED: Final = "export.completed"
 DOMAIN_CONNECTED: Final = "domain.connected"
 DOMAIN_DNS_STATUS_CHANGED: Final = "domain.dns_status_changed"
 DOMAIN_NAMESERVERS_PROPAGATED: Final = "domain.nameservers_propagated"
+DOMAIN_PURCHASED: Final = "domain.purchased"
+DOMAIN_PURCHASE_FAILED: Final = "domain.purchase_failed"
 SUBSCRIPTION_CREATED: Final = "subscription.created"
 SUBSCRIPTION_RENEWED: Final = "subscription.renewed"
 SUBSCRIPTION_PAST_DUE: Final = "subscription.past_due"
@@ -132,6 +134,16 @@ CATALOGUE: Final[tuple[EventType, ...]] = (
         DOMAIN_NAMESERVERS_PROPAGATED,
         "A domain's nameservers now answer as configured.",
         ("domainId", "domain", "nameservers"),
+    ),
+    EventType(
+        DOMAIN_PURCHASED,
+        "A bought domain was registered (paid); it is then connected and checked.",
+        ("orderId", "domain", "registrar", "years", "amount", "currency"),
+    ),
+    EventType(
+        DOMAIN_PURCHASE_FAILED,
+        "A name of a purchase order could not be registered; its price went back to the wallet.",
+        ("orderId", "domain", "reason", "newPrice", "refunded", "amount", "currency"),
     ),
     EventType(
         SUBSCRIPTION_CREATED,

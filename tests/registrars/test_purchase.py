@@ -1,0 +1,351 @@
+"""Buying domains through the API against the registrar fakes: the order, the wallet
+debit and refunds adding up, bad input charging nothing, the payment link through
+the fake Stripe, and bought names ending connected with their records on PowerDNS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dns.asyncresolver
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from mailfleet.config import Settings
+from mailfleet.db import Database
+from mailfleet.dns.resolver import make_resolver
+from mailfleet.models import DomainOrder
+from mailfleet.models.billing import WalletEntry
+from tests.billing.conftest import WEBHOOK_SECRET, assert_ledger_consistent, grant
+from tests.billing.fake_stripe import FakeStripe, event, sign
+from tests.conftest import Account
+from tests.registrars.conftest import NAMESERVERS, buy, settled
+from tests.registrars.fakes import (
+    NAMECHEAP_IP,
+    NAMECHEAP_KEY,
+    NAMECHEAP_USER,
+    PORKBUN_KEY,
+    PORKBUN_SECRET,
+    FakeNamecheap,
+    FakePorkbun,
+)
+from tests.servers.powerdns import PowerDnsServer
+
+AUTH = {"apikey": PORKBUN_KEY, "secretapikey": PORKBUN_SECRET}
+CONTACT = {
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "address1": "1 Analytical Way",
+    "city": "London",
+    "stateProvince": "London",
+    "postalCode": "N1 7AA",
+    "country": "GB",
+    "phone": "+44.2071234567",
+    "email": "ada@brand.example",
+}
+
+
+@pytest.fixture
+def pdns_resolver(powerdns: PowerDnsServer) -> dns.asyncresolver.Resolver:
+    return make_resolver([powerdns.nameserver], timeout=2.0)
+
+
+async def order_count(database: Database) -> int:
+    async with database.transaction() as session:
+        return int(await session.scalar(select(func.count()).select_from(DomainOrder)) or 0)
+
+
+async def test_bought_domain_ends_connected_on_powerdns(
+    client: httpx.AsyncClient,
+    porkbun: FakePorkbun,
+    owner: Account,
+    powerdns: PowerDnsServer,
+    pdns_resolver: dns.asyncresolver.Resolver,
+) -> None:
+    response = await buy(client, owner, ["brandmail.com"], autoRenew=True)
+    assert response.status_code == 201, response.text
+    created = response.json()["data"]
+    # Billing is off: nothing to pay, the order goes straight on.
+    assert created["charged"] is False
+    assert created["total"] == 968
+    assert created["items"][0]["price"] == {"amount": 968, "currency": "USD", "years": 1}
+
+    order = await settled(client, owner, created["id"])
+    [item] = order["items"]
+    assert item["status"] == "connected", item
+    assert item["reason"] is None
+    assert item["registeredAt"]
+    assert item["connectedAt"]
+
+    # Porkbun was asked exactly as its documents say: create with the quoted
+    # pennies and agreeToTerms, then the nameservers of Mailfleet's zone.
+    [create] = porkbun.posts("/domain/create/")
+    assert create.path == "/domain/create/brandmail.com"
+    assert create.body == {**AUTH, "cost": 968, "agreeToTerms": "yes"}
+    assert create.headers["idempotency-key"] == f"mailfleet-{item['id']}"
+    [update_ns] = porkbun.posts("/domain/updateNs/")
+    assert update_ns.path == "/domain/updateNs/brandmail.com"
+    assert update_ns.body == {**AUTH, "ns": NAMESERVERS}
+    assert porkbun.nameservers["brandmail.com"] == NAMESERVERS
+    # The first attempt asks nobody whether the name is ours: nothing was sent before.
+    assert porkbun.posts("/domain/listAll") == []
+
+    # Connected through the domain connect: the zone on PowerDNS, mail records, DKIM.
+    domain = (await client.get(f"/v1/domains/{item['domainId']}", headers=owner.headers)).json()[
+        "data"
+    ]
+    assert domain["name"] == "brandmail.com"
+    assert domain["dnsProvider"] == "mailfleet"
+    assert domain["mailProvider"] == "self-hosted"
+    assert domain["dnsCheckedAt"] is not None
+    assert powerdns.zones() == ["brandmail.com"]
+    mx = await pdns_resolver.resolve("brandmail.com", "MX")
+    assert [r.exchange.to_text() for r in mx] == ["mail.brandmail.com."]
+    dmarc = await pdns_resolver.resolve("_dmarc.brandmail.com", "TXT")
+    assert [b"".join(r.strings) for r in dmarc] == [b"v=DMARC1; p=quarantine"]
+    [key] = domain["dkim"]
+    dkim = await pdns_resolver.resolve(f"{key['selector']}._domainkey.brandmail.com", "TXT")
+    assert b"".join(next(iter(dkim)).strings).decode().endswith(key["publicKey"])
+
+    listed = await client.get("/v1/domains/orders", headers=owner.headers)
+    assert [o["id"] for o in listed.json()["data"]] == [order["id"]]
+
+
+async def test_wallet_debit_and_refund_add_up(
+    client: httpx.AsyncClient,
+    porkbun: FakePorkbun,
+    billing_on: Settings,
+    admin: Account,
+    owner: Account,
+    database: Database,
+) -> None:
+    billing_on.domain_markup_percent = 20.0
+    await grant(client, admin, owner.workspace_id, 5000)
+    quote = await client.get(
+        "/v1/domains/available", params={"domains": "brandhq.com,brand.co"}, headers=owner.headers
+    )
+    prices = {r["domain"]: r["price"]["amount"] for r in quote.json()["data"]["results"]}
+    # 9.68 and 11.50 USD plus 20 %.
+    assert prices == {"brandhq.com": 1162, "brand.co": 1380}
+    # The registrar's price of brand.co changes between the quote and the purchase.
+    porkbun.set_name("brand.co", price="14.00")
+
+    response = await buy(
+        client, owner, ["brandhq.com", "brand.co"], dnsProvider="manual", mailProvider="google"
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()["data"]
+    assert created["charged"] is True
+    assert created["total"] == 1162 + 1380
+    assert created["status"] == "processing"
+
+    order = await settled(client, owner, created["id"])
+    items = {i["domain"]: i for i in order["items"]}
+    assert items["brandhq.com"]["status"] == "connected"
+    failed = items["brand.co"]
+    assert failed["status"] == "failed"
+    assert "price changed" in failed["reason"]
+    # The new price, as the customer would pay it (markup included).
+    assert failed["newPrice"] == {"amount": 1680, "currency": "USD", "years": 1}
+    assert failed["refunded"] is True
+    # Never bought at the new price: one create, for the other name.
+    assert [c.path for c in porkbun.posts("/domain/create/")] == ["/domain/create/brandhq.com"]
+
+    balance = await assert_ledger_consistent(client, owner, database)
+    assert balance == 5000 - 1162
+    async with database.transaction() as session:
+        entries = list(
+            await session.scalars(
+                select(WalletEntry)
+                .where(WalletEntry.workspace_id == owner.workspace_id)
+                .order_by(WalletEntry.created_at, WalletEntry.id)
+            )
+        )
+    assert [(e.kind, e.amount, e.idempotency_key) for e in entries] == [
+        ("credit", 5000, entries[0].idempotency_key),
+        ("charge", -2542, f"domain-order:{order['id']}"),
+        ("refund", 1380, f"domain-refund:{failed['id']}"),
+    ]
+
+    # The same Idempotency-Key and body: the same order, charged once.
+    key = {"Idempotency-Key": "order-1"}
+    body = {"domains": ["brandteam.com"], "dnsProvider": "manual", "mailProvider": "google"}
+    first = await client.post("/v1/domains/purchase", json=body, headers={**owner.headers, **key})
+    assert first.status_code == 201, first.text
+    again = await client.post("/v1/domains/purchase", json=body, headers={**owner.headers, **key})
+    assert again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["data"]["id"] == first.json()["data"]["id"]
+    other = await client.post(
+        "/v1/domains/purchase",
+        json={**body, "domains": ["brandteam.io"]},
+        headers={**owner.headers, **key},
+    )
+    assert other.status_code == 400
+    assert other.json()["error"]["details"][0]["field"] == "Idempotency-Key"
+    await settled(client, owner, first.json()["data"]["id"])
+    assert await assert_ledger_consistent(client, owner, database) == 5000 - 1162 - 1162
+
+
+async def test_bad_input_names_the_name_and_charges_nothing(
+    client: httpx.AsyncClient,
+    porkbun: FakePorkbun,
+    billing_on: Settings,
+    admin: Account,
+    owner: Account,
+    database: Database,
+) -> None:
+    await grant(client, admin, owner.workspace_id, 300_000)
+    porkbun.set_name("getbrand.com", price="2500.00", premium="yes")
+    porkbun.owned.add("ownedbrand.com")
+    cases: list[tuple[list[str], dict[str, Any], int, str]] = [
+        (["not a domain"], {}, 400, "domains.0"),
+        (["ok-brand.com", "brand.test"], {}, 400, "domains.1"),
+        (["example.com"], {}, 400, "domains.0"),
+        (["brand.xyz"], {}, 400, "domains.0"),
+        (["ok-brand.com", "getbrand.com"], {}, 400, "domains.1"),
+        ([f"brand{n}.com" for n in range(51)], {}, 400, "domains"),
+        (["ok-brand.com", "ok-brand.com"], {}, 400, "domains.1"),
+        (["ok-brand.com"], {"years": 2}, 400, "years"),
+    ]
+    for names, extra, status, field in cases:
+        response = await buy(client, owner, names, **extra)
+        assert response.status_code == status, (names, response.text)
+        error = response.json()["error"]
+        assert error["details"][0]["field"] == field, (names, error)
+    # Taken at the registrar (by anyone, or by us outside Mailfleet): 409 naming it.
+    taken = await buy(client, owner, ["ok-brand.com", "ownedbrand.com"])
+    assert taken.status_code == 409
+    assert taken.json()["error"]["domains"] == ["ownedbrand.com"]
+    # Premium with allowPremium: bought at its price.
+    premium = await buy(client, owner, ["getbrand.com"], allowPremium=True, dnsProvider="manual")
+    assert premium.status_code == 201, premium.text
+    assert premium.json()["data"]["total"] == 250000
+    await settled(client, owner, premium.json()["data"]["id"])
+    # A second purchase of a name Mailfleet holds: 409 naming it, nothing charged.
+    again = await buy(client, owner, ["getbrand.com"], allowPremium=True)
+    assert again.status_code == 409
+    assert again.json()["error"]["domains"] == ["getbrand.com"]
+    assert await order_count(database) == 1
+    # Only the one order was charged: every refused request left the wallet alone.
+    assert await assert_ledger_consistent(client, owner, database) == 300_000 - 250_000
+
+
+async def test_payment_link_through_stripe_then_the_order_goes_on(
+    client: httpx.AsyncClient,
+    porkbun: FakePorkbun,
+    fake_stripe: FakeStripe,
+    owner: Account,
+    database: Database,
+) -> None:
+    response = await buy(client, owner, ["paybrand.com"], dnsProvider="manual")
+    assert response.status_code == 201, response.text
+    created = response.json()["data"]
+    assert created["status"] == "pending_payment"
+    assert created["items"][0]["status"] == "pending_payment"
+    assert porkbun.posts("/domain/create/") == []
+
+    link = await client.get(
+        "/v1/domains/payment-link",
+        params={"orderId": created["id"], "successUrl": "https://app.example.com/paid"},
+        headers=owner.headers,
+    )
+    assert link.status_code == 200, link.text
+    payment = link.json()["data"]
+    assert payment["amount"] == 968
+    assert payment["checkoutUrl"].startswith("https://checkout.stripe.com/c/pay/cs_test_")
+    [session] = fake_stripe.posts("/v1/checkout/sessions")
+    assert session.form["line_items[0][price_data][unit_amount]"] == "968"
+    # Asked again while it is open: the same checkout, not a second one.
+    again = await client.get(
+        "/v1/domains/payment-link", params={"orderId": created["id"]}, headers=owner.headers
+    )
+    assert again.json()["data"]["paymentId"] == payment["paymentId"]
+    assert len(fake_stripe.posts("/v1/checkout/sessions")) == 1
+
+    completed = event(
+        "evt_domain_paid",
+        "checkout.session.completed",
+        {
+            "id": payment["checkoutUrl"].rsplit("/", 1)[1],
+            "object": "checkout.session",
+            "mode": "payment",
+            "payment_status": "paid",
+            "status": "complete",
+            "amount_total": 968,
+            "currency": "usd",
+            "customer": "cus_test_1",
+            "client_reference_id": payment["paymentId"],
+            "metadata": {"payment_id": payment["paymentId"], "workspace_id": owner.workspace_id},
+        },
+    )
+    delivered = await client.post(
+        "/v1/billing/stripe/webhook",
+        content=completed,
+        headers={
+            "stripe-signature": sign(completed, WEBHOOK_SECRET),
+            "content-type": "application/json",
+        },
+    )
+    assert delivered.status_code == 200, delivered.text
+
+    order = await settled(client, owner, created["id"])
+    assert order["charged"] is True
+    assert order["items"][0]["status"] == "connected"
+    assert len(porkbun.posts("/domain/create/")) == 1
+    # Paid 9.68, charged 9.68: the wallet is back where it was.
+    assert await assert_ledger_consistent(client, owner, database) == 0
+    paid_twice = await client.get(
+        "/v1/domains/payment-link", params={"orderId": created["id"]}, headers=owner.headers
+    )
+    assert paid_twice.status_code == 409
+
+
+async def test_namecheap_purchase_sends_the_documented_create(
+    client: httpx.AsyncClient, namecheap: FakeNamecheap, owner: Account
+) -> None:
+    missing = await buy(client, owner, ["brand.com"], dnsProvider="manual")
+    assert missing.status_code == 400
+    assert missing.json()["error"]["details"][0]["field"] == "contact"
+
+    response = await buy(
+        client, owner, ["brand.com"], dnsProvider="manual", years=2, contact=CONTACT
+    )
+    assert response.status_code == 201, response.text
+    order = await settled(client, owner, response.json()["data"]["id"])
+    assert order["items"][0]["status"] == "connected", order
+    assert order["total"] == 2056
+    globals_ = {
+        "ApiUser": NAMECHEAP_USER,
+        "ApiKey": NAMECHEAP_KEY,
+        "UserName": NAMECHEAP_USER,
+        "ClientIp": NAMECHEAP_IP,
+    }
+    [create] = namecheap.commands("namecheap.domains.create")
+    expected = {**globals_, "Command": "namecheap.domains.create", "DomainName": "brand.com"}
+    expected["Years"] = "2"
+    for role in ("Registrant", "Tech", "Admin", "AuxBilling"):
+        expected.update(
+            {
+                f"{role}FirstName": "Ada",
+                f"{role}LastName": "Lovelace",
+                f"{role}Address1": "1 Analytical Way",
+                f"{role}City": "London",
+                f"{role}StateProvince": "London",
+                f"{role}PostalCode": "N1 7AA",
+                f"{role}Country": "GB",
+                f"{role}Phone": "+44.2071234567",
+                f"{role}EmailAddress": "ada@brand.example",
+            }
+        )
+    expected.update({"AddFreeWhoisguard": "yes", "WGEnabled": "yes"})
+    assert create.body == expected
+    [set_custom] = namecheap.commands("namecheap.domains.dns.setCustom")
+    assert set_custom.body == {
+        **globals_,
+        "Command": "namecheap.domains.dns.setCustom",
+        "SLD": "brand",
+        "TLD": "com",
+        "Nameservers": ",".join(NAMESERVERS),
+    }
+    assert namecheap.commands("namecheap.domains.getList") == []
