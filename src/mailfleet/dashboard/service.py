@@ -31,6 +31,7 @@ from mailfleet.models import (
     BulkJob,
     Domain,
     ExportHistory,
+    ExportStatus,
     Mailbox,
     WarmupSettings,
     WebhookEndpoint,
@@ -119,7 +120,10 @@ async def running_jobs(session: AsyncSession, workspace_id: str) -> list[Running
     )
     exports = await session.scalars(
         select(ExportHistory)
-        .where(ExportHistory.workspace_id == workspace_id, ExportHistory.status == "IN_PROGRESS")
+        .where(
+            ExportHistory.workspace_id == workspace_id,
+            ExportHistory.status == ExportStatus.IN_PROGRESS,
+        )
         .order_by(ExportHistory.created_at.desc(), ExportHistory.id)
         .limit(LISTED_LIMIT)
     )

@@ -413,8 +413,8 @@ async def _refresh_counts(session: AsyncSession, history_id: str) -> ExportHisto
         .group_by(ExportItem.status)
     )
     counts: dict[str, int] = {status: count for status, count in rows}
-    history.connected_count = counts.get("connected", 0)
-    history.failed_count = counts.get("failed", 0)
+    history.connected_count = counts.get(ExportItemStatus.CONNECTED, 0)
+    history.failed_count = counts.get(ExportItemStatus.FAILED, 0)
     history.updated_at = utcnow()
     return history
 
@@ -536,12 +536,12 @@ async def fail_batch(
         )
 
 
-def final_status(total: int, connected: int) -> str:
+def final_status(total: int, connected: int) -> ExportStatus:
     if total > 0 and connected == total:
-        return "COMPLETED"
+        return ExportStatus.COMPLETED
     if connected == 0:
-        return "FAILED"
-    return "PARTIAL"
+        return ExportStatus.FAILED
+    return ExportStatus.PARTIAL
 
 
 async def finish_export(database: Database, history_id: str, reason: str | None) -> str:
