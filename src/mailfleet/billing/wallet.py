@@ -71,6 +71,29 @@ async def get_payment(session: AsyncSession, workspace_id: str, payment_id: str)
 # Top-ups
 
 
+async def _pending_topup(
+    session: AsyncSession,
+    settings: Settings,
+    provider_name: str,
+    workspace_id: str,
+    data: TopUpIn,
+    user: User,
+) -> Payment:
+    payment = Payment(
+        workspace_id=workspace_id,
+        provider=provider_name,
+        purpose="topup",
+        amount=data.amount,
+        currency=settings.billing_currency,
+        status=PaymentStatus.PENDING,
+        note=data.note,
+        recorded_by_user_id=user.id,
+    )
+    session.add(payment)
+    await session.flush()
+    return payment
+
+
 async def start_topup(
     session: AsyncSession,
     settings: Settings,
@@ -89,18 +112,7 @@ async def start_topup(
                 "Payments are recorded by an administrator here (manual payments); "
                 "ask one to record yours"
             )
-        payment = Payment(
-            workspace_id=workspace_id,
-            provider=provider.name,
-            purpose="topup",
-            amount=data.amount,
-            currency=settings.billing_currency,
-            status=PaymentStatus.PENDING,
-            note=data.note,
-            recorded_by_user_id=user.id,
-        )
-        session.add(payment)
-        await session.flush()
+        payment = await _pending_topup(session, settings, provider.name, workspace_id, data, user)
         await settle_payment(session, settings, payment)
         return payment
     success_url = data.success_url or settings.billing_return_url
@@ -110,18 +122,7 @@ async def start_topup(
         )
     account = await ledger.read_account(session, workspace_id, settings.billing_currency)
     details = await invoices.get_details(session, workspace_id)
-    payment = Payment(
-        workspace_id=workspace_id,
-        provider=provider.name,
-        purpose="topup",
-        amount=data.amount,
-        currency=settings.billing_currency,
-        status=PaymentStatus.PENDING,
-        note=data.note,
-        recorded_by_user_id=user.id,
-    )
-    session.add(payment)
-    await session.flush()
+    payment = await _pending_topup(session, settings, provider.name, workspace_id, data, user)
     try:
         started = await provider.start_checkout(
             CheckoutRequest(
