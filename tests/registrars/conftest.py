@@ -42,6 +42,7 @@ _SETTINGS = (
     "pdns_api_key",
     "pdns_server_id",
     "nameservers",
+    "cloudflare_api_url",
 )
 
 

@@ -14,11 +14,13 @@ from sqlalchemy import func, select
 from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.dns.resolver import make_resolver
-from mailfleet.models import DomainOrder
+from mailfleet.domains.purchase_workflows import requeue_unfinished_orders
+from mailfleet.models import DomainOrder, DomainOrderItem
 from mailfleet.models.billing import WalletEntry
 from tests.billing.conftest import WEBHOOK_SECRET, assert_ledger_consistent, grant
 from tests.billing.fake_stripe import FakeStripe, event, sign
 from tests.conftest import Account
+from tests.domains.fake_cloudflare import FakeCloudflare
 from tests.registrars.conftest import NAMESERVERS, buy, settled
 from tests.registrars.fakes import (
     NAMECHEAP_IP,
@@ -349,3 +351,79 @@ async def test_namecheap_purchase_sends_the_documented_create(
         "Nameservers": ",".join(NAMESERVERS),
     }
     assert namecheap.commands("namecheap.domains.getList") == []
+
+
+async def test_cloudflare_zone_nameservers_are_set_at_the_registrar(
+    client: httpx.AsyncClient,
+    porkbun: FakePorkbun,
+    registrar_settings: Settings,
+    owner: Account,
+) -> None:
+    with FakeCloudflare() as cloudflare:
+        registrar_settings.cloudflare_api_url = cloudflare.base_url
+        saved = await client.post(
+            "/v1/cloudflare",
+            json={"apiToken": cloudflare.token, "accountId": "a" * 32},
+            headers=owner.headers,
+        )
+        assert saved.status_code == 200, saved.text
+        response = await buy(
+            client, owner, ["cloudbrand.com"], dnsProvider="cloudflare", mailProvider="zoho"
+        )
+        assert response.status_code == 201, response.text
+        order = await settled(client, owner, response.json()["data"]["id"])
+        [zone] = cloudflare.zones.values()
+    assert order["items"][0]["status"] == "connected", order
+    assert zone.name == "cloudbrand.com"
+    assert sorted(r["content"] for r in zone.records.values() if r["type"] == "MX") == [
+        "mx.zoho.com",
+        "mx2.zoho.com",
+        "mx3.zoho.com",
+    ]
+    # The registrar now delegates the name to the Cloudflare zone's nameservers.
+    [update_ns] = porkbun.posts("/domain/updateNs/")
+    assert update_ns.body == {**AUTH, "ns": zone.name_servers}
+
+
+async def test_sweeper_settles_a_name_left_registering(
+    client: httpx.AsyncClient, porkbun: FakePorkbun, owner: Account, database: Database
+) -> None:
+    """An order whose workflow never ran (its enqueue lost to a crash) with a name a
+    create may have reached: the sweeper starts it, and the name is found ours at
+    the registrar rather than bought again."""
+    async with database.transaction() as session:
+        order = DomainOrder(
+            workspace_id=owner.workspace_id,
+            status="processing",
+            registrar="porkbun",
+            years=1,
+            dns_provider="manual",
+            mail_provider="google",
+            auto_renew=False,
+            total=968,
+            currency="USD",
+            charged=False,
+        )
+        session.add(order)
+        await session.flush()
+        session.add(
+            DomainOrderItem(
+                order_id=order.id,
+                workspace_id=owner.workspace_id,
+                name="lostbrand.com",
+                unicode_name="lostbrand.com",
+                status="registering",
+                premium=False,
+                cost=968,
+                price=968,
+                register_attempts=1,
+                refunded=False,
+            )
+        )
+        order_id = order.id
+    porkbun.owned.add("lostbrand.com")
+    assert await requeue_unfinished_orders() == 1
+    settled_order = await settled(client, owner, order_id)
+    assert settled_order["items"][0]["status"] == "connected"
+    assert porkbun.posts("/domain/create/") == []
+    assert len(porkbun.posts("/domain/listAll")) == 1

@@ -12,12 +12,15 @@ order was charged, and a refund is keyed by the item, so neither repeats.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from typing import TypedDict
 
 from dbos import DBOS
 from sqlalchemy import select
 
+from mailfleet import jobs
 from mailfleet.domains import checks, purchases
 from mailfleet.domains.providers import Env
 from mailfleet.domains.service import connect_domains
@@ -83,7 +86,8 @@ async def _registered(item_id: str, order_ref: str | None) -> str:
         return item.status
 
 
-@DBOS.step(retries_allowed=True, max_attempts=5, interval_seconds=2.0, backoff_rate=2.0)
+# About ten minutes of tries (5 s, doubled) before the workflow gives the name up.
+@DBOS.step(retries_allowed=True, max_attempts=8, interval_seconds=5.0, backoff_rate=2.0)
 async def register_name_step(item_id: str) -> ItemOutcome:
     current = runtime()
     loaded = await _load(item_id)
@@ -139,7 +143,7 @@ async def register_name_step(item_id: str) -> ItemOutcome:
 async def give_up_step(item_id: str, reason: str) -> str:
     """The registrar stayed unreachable. A name never sent is failed and refunded;
     one whose create may have arrived is left registering (not refunded: it may be
-    ours) for the sweeper's next run of the order to settle."""
+    ours) for the sweeper's retry of the order (requeue_unfinished_orders) to settle."""
     loaded = await _load(item_id)
     if loaded is None:
         return "missing"
@@ -247,10 +251,31 @@ async def purchase_order(order_id: str) -> str:
 
 
 async def requeue_unfinished_orders() -> int:
-    """Sweeper: start the workflow of every paid order not finished (its enqueue
-    lost to a crash between the commit and the enqueue); a no-op for the others."""
+    """Sweeper: every paid order not finished gets its workflow again. One whose
+    enqueue a crash lost starts now; one whose workflow ended with a name left
+    registering (the registrar stayed unreachable after a create may have reached
+    it) is run again under the hour's retry id, which asks the registrar first.
+    Orders whose workflow is still queued or running are left alone."""
     async with runtime().database.transaction() as session:
         order_ids = await purchases.unfinished_orders(session)
     for order_id in order_ids:
-        await purchases.enqueue(order_id)
+        primary = purchases.workflow_id(order_id)
+        status = await _workflow_status(primary)
+        if status is None or status in ("ENQUEUED", "PENDING"):
+            await purchases.enqueue(order_id)
+            continue
+        retry = f"{primary}-retry-{int(utcnow().timestamp() // 3600)}"
+        if await _workflow_status(retry) is None:
+            await jobs.enqueue(
+                purchases.PURCHASE_QUEUE, purchase_order, order_id, workflow_id=retry
+            )
     return len(order_ids)
+
+
+async def _workflow_status(workflow_id: str) -> str | None:
+    # Outside any step's context (the sweeper runs in one), as jobs.enqueue does.
+    task = asyncio.get_running_loop().create_task(
+        DBOS.get_workflow_status_async(workflow_id), context=contextvars.Context()
+    )
+    found = await task
+    return found.status if found is not None else None
