@@ -25,6 +25,7 @@ from tests.registrars.fakes import (
     FakePorkbun,
 )
 from tests.servers.powerdns import PowerDnsServer
+from tests.webhooks.conftest import receiver  # noqa: F401
 
 NAMESERVERS = ["ns1.mailfleet.test", "ns2.mailfleet.test"]
 _SETTINGS = (

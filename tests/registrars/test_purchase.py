@@ -31,7 +31,9 @@ from tests.registrars.fakes import (
     FakeNamecheap,
     FakePorkbun,
 )
+from tests.servers.http_receiver import HttpReceiver
 from tests.servers.powerdns import PowerDnsServer
+from tests.webhooks.conftest import register
 
 AUTH = {"apikey": PORKBUN_KEY, "secretapikey": PORKBUN_SECRET}
 CONTACT = {
@@ -115,6 +117,7 @@ async def test_bought_domain_ends_connected_on_powerdns(
 
 async def test_wallet_debit_and_refund_add_up(
     client: httpx.AsyncClient,
+    receiver: HttpReceiver,
     porkbun: FakePorkbun,
     billing_on: Settings,
     admin: Account,
@@ -123,6 +126,13 @@ async def test_wallet_debit_and_refund_add_up(
 ) -> None:
     billing_on.domain_markup_percent = 20.0
     await grant(client, admin, owner.workspace_id, 5000)
+    webhook = await register(
+        client,
+        owner,
+        receiver.url(),
+        eventTypes=["domain.purchased", "domain.purchase_failed"],
+    )
+    receiver.secret = webhook["secret"]
     quote = await client.get(
         "/v1/domains/available", params={"domains": "brandhq.com,brand.co"}, headers=owner.headers
     )
@@ -168,6 +178,22 @@ async def test_wallet_debit_and_refund_add_up(
         ("charge", -2542, f"domain-order:{order['id']}"),
         ("refund", 1380, f"domain-refund:{failed['id']}"),
     ]
+
+    received = await receiver.wait_for(2)
+    assert all(r.verified for r in received)
+    events = {r.payload["type"]: r.payload["data"] for r in received}
+    assert events["domain.purchased"] == {
+        "orderId": order["id"],
+        "domain": "brandhq.com",
+        "registrar": "porkbun",
+        "years": 1,
+        "amount": 1162,
+        "currency": "USD",
+    }
+    assert events["domain.purchase_failed"]["domain"] == "brand.co"
+    assert events["domain.purchase_failed"]["newPrice"] == 1680
+    assert events["domain.purchase_failed"]["refunded"] is True
+    assert PORKBUN_SECRET.encode() not in b"".join(r.body for r in received)
 
     # The same Idempotency-Key and body: the same order, charged once.
     key = {"Idempotency-Key": "order-1"}
