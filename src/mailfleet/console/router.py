@@ -76,6 +76,14 @@ def _text(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _number(form: FormData, name: str, default: int | None = None) -> int | str | None:
+    """A number field as an int; anything else as typed, for validation to name."""
+    text = _text(form, name)
+    if not text:
+        return default
+    return int(text) if text.isdigit() and len(text) < 10 else text
+
+
 def _safe_next(target: str | None) -> str:
     # Only a path on this site: never an absolute or protocol-relative URL.
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
@@ -281,7 +289,7 @@ def _mailbox_body(form: FormData) -> dict[str, Any]:
         "email": _text(form, "email"),
         "smtp": {
             "host": _text(form, "smtp_host"),
-            "port": _text(form, "smtp_port") or 587,
+            "port": _number(form, "smtp_port", 587),
             "secure": form.get("smtp_secure") is not None,
             "password": smtp_password if isinstance(smtp_password, str) else "",
         },
@@ -293,7 +301,7 @@ def _mailbox_body(form: FormData) -> dict[str, Any]:
     if _text(form, "imap_host"):
         body["imap"] = {
             "host": _text(form, "imap_host"),
-            "port": _text(form, "imap_port") or 993,
+            "port": _number(form, "imap_port", 993),
             "secure": form.get("imap_secure") is not None,
             # The same password as SMTP unless the form gives another one.
             "password": imap_password
@@ -555,7 +563,7 @@ def _record_body(form: FormData) -> DnsRecordIn:
     }
     for number in ("ttl", "priority"):
         if _text(form, number):
-            values[number] = _text(form, number)
+            values[number] = _number(form, number)
     return DnsRecordIn.model_validate(values)
 
 

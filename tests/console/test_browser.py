@@ -1,0 +1,375 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright against a
+real `mailfleet serve`, with mail on the loopback SMTP/IMAP servers and DNS on a
+loopback PowerDNS.
+
+Each page's screenshot is saved under the test's output directory; with
+MAILFLEET_CONSOLE_SCREENSHOTS=DIR they are also written to DIR: the README's
+docs/console/*.png come from `MAILFLEET_CONSOLE_SCREENSHOTS=docs/console make
+test-sqlite PYTEST_ARGS=tests/console/test_browser.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.bulk.conftest import make_users
+from tests.servers.common import server_unavailable, unused_tcp_port
+from tests.servers.dovecot import DovecotServer
+from tests.servers.powerdns import PowerDnsServer
+from tests.servers.powerdns import _binary as pdns_binary
+from tests.servers.smtp import SmtpServer
+from tests.test_cli import MAILFLEET, _clean_env
+
+CHROMIUM = "/usr/bin/chromium"
+OWNER = ("owner@console.test", "owner-password-1")
+VIEWER = ("viewer@console.test", "viewer-password-1")
+# Waiting for background work (a connection test, an import): generous, since the
+# machine may be busy; never a measure of speed.
+BACKGROUND_WAIT_MS = 60_000
+
+
+@dataclass
+class Console:
+    base: str
+    api_key: str
+    workspace_id: str
+    second_workspace_id: str
+    powerdns: PowerDnsServer | None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.api_key}
+
+
+def _api(console: Console, method: str, path: str, **kwargs: object) -> httpx.Response:
+    response = httpx.request(
+        method, console.base + path, headers=console.headers, timeout=30, **kwargs
+    )
+    assert response.status_code < 300, response.text
+    return response
+
+
+@pytest.fixture(scope="module")
+def powerdns() -> Iterator[PowerDnsServer | None]:
+    if pdns_binary() is None:
+        yield None
+        return
+    with PowerDnsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def console(
+    tmp_path_factory: pytest.TempPathFactory, powerdns: PowerDnsServer | None
+) -> Iterator[Console]:
+    """`mailfleet serve` on SQLite in a fresh directory, a bootstrapped owner with a
+    second workspace, and a viewer of the owner's default workspace."""
+    directory = tmp_path_factory.mktemp("console-serve")
+    env = _clean_env(MAILFLEET_ALLOW_PRIVATE_NETWORKS="true", MAILFLEET_WORKER_ID="console-test")
+    if powerdns is not None:
+        env.update(
+            MAILFLEET_DNS_NAMESERVERS=powerdns.nameserver,
+            MAILFLEET_PDNS_API_URL=powerdns.api_url,
+            MAILFLEET_PDNS_API_KEY=powerdns.api_key,
+            MAILFLEET_NAMESERVERS="ns1.mailfleet.test,ns2.mailfleet.test",
+        )
+    boot = subprocess.run(
+        [*MAILFLEET, "admin", "bootstrap", "--json", "--email", OWNER[0], "--password", OWNER[1]],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    credentials = json.loads(boot.stdout)
+    port = unused_tcp_port()
+    log = (directory / "serve.log").open("ab")
+    process = subprocess.Popen(
+        [*MAILFLEET, "serve", "--port", str(port)],
+        cwd=directory,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/v1/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    "mailfleet serve did not start:\n"
+                    + (directory / "serve.log").read_text(errors="replace")[-3000:]
+                )
+            time.sleep(0.2)
+        console = Console(base, credentials["apiKey"], credentials["workspaceId"], "", powerdns)
+        second = _api(console, "POST", "/v1/workspaces", json={"name": "Agency B"})
+        console.second_workspace_id = second.json()["data"]["id"]
+        _api(console, "POST", "/v1/users", json={"email": VIEWER[0], "password": VIEWER[1]})
+        _api(
+            console,
+            "POST",
+            f"/v1/workspaces/{console.workspace_id}/members",
+            json={"email": VIEWER[0], "role": "viewer"},
+        )
+        yield console
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for these tests: Debian's, never a downloaded one. Module-scoped:
+    Playwright's sync API holds an event loop in this thread while it runs, and the
+    asyncio tests after this module need the thread free."""
+    if not os.access(CHROMIUM, os.X_OK):
+        server_unavailable(
+            "chromium not installed: apt-get install chromium (or scripts/install-test-servers.sh)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, console: Console) -> Iterator[Page]:
+    context = browser.new_context(base_url=console.base, viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+class Shots:
+    """Screenshots: into the test's directory, and into a chosen one when asked."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        wanted = os.environ.get("MAILFLEET_CONSOLE_SCREENSHOTS")
+        self.publish = Path(wanted) if wanted else None
+
+    def take(self, page: Page, name: str) -> None:
+        path = self.directory / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        if self.publish is not None:
+            self.publish.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, self.publish / f"{name}.png")
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Shots:
+    return Shots(tmp_path)
+
+
+def sign_in(page: Page, email: str, password: str) -> None:
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def test_sign_in_add_a_mailbox_and_watch_it_turn_active(
+    page: Page, console: Console, smtp_plain: SmtpServer, dovecot: DovecotServer, shots: Shots
+) -> None:
+    [(email, password)] = make_users(smtp_plain, dovecot, 1, domain="console.test")
+    page.goto("/")
+    shots.take(page, "login")
+    sign_in(page, *OWNER)
+
+    page.get_by_role("link", name="Mailboxes", exact=True).click()
+    page.get_by_role("link", name="Add a mailbox").click()
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Display name").fill("Ana from the console")
+    page.get_by_label("SMTP host", exact=True).fill("127.0.0.1")
+    page.get_by_label("SMTP port", exact=True).fill(str(smtp_plain.port))
+    page.get_by_label("SMTP password", exact=True).fill(password)
+    page.get_by_label("Use TLS").first.uncheck()
+    page.get_by_label("IMAP host", exact=True).fill("127.0.0.1")
+    page.get_by_label("IMAP port", exact=True).fill(str(dovecot.port))
+    page.get_by_label("Use TLS").nth(1).uncheck()
+    page.get_by_role("button", name="Add and test").click()
+
+    expect(page.get_by_role("heading", name=email)).to_be_visible()
+    # The status panel polls (htmx) until the background connection test is done.
+    expect(page.locator("#mailbox-status [data-status]")).to_have_text(
+        "active", timeout=BACKGROUND_WAIT_MS
+    )
+    expect(page.locator("#mailbox-status")).to_contain_text("SMTP")
+    shots.take(page, "mailbox")
+    # The actions came with the status: an active mailbox can be paused.
+    page.get_by_role("button", name="Pause sending").click()
+    expect(page.locator("#mailbox-status [data-status]")).to_have_text("paused")
+    page.get_by_role("button", name="Resume sending").click()
+    expect(page.locator("#mailbox-status [data-status]")).to_have_text("active")
+    listed = _api(console, "GET", "/v1/mailboxes", params={"search": email}).json()["data"]
+    assert [(m["email"], m["status"]) for m in listed] == [(email, "active")]
+
+
+def test_import_a_csv_and_watch_the_progress_reach_the_end(
+    page: Page,
+    console: Console,
+    smtp_plain: SmtpServer,
+    dovecot: DovecotServer,
+    shots: Shots,
+    tmp_path: Path,
+) -> None:
+    users = make_users(smtp_plain, dovecot, 6, domain="import.console.test")
+    rows = ["email,smtp_host,smtp_port,smtp_password,smtp_secure,imap_host,imap_port,imap_secure"]
+    for email, password in users[:-1]:
+        rows.append(
+            f"{email},127.0.0.1,{smtp_plain.port},{password},false,127.0.0.1,{dovecot.port},false"
+        )
+    # One wrong password: the import reports it and goes on.
+    rows.append(
+        f"{users[-1][0]},127.0.0.1,{smtp_plain.port},wrong,false,127.0.0.1,{dovecot.port},false"
+    )
+    csv_file = tmp_path / "mailboxes.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    sign_in(page, *OWNER)
+
+    page.goto("/mailboxes")
+    page.get_by_role("link", name="Import a CSV").click()
+    page.get_by_label("CSV file").set_input_files(str(csv_file))
+    page.get_by_role("button", name="Import").click()
+
+    expect(page.get_by_role("heading", name="Mailbox import")).to_be_visible()
+    expect(page.locator("[data-progress]")).to_have_text("6 / 6", timeout=BACKGROUND_WAIT_MS)
+    expect(page.locator("#import-progress [data-status]")).to_have_text("completed")
+    expect(page.locator('[data-count="connected"]')).to_have_text("5")
+    expect(page.locator('[data-count="failed"]')).to_have_text("1")
+    shots.take(page, "import")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the report (CSV)").click()
+    report = Path(download.value.path()).read_text()
+    assert report.count("\n") == 7
+    assert "AUTH_FAILED" in report
+
+    # The list filters as you type (htmx swaps the table; the URL follows).
+    page.goto("/mailboxes")
+    page.get_by_label("Search").fill("import.console")
+    summary = page.locator("#mailbox-table > p")
+    # The failed row made no mailbox; it is in the report only.
+    expect(summary).to_have_text(re.compile(r"^5 mailboxes"))
+    expect(page.locator("#mailbox-table tbody tr")).to_have_count(5)
+    expect(page).to_have_url(re.compile(r"search=import\.console"))
+    page.get_by_label("Status").select_option("paused")
+    expect(summary).to_have_text("0 mailboxes")
+    page.get_by_label("Status").select_option("active")
+    expect(summary).to_have_text(re.compile(r"^5 mailboxes"))
+    shots.take(page, "mailboxes")
+
+
+def test_connect_a_domain_and_edit_a_dns_record(page: Page, console: Console, shots: Shots) -> None:
+    if console.powerdns is None:
+        server_unavailable(
+            "pdns_server not installed: apt-get install pdns-server pdns-backend-sqlite3"
+        )
+    powerdns = console.powerdns
+    sign_in(page, *OWNER)
+    page.get_by_role("link", name="Domains", exact=True).click()
+    page.get_by_label("Domain", exact=True).fill("console-demo.test")
+    page.get_by_label("DNS hosted by").select_option("mailfleet")
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("heading", name="console-demo.test")).to_be_visible()
+
+    # The add form's fields (each record's row has its own Name and Content too).
+    page.locator("#new-type").select_option("TXT")
+    page.locator("#new-name").fill("hello")
+    page.locator("#new-content").fill("first-value")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Record added")
+
+    row = page.locator("tr", has=page.locator('input[value="first-value"]'))
+    row.get_by_label("Content").fill("edited-in-the-console")
+    row.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Record saved")
+    zone = powerdns.api("GET", "/zones/console-demo.test.").json()
+    txt = {
+        rrset["name"]: [r["content"] for r in rrset["records"]]
+        for rrset in zone["rrsets"]
+        if rrset["type"] == "TXT"
+    }
+    assert txt["hello.console-demo.test."] == ['"edited-in-the-console"']
+
+    page.get_by_role("button", name="Check DNS now").click()
+    expect(page.get_by_role("status")).to_contain_text("DNS checked")
+    shots.take(page, "domain")
+    page.get_by_role("link", name="Domains", exact=True).click()
+    shots.take(page, "domains")
+
+
+def test_switch_workspace_then_sign_out(page: Page, console: Console, shots: Shots) -> None:
+    sign_in(page, *OWNER)
+    shots.take(page, "overview")
+    page.get_by_label("Workspace").select_option(console.second_workspace_id)
+    page.get_by_role("button", name="Switch").click()
+    expect(page.get_by_role("status")).to_have_text("Switched to Agency B")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Agency B")
+    page.get_by_role("link", name="Mailboxes", exact=True).click()
+    expect(page.locator("#mailbox-table")).to_contain_text("0 mailboxes")
+    page.get_by_role("link", name="Keys & members").click()
+    shots.take(page, "settings")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto("/mailboxes")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fmailboxes$"))
+
+
+def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
+    page: Page, console: Console
+) -> None:
+    mailbox = _api(console, "GET", "/v1/mailboxes", params={"limit": 1}).json()["data"]
+    sign_in(page, *VIEWER)
+    page.get_by_label("Workspace").select_option(console.workspace_id)
+    page.get_by_role("button", name="Switch").click()
+    expect(page.locator("[data-role]")).to_have_text("viewer")
+
+    paths = ["/", "/mailboxes", "/domains", "/settings"]
+    paths += [f"/mailboxes/{m['id']}" for m in mailbox]
+    for path in paths:
+        page.goto(path)
+        actions = page.locator('form[method="post"]').evaluate_all(
+            "forms => forms.map(f => f.getAttribute('action'))"
+        )
+        assert set(actions) <= {"/workspace", "/logout"}, (path, actions)
+        for name in ("Add a mailbox", "Import a CSV", "Connect", "Delete", "Create a key"):
+            expect(page.get_by_role("button", name=name)).to_have_count(0)
+            expect(page.get_by_role("link", name=name)).to_have_count(0)
+
+    # A forged write with the viewer's own valid session and token: refused by role.
+    token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    assert token
+    target = mailbox[0]["id"] if mailbox else "none"
+    forged = page.request.post(f"/mailboxes/{target}/delete", form={"csrf_token": token})
+    assert forged.status == 403
+    # And a write without the session's token (another site's form): refused too.
+    cross_site = page.request.post("/domains", form={"domain": "forged.test"})
+    assert cross_site.status == 403
+    if mailbox:
+        _api(console, "GET", f"/v1/mailboxes/{target}")
