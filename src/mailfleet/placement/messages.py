@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import Final, TypedDict
+from typing import Any, Final, TypedDict
 
 import authres  # type: ignore[import-untyped]
 
@@ -79,6 +79,31 @@ def _best(results: Iterable[str]) -> str | None:
     return ranked[0] if ranked else None
 
 
+def _results(value: str) -> tuple[str, list[Any]] | None:
+    """(authserv-id, results) of one header value, or None when it does not parse.
+
+    A trailing `;` (Microsoft writes one) is dropped; a header authres refuses whole
+    is read clause by clause, so one odd clause costs only itself."""
+    text = value.strip().rstrip(";").strip()
+    try:
+        header = authres.AuthenticationResultsHeader.parse(f"{AUTH_HEADER}: {text}")
+    except (authres.AuthResError, ValueError, IndexError):
+        pass
+    else:
+        return str(header.authserv_id), list(header.results)
+    authserv, _, rest = text.partition(";")
+    results: list[Any] = []
+    for clause in rest.split(";"):
+        try:
+            one = authres.AuthenticationResultsHeader.parse(
+                f"{AUTH_HEADER}: {authserv}; {clause.strip()}"
+            )
+        except (authres.AuthResError, ValueError, IndexError):
+            continue
+        results.extend(one.results)
+    return (authserv.strip(), results) if results else None
+
+
 def parse_auth(values: Iterable[str], authserv_id: str | None = None) -> Auth:
     """SPF, DKIM and DMARC results from a message's Authentication-Results headers.
 
@@ -87,14 +112,14 @@ def parse_auth(values: Iterable[str], authserv_id: str | None = None) -> Auth:
     header does not mention is None; a header that does not parse is skipped.
     """
     for value in values:
-        try:
-            header = authres.AuthenticationResultsHeader.parse(f"{AUTH_HEADER}: {value}")
-        except (authres.AuthResError, ValueError, IndexError):
+        parsed = _results(value)
+        if parsed is None:
             continue
-        if authserv_id is not None and str(header.authserv_id).lower() != authserv_id.lower():
+        server, results = parsed
+        if authserv_id is not None and server.lower() != authserv_id.lower():
             continue
         found: dict[str, list[str]] = {method: [] for method in AUTH_METHODS}
-        for result in header.results:
+        for result in results:
             method = str(result.method).lower()
             if method in found:
                 found[method].append(str(result.result).lower())
