@@ -4,6 +4,7 @@ the fake Stripe, and bought names ending connected with their records on PowerDN
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import dns.asyncresolver
@@ -453,3 +454,30 @@ async def test_sweeper_settles_a_name_left_registering(
     assert settled_order["items"][0]["status"] == "connected"
     assert porkbun.posts("/domain/create/") == []
     assert len(porkbun.posts("/domain/listAll")) == 1
+
+
+async def test_concurrent_purchases_of_a_name_charge_once(
+    client: httpx.AsyncClient,
+    porkbun: FakePorkbun,
+    billing_on: Settings,
+    admin: Account,
+    owner: Account,
+    database: Database,
+) -> None:
+    await grant(client, admin, owner.workspace_id, 5000)
+    body = {"domains": ["racebrand.com"], "dnsProvider": "manual", "mailProvider": "google"}
+    first, second = await asyncio.gather(
+        client.post("/v1/domains/purchase", json=body, headers=owner.headers),
+        client.post("/v1/domains/purchase", json=body, headers=owner.headers),
+    )
+    assert sorted([first.status_code, second.status_code]) == [201, 409], (
+        first.text,
+        second.text,
+    )
+    won = first if first.status_code == 201 else second
+    lost = second if won is first else first
+    assert lost.json()["error"]["domains"] == ["racebrand.com"]
+    await settled(client, owner, won.json()["data"]["id"])
+    assert len(porkbun.posts("/domain/create/")) == 1
+    assert await order_count(database) == 1
+    assert await assert_ledger_consistent(client, owner, database) == 5000 - 968

@@ -430,7 +430,14 @@ async def create_order(
         )
     session.add_all(items)
     order.total = sum(item.price for item in items)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Another request claimed one of the names since _refuse_owned looked.
+        raise Conflict(
+            f"Being bought by another request: one of {', '.join(names)}; retry",
+            domains=names,
+        ) from None
     if not billing_on or not await charge_order(session, settings, order, items):
         if billing_on:
             order.status = OrderStatus.PENDING_PAYMENT

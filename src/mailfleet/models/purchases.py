@@ -6,7 +6,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailfleet.db import Base
@@ -62,7 +72,18 @@ class DomainOrder(Timestamps, Base):
 
 class DomainOrderItem(Timestamps, Base):
     __tablename__ = "domain_order_items"
-    __table_args__ = (UniqueConstraint("order_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("order_id", "name"),
+        # A name is bought by one order at a time, across workspaces: a concurrent
+        # purchase of it is refused before anything is charged.
+        Index(
+            "uq_domain_order_items_name_not_failed",
+            "name",
+            unique=True,
+            sqlite_where=text("status != 'failed'"),
+            postgresql_where=text("status != 'failed'"),
+        ),
+    )
 
     id: Mapped[str] = id_column()
     order_id: Mapped[str] = mapped_column(
