@@ -59,7 +59,7 @@ from mailfleet.kit.envelope import AUTH_ERRORS, WORKSPACE_ERRORS, Envelope, List
 from mailfleet.kit.errors import NotFound, ValidationFailed
 from mailfleet.kit.idempotency import check_idempotency_key
 from mailfleet.kit.pagination import PageDep
-from mailfleet.models.billing import Invoice, Payment, Plan, WalletEntry
+from mailfleet.models.billing import Invoice, Payment, PaymentStatus, Plan, WalletEntry
 
 router = APIRouter()
 
@@ -483,7 +483,7 @@ async def add_balance(
         balance = (await wallet.summary(session, settings, ctx.workspace_id)).balance
         message = (
             "Wallet credited"
-            if payment.status == "succeeded"
+            if payment.status == PaymentStatus.SUCCEEDED
             else "Pay at checkoutUrl; the wallet is credited once the payment succeeds"
         )
         return 201, ok(TopUpOut(payment=payment_out(payment), balance=balance), message)
