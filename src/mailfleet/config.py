@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     # tests and trials on local servers, where 5 minutes (the API's least) is long.
     placement_timeout_seconds: float | None = Field(default=None, gt=0)
     worker_id: str | None = None
+    # The queues this process takes work from (comma-separated names; all when
+    # unset): e.g. `default` on an API-only `serve`, `mailbox_verification,bulk_connect`
+    # on dedicated login workers.
+    worker_queues: Annotated[list[str] | None, NoDecode] = None
+    # Seconds without a heartbeat after which a worker counts as dead and the
+    # others hand its unfinished workflows back to their queues (heartbeats come
+    # every 5 s, so at least three must be missed).
+    worker_dead_after: float = Field(default=60.0, ge=15)
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -168,6 +176,13 @@ class Settings(BaseSettings):
     def _split_nameservers(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("worker_queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()] or None
         return value
 
     @field_validator("nameservers", mode="before")

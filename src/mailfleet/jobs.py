@@ -148,6 +148,9 @@ POLLERS: list[tuple[float, str]] = [
     # Cheap when nothing is due: it enqueues one round per MAILFLEET_WARMUP_INTERVAL
     # under the interval's number, so workers never start the same round twice.
     (1.0, "mailfleet.warmup.workflows:enqueue_due_round"),
+    # This process's heartbeat; at each, the unfinished workflows of a worker silent
+    # for MAILFLEET_WORKER_DEAD_AFTER go back to their queues.
+    (5.0, "mailfleet.liveness:beat"),
 ]
 _poller_tasks: list[asyncio.Task[None]] = []
 _launched = False
@@ -227,6 +230,15 @@ async def launch(settings: Settings) -> None:
         # Before launch: switching the journal mode needs the file to ourselves.
         _enable_sqlite_wal(settings.system_database_url)
     DBOS(config=dbos_config(settings))
+    if settings.worker_queues is not None:
+        unknown = sorted(set(settings.worker_queues) - QUEUE_NAMES)
+        if unknown:
+            raise ValueError(
+                f"MAILFLEET_WORKER_QUEUES names unknown queues {unknown}; "
+                f"known: {sorted(QUEUE_NAMES)}"
+            )
+        # DBOS's own queue (recovered workflows that were never queued) is always served.
+        DBOS.listen_queues(settings.worker_queues)
     DBOS.launch()
     specs = queue_specs(settings)
     assert set(specs) == QUEUE_NAMES, "declare every queue in both queue_specs and QUEUE_NAMES"

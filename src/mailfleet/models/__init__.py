@@ -86,6 +86,7 @@ from mailfleet.models.webhooks import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from mailfleet.models.workers import WorkerHeartbeat
 from mailfleet.models.workspaces import ROLES, Membership, Workspace
 
 # Every column that holds keyring ciphertext, as (model, attribute): what
@@ -100,6 +101,7 @@ ENCRYPTED_COLUMNS: list[tuple[type, str]] = [
     (PlatformAccount, "login_password_enc"),
     (ExportItem, "connection_enc"),
 ]
+
 
 __all__ = [
     "BULK_ITEM_OUTCOMES",
@@ -178,6 +180,7 @@ __all__ = [
     "WebhookDeliveryAttempt",
     "WebhookEndpoint",
     "WebhookEvent",
+    "WorkerHeartbeat",
     "Workspace",
     "mailbox_tags",
 ]

@@ -1,0 +1,182 @@
+"""Several workers on one PostgreSQL survive each other's death: a worker SIGKILLed
+in the middle of a bulk job never comes back, and another worker, seeing its
+heartbeat stop, takes the job over; it finishes with every mailbox connected once.
+
+An API-only `serve` (MAILFLEET_WORKER_QUEUES=default) accepts the job, so the bulk
+job runs on one of the two `mailfleet worker` processes, not on the process that
+accepted it."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from mailfleet.bulk.service import job_workflow_id
+from tests.bulk.conftest import item, make_users
+from tests.bulk.latency_proxy import latency_proxy_in_thread
+from tests.bulk.test_bulk_crash import Server, _bootstrap, _job
+from tests.conftest import BACKEND
+from tests.servers.dovecot import DovecotServer
+from tests.servers.postgres import PostgresServer
+from tests.servers.smtp import SmtpServer
+from tests.test_cli import MAILFLEET, _clean_env
+
+COUNT = 150
+DEAD_AFTER = 15
+
+pytestmark = [
+    pytest.mark.db,
+    pytest.mark.skipif(
+        BACKEND != "postgresql",
+        reason="several processes share one database only on PostgreSQL "
+        "(SQLite is the one-process embedded setup)",
+    ),
+]
+
+
+class Worker:
+    def __init__(self, directory: Path, env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.log_path = directory / f"{name}.log"
+        self.process = subprocess.Popen(
+            [*MAILFLEET, "worker"],
+            cwd=directory,
+            env={**env, "MAILFLEET_WORKER_ID": name},
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _holder(sync_url: str, job_id: str) -> str | None:
+    """The executor running the job's workflow, per DBOS's own table."""
+    engine = sa.create_engine(sync_url)
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(
+                sa.text(
+                    "SELECT executor_id FROM dbos.workflow_status "
+                    "WHERE workflow_uuid = :id AND status = 'PENDING'"
+                ),
+                {"id": job_workflow_id(job_id)},
+            ).scalar()
+    finally:
+        engine.dispose()
+    return str(found) if found else None
+
+
+def test_a_dead_worker_s_bulk_job_finishes_on_another(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    smtp_plain: SmtpServer,
+    dovecot: DovecotServer,
+) -> None:
+    server_db: PostgresServer = request.getfixturevalue("postgres")
+    name = f"worker_death_{uuid.uuid4().hex[:8]}"
+    env = _clean_env(
+        MAILFLEET_DATABASE_URL=server_db.create_database(name),
+        MAILFLEET_ALLOW_PRIVATE_NETWORKS="true",
+        MAILFLEET_BULK_CONCURRENCY="10",
+        MAILFLEET_BULK_PER_HOST="10",
+        MAILFLEET_BULK_CHUNK_SIZE="10",
+        MAILFLEET_WORKER_DEAD_AFTER=str(DEAD_AFTER),
+    )
+    sync_url = f"postgresql+psycopg://postgres@127.0.0.1:{server_db.port}/{name}"
+    credentials = _bootstrap(tmp_path, env)
+    headers = {"x-api-key": credentials["apiKey"]}
+    users = make_users(smtp_plain, dovecot, COUNT)
+    api_env = {**env, "MAILFLEET_WORKER_ID": "api", "MAILFLEET_WORKER_QUEUES": "default"}
+    api = Server(tmp_path, api_env)
+    workers: list[Worker] = []
+    with (
+        latency_proxy_in_thread(smtp_plain.port, rtt_ms=200) as smtp_proxy,
+        latency_proxy_in_thread(dovecot.port, rtt_ms=200) as imap_proxy,
+    ):
+        items = []
+        for email, password in users:
+            body = item(email, password, smtp_plain, dovecot)
+            body["smtp"]["port"] = smtp_proxy.port
+            body["imap"]["port"] = imap_proxy.port
+            items.append(body)
+        try:
+            api.start()
+            workers = [Worker(tmp_path, env, f"worker-{n}") for n in (1, 2)]
+            accepted = httpx.post(
+                f"{api.base}/v1/mailboxes/bulk", json=items, headers=headers, timeout=60
+            )
+            assert accepted.status_code == 202, accepted.text
+            job_id = accepted.json()["data"]["id"]
+            deadline = time.monotonic() + 90
+            while (job := _job(api.base, headers, job_id))["counts"]["connected"] < COUNT // 5:
+                assert time.monotonic() < deadline, job
+                time.sleep(0.1)
+            holder = _holder(sync_url, job_id)
+            assert holder in ("worker-1", "worker-2"), holder
+            [victim] = [w for w in workers if w.name == holder]
+            [survivor] = [w for w in workers if w.name != holder]
+            victim.process.kill()
+            victim.process.wait(timeout=10)
+            killed_at = time.monotonic()
+            job = _job(api.base, headers, job_id)
+            assert job["status"] == "running"
+            assert job["counts"]["connected"] < COUNT, "the kill came too late to test anything"
+
+            # The victim never comes back: the survivor must notice on its own.
+            deadline = killed_at + DEAD_AFTER + 120
+            while (job := _job(api.base, headers, job_id))["status"] not in (
+                "completed",
+                "failed",
+            ):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.5)
+            taken_over_after = time.monotonic() - killed_at
+            listed = httpx.get(
+                f"{api.base}/v1/mailboxes?limit=1000", headers=headers, timeout=10
+            ).json()
+        finally:
+            for worker in workers:
+                worker.stop()
+            api.stop()
+
+    assert job["status"] == "completed", job
+    assert job["counts"]["connected"] == COUNT, job
+    assert {mailbox["status"] for mailbox in listed["data"]} == {"active"}
+    assert len(listed["data"]) == COUNT
+    engine = sa.create_engine(sync_url)
+    try:
+        with engine.connect() as connection:
+            tests = connection.execute(
+                sa.text("SELECT mailbox_id, status FROM connection_tests WHERE job_id = :job"),
+                {"job": job_id},
+            ).all()
+            finished_by = connection.execute(
+                sa.text("SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = :id"),
+                {"id": job_workflow_id(job_id)},
+            ).scalar()
+    finally:
+        engine.dispose()
+    # One connection test per mailbox, each finished once, all passed.
+    assert len(tests) == COUNT
+    assert len({mailbox_id for mailbox_id, _ in tests}) == COUNT
+    assert {status for _, status in tests} == {"success"}
+    assert finished_by == survivor.name
+    assert f"worker {victim.name} sent no heartbeat" in survivor.log(), survivor.log()[-3000:]
+    assert "api" not in {holder, finished_by}
+    # Bounded: the threshold, a heartbeat, a queue poll, and the rest of the job.
+    assert taken_over_after < DEAD_AFTER + 120
