@@ -16,6 +16,8 @@ from mailfleet.models import (
     BulkJob,
     Domain,
     Mailbox,
+    PlacementResult,
+    PlacementTest,
     WalletEntry,
     WarmupMessage,
     WarmupSettings,
@@ -151,6 +153,7 @@ async def test_overview_counts_each_area(
         ("https://hooks.example.test/a", 4)
     ]
     assert data["wallet"] is None
+    assert data["placement"] == {"latest": [], "latestCompletedId": None, "providers": []}
 
 
 async def test_overview_is_per_workspace_and_readable_by_viewers(
@@ -194,6 +197,83 @@ async def test_overview_shows_the_wallet_when_billing_is_on(
     response = await client.get("/v1/dashboard/overview", headers=owner.headers)
 
     assert response.json()["data"]["wallet"] == {"balance": 2500, "currency": "USD"}
+
+
+async def test_overview_shows_the_latest_placement_results_per_provider(
+    client: httpx.AsyncClient, owner: Account, database: Database
+) -> None:
+    now = utcnow()
+    async with database.transaction() as session:
+        older = PlacementTest(
+            workspace_id=owner.workspace_id,
+            name="older",
+            code="code-older",
+            subject="s",
+            status="completed",
+            created_at=now - timedelta(days=2),
+            completed_at=now - timedelta(days=2),
+        )
+        done = PlacementTest(
+            workspace_id=owner.workspace_id,
+            name="done",
+            code="code-done",
+            subject="s",
+            status="completed",
+            created_at=now - timedelta(hours=2),
+            completed_at=now - timedelta(hours=1),
+        )
+        running = PlacementTest(
+            workspace_id=owner.workspace_id,
+            name="running",
+            code="code-running",
+            subject="s",
+            status="waiting",
+            created_at=now,
+        )
+        session.add_all([older, done, running])
+        await session.flush()
+        landed = [("google", "inbox"), ("google", "spam"), ("microsoft", "inbox")]
+        for seq, (provider, folder) in enumerate(landed):
+            session.add(
+                PlacementResult(
+                    test_id=done.id,
+                    seq=seq,
+                    sender_id="sender",
+                    sender_email="a@example.test",
+                    seed_id=f"seed{seq}",
+                    seed_email=f"seed{seq}@example.test",
+                    provider=provider,
+                    tracking_code=f"track-{seq}",
+                    message_id=f"<{seq}@example.test>",
+                    status="sent",
+                    folder=folder,
+                )
+            )
+        session.add(
+            PlacementResult(
+                test_id=older.id,
+                seq=0,
+                sender_id="sender",
+                sender_email="a@example.test",
+                seed_id="seed0",
+                seed_email="seed0@example.test",
+                provider="yahoo",
+                tracking_code="track-older",
+                message_id="<older@example.test>",
+                status="sent",
+                folder="spam",
+            )
+        )
+
+    response = await client.get("/v1/dashboard/overview", headers=owner.headers)
+
+    data = response.json()["data"]["placement"]
+    assert [t["name"] for t in data["latest"]] == ["running", "done", "older"]
+    assert data["latestCompletedId"] == done.id
+    assert [
+        (p["provider"], p["messages"], p["inbox"], p["spam"], p["inboxRate"])
+        for p in data["providers"]
+    ] == [("google", 2, 1, 1, 50.0), ("microsoft", 1, 1, 0, 100.0)]
 
 
 async def test_overview_needs_credentials(client: httpx.AsyncClient) -> None:

@@ -199,6 +199,13 @@ async def overview(
         bar_chart("Domains by DNS health", list(data.domains.by_health.items()), STATUS_TONES),
         bar_chart("Warmup by state", list(data.warmup.by_state.items()), STATUS_TONES),
     ]
+    if data.placement.providers:
+        charts.append(
+            bar_chart(
+                "Inbox placement by provider, % (latest test)",
+                [(p.provider, round(p.inbox_rate)) for p in data.placement.providers],
+            )
+        )
     return render(request, "overview.html", ctx, data=data, charts=charts)
 
 

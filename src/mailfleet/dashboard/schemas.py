@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailfleet.kit.envelope import ApiOut, Timestamp
+from mailfleet.placement.schemas import PlacementTestBrief, ProviderSummary
 
 
 class CountBy(ApiOut):
@@ -64,11 +65,20 @@ class WalletOverview(ApiOut):
     currency: str
 
 
+class PlacementOverview(ApiOut):
+    # The newest placement tests, newest first, each with its overall summary.
+    latest: list[PlacementTestBrief]
+    # The newest completed test, and where its messages landed per provider.
+    latest_completed_id: str | None
+    providers: list[ProviderSummary]
+
+
 class Overview(ApiOut):
     mailboxes: MailboxesOverview
     domains: DomainsOverview
     warmup: WarmupOverview
     running_jobs: list[RunningJob]
     failing_webhooks: list[FailingWebhook]
+    placement: PlacementOverview
     # Present only when billing is on (MAILFLEET_BILLING=on).
     wallet: WalletOverview | None

@@ -18,6 +18,7 @@ from mailfleet.dashboard.schemas import (
     FailingWebhook,
     MailboxesOverview,
     Overview,
+    PlacementOverview,
     RunningJob,
     WalletOverview,
     WarmupMailbox,
@@ -33,10 +34,16 @@ from mailfleet.models import (
     ExportHistory,
     ExportStatus,
     Mailbox,
+    PlacementResult,
+    PlacementTest,
+    PlacementTestStatus,
     WarmupSettings,
     WebhookEndpoint,
 )
 from mailfleet.models.warmup import WarmupState
+from mailfleet.placement import service as placement
+from mailfleet.placement.repository import PlacementResultRepository
+from mailfleet.placement.schemas import ProviderSummary
 from mailfleet.warmup import service as warmup
 
 # Health scores are computed over this many warmup mailboxes at most (by email):
@@ -44,6 +51,7 @@ from mailfleet.warmup import service as warmup
 WARMUP_SCORED_LIMIT = 1000
 WEAKEST_SHOWN = 5
 LISTED_LIMIT = 20
+PLACEMENT_TESTS_SHOWN = 5
 
 
 async def mailboxes_overview(session: AsyncSession, workspace_id: str) -> MailboxesOverview:
@@ -178,6 +186,35 @@ async def failing_webhooks(session: AsyncSession, workspace_id: str) -> list[Fai
     ]
 
 
+async def placement_overview(session: AsyncSession, workspace_id: str) -> PlacementOverview:
+    latest, _ = await placement.list_tests(
+        session, workspace_id, Page(limit=PLACEMENT_TESTS_SHOWN, skip=0)
+    )
+    completed = await session.scalar(
+        select(PlacementTest)
+        .where(
+            PlacementTest.workspace_id == workspace_id,
+            PlacementTest.status == PlacementTestStatus.COMPLETED,
+        )
+        .order_by(PlacementTest.completed_at.desc(), PlacementTest.id)
+        .limit(1)
+    )
+    providers: list[ProviderSummary] = []
+    if completed is not None:
+        by_provider: dict[str, list[PlacementResult]] = {}
+        for result in await PlacementResultRepository(session).of_tests([completed.id]):
+            by_provider.setdefault(result.provider, []).append(result)
+        providers = [
+            ProviderSummary(provider=provider, **placement.summarize(rows))
+            for provider, rows in sorted(by_provider.items())
+        ]
+    return PlacementOverview(
+        latest=latest,
+        latest_completed_id=completed.id if completed is not None else None,
+        providers=providers,
+    )
+
+
 async def overview(session: AsyncSession, settings: Settings, workspace_id: str) -> Overview:
     wallet = None
     if billing_enabled(settings):
@@ -191,5 +228,6 @@ async def overview(session: AsyncSession, settings: Settings, workspace_id: str)
         warmup=await warmup_overview(session, workspace_id),
         running_jobs=await running_jobs(session, workspace_id),
         failing_webhooks=await failing_webhooks(session, workspace_id),
+        placement=await placement_overview(session, workspace_id),
         wallet=wallet,
     )
