@@ -37,6 +37,8 @@ from mailfleet.console.context import (
     redirect,
     render,
 )
+from mailfleet.console.exports import router as exports_router
+from mailfleet.console.forms import form_number, form_text, safe_next, validation_message
 from mailfleet.dashboard import service as dashboard
 from mailfleet.db import Database
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
@@ -71,43 +73,15 @@ def _domain_env(settings: SettingsDep, keyring: KeyringDep) -> domains.Env:
 DomainEnvDep = Annotated[domains.Env, Depends(_domain_env)]
 
 
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _number(form: FormData, name: str, default: int | None = None) -> int | str | None:
-    """A number field as an int; anything else as typed, for validation to name."""
-    text = _text(form, name)
-    if not text:
-        return default
-    return int(text) if text.isdigit() and len(text) < 10 else text
-
-
-def _safe_next(target: str | None) -> str:
-    # Only a path on this site: never an absolute or protocol-relative URL.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
-
-
-def _validation_message(exc: ValidationError, labels: dict[str, str]) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        field = ".".join(str(part) for part in error.get("loc", ()))
-        parts.append(f"{labels.get(field, field)}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts)
-
-
 # Sign-in, sign-out, workspace
 
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str | None = None) -> Response:
     if cookies.read_session(request) is not None:
-        return RedirectResponse(_safe_next(next), status_code=303)
+        return RedirectResponse(safe_next(next), status_code=303)
     token = cookies.login_csrf(request)
-    response = render(request, "login.html", next=_safe_next(next), login_token=token, email="")
+    response = render(request, "login.html", next=safe_next(next), login_token=token, email="")
     cookies.set_login_csrf(request, response, token)
     return response
 
@@ -116,10 +90,10 @@ async def login_page(request: Request, next: str | None = None) -> Response:
 async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The same password check and failed-login throttling as POST /v1/auth/login."""
     form = await request.form(max_files=0, max_fields=10)
-    email, password = _text(form, "email"), form.get("password")
-    target = _safe_next(_text(form, "next"))
+    email, password = form_text(form, "email"), form.get("password")
+    target = safe_next(form_text(form, "next"))
     expected = request.cookies.get(cookies.LOGIN_CSRF_COOKIE)
-    if expected is None or not cookies.tokens_match(expected, _text(form, cookies.CSRF_FIELD)):
+    if expected is None or not cookies.tokens_match(expected, form_text(form, cookies.CSRF_FIELD)):
         raise ConsoleError(403, "The sign-in form expired; reload the page and try again")
 
     def again(message: str, status_code: int) -> Response:
@@ -165,11 +139,11 @@ async def logout(request: Request, ctx: ContextDep) -> Response:
 @router.post("/workspace")
 async def switch_workspace(request: Request, ctx: ContextDep) -> Response:
     form = await request.form()
-    chosen = _text(form, "workspace_id")
+    chosen = form_text(form, "workspace_id")
     if chosen not in {workspace.id for workspace, _ in ctx.workspaces}:
         raise ConsoleError(404, "No such workspace among yours")
     name = next(w.name for w, _ in ctx.workspaces if w.id == chosen)
-    response = redirect(request, _safe_next(_text(form, "next")), f"Switched to {name}")
+    response = redirect(request, safe_next(form_text(form, "next")), f"Switched to {name}")
     cookies.write_session(
         request,
         response,
@@ -293,30 +267,30 @@ def _mailbox_body(form: FormData) -> dict[str, Any]:
     smtp_password = form.get("smtp_password")
     imap_password = form.get("imap_password")
     body: dict[str, Any] = {
-        "email": _text(form, "email"),
+        "email": form_text(form, "email"),
         "smtp": {
-            "host": _text(form, "smtp_host"),
-            "port": _number(form, "smtp_port", 587),
+            "host": form_text(form, "smtp_host"),
+            "port": form_number(form, "smtp_port", 587),
             "secure": form.get("smtp_secure") is not None,
             "password": smtp_password if isinstance(smtp_password, str) else "",
         },
     }
-    if _text(form, "display_name"):
-        body["display_name"] = _text(form, "display_name")
-    if _text(form, "smtp_username"):
-        body["smtp"]["username"] = _text(form, "smtp_username")
-    if _text(form, "imap_host"):
+    if form_text(form, "display_name"):
+        body["display_name"] = form_text(form, "display_name")
+    if form_text(form, "smtp_username"):
+        body["smtp"]["username"] = form_text(form, "smtp_username")
+    if form_text(form, "imap_host"):
         body["imap"] = {
-            "host": _text(form, "imap_host"),
-            "port": _number(form, "imap_port", 993),
+            "host": form_text(form, "imap_host"),
+            "port": form_number(form, "imap_port", 993),
             "secure": form.get("imap_secure") is not None,
             # The same password as SMTP unless the form gives another one.
             "password": imap_password
             if isinstance(imap_password, str) and imap_password
             else body["smtp"]["password"],
         }
-        if _text(form, "imap_username"):
-            body["imap"]["username"] = _text(form, "imap_username")
+        if form_text(form, "imap_username"):
+            body["imap"]["username"] = form_text(form, "imap_username")
     return body
 
 
@@ -325,13 +299,13 @@ async def add_mailbox(
     request: Request, ctx: ContextDep, session: SessionDep, keyring: KeyringDep
 ) -> Response:
     form = await request.form()
-    kept = {name: _text(form, name) for name in MAILBOX_FIELDS}
+    kept = {name: form_text(form, name) for name in MAILBOX_FIELDS}
     kept["smtp_secure"] = "on" if form.get("smtp_secure") is not None else ""
     kept["imap_secure"] = "on" if form.get("imap_secure") is not None else ""
     try:
         body = MailboxCreate.model_validate(_mailbox_body(form))
     except ValidationError as exc:
-        message = _validation_message(exc, MAILBOX_LABELS)
+        message = validation_message(exc, MAILBOX_LABELS)
         return render(request, "mailbox_new.html", ctx, status_code=400, form=kept, error=message)
     try:
         mailbox = await mailboxes.create_mailbox(session, keyring, ctx.workspace_id, body)
@@ -529,9 +503,9 @@ async def connect_domain(
     try:
         body = DomainConnect.model_validate(
             {
-                "domain": _text(form, "domain"),
-                "dns_provider": _text(form, "dns_provider") or "mailfleet",
-                "mail_provider": _text(form, "mail_provider") or "custom",
+                "domain": form_text(form, "domain"),
+                "dns_provider": form_text(form, "dns_provider") or "mailfleet",
+                "mail_provider": form_text(form, "mail_provider") or "custom",
             }
         )
         connected = await domains.connect_domains(
@@ -544,7 +518,7 @@ async def connect_domain(
             single=True,
         )
     except ValidationError as exc:
-        message = _validation_message(exc, {"domain": "Domain", "dns_provider": "DNS provider"})
+        message = validation_message(exc, {"domain": "Domain", "dns_provider": "DNS provider"})
         return redirect(request, "/domains", message, "error")
     except MailfleetError as exc:
         return redirect(request, "/domains", exc.message, "error")
@@ -564,13 +538,13 @@ async def domain_page(
 
 def _record_body(form: FormData) -> DnsRecordIn:
     values: dict[str, Any] = {
-        "type": _text(form, "type").upper(),
-        "name": _text(form, "name") or "@",
-        "content": _text(form, "content"),
+        "type": form_text(form, "type").upper(),
+        "name": form_text(form, "name") or "@",
+        "content": form_text(form, "content"),
     }
     for number in ("ttl", "priority"):
-        if _text(form, number):
-            values[number] = _number(form, number)
+        if form_text(form, number):
+            values[number] = form_number(form, number)
     return DnsRecordIn.model_validate(values)
 
 
@@ -613,14 +587,14 @@ async def _write_record(
         if row is None:
             await domains.create_record(session, env, domain, _record_body(form))
             done = "Record added"
-        elif _text(form, "action") == "delete":
+        elif form_text(form, "action") == "delete":
             await domains.delete_record(session, env, domain, row)
             done = "Record deleted"
         else:
             await domains.update_record(session, env, domain, row, _record_body(form))
             done = "Record saved"
     except ValidationError as exc:
-        return redirect(request, back, _validation_message(exc, RECORD_LABELS), "error")
+        return redirect(request, back, validation_message(exc, RECORD_LABELS), "error")
     except MailfleetError as exc:
         return redirect(request, back, exc.message, "error")
     return redirect(request, back, done)
@@ -661,8 +635,8 @@ async def _settings(
 @router.post("/settings/api-keys", response_class=HTMLResponse)
 async def create_api_key(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
     form = await request.form()
-    name = _text(form, "name")[:100] or "console"
-    scope = "workspace" if _text(form, "scope") == "workspace" else "user"
+    name = form_text(form, "name")[:100] or "console"
+    scope = "workspace" if form_text(form, "scope") == "workspace" else "user"
     created = await accounts.create_api_key(
         session,
         ctx.user,
@@ -685,12 +659,12 @@ async def revoke_api_key(
 @router.post("/settings/members")
 async def add_member(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
     form = await request.form()
-    role = _text(form, "role")
+    role = form_text(form, "role")
     if role not in ("admin", "member", "viewer"):
         return redirect(request, "/settings", "Role: choose admin, member or viewer", "error")
     try:
         _, user = await workspaces.add_member(
-            session, ctx.workspace, ctx.role, email=_text(form, "email"), role=role
+            session, ctx.workspace, ctx.role, email=form_text(form, "email"), role=role
         )
     except MailfleetError as exc:
         return redirect(request, "/settings", exc.message, "error")
@@ -703,3 +677,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequired, handle_login_required)
     app.add_exception_handler(ConsoleError, handle_console_error)
     app.include_router(router)
+    app.include_router(exports_router)
