@@ -350,7 +350,7 @@ def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
     page.get_by_role("button", name="Switch").click()
     expect(page.locator("[data-role]")).to_have_text("viewer")
 
-    paths = ["/", "/mailboxes", "/domains", "/settings"]
+    paths = ["/", "/mailboxes", "/domains", "/exports", "/webhooks", "/settings"]
     paths += [f"/mailboxes/{m['id']}" for m in mailbox]
     for path in paths:
         page.goto(path)

@@ -156,7 +156,8 @@ async def test_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
     )
     assert switched.status_code == 303
 
-    for path in ("/", "/mailboxes", f"/mailboxes/{mailbox_id}", "/domains", "/settings"):
+    pages = ("/", "/mailboxes", f"/mailboxes/{mailbox_id}", "/domains", "/exports", "/webhooks")
+    for path in (*pages, "/settings"):
         page = await client.get(path)
         assert page.status_code == 200, path
         forms = re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', page.text)

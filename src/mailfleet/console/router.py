@@ -39,6 +39,7 @@ from mailfleet.console.context import (
 )
 from mailfleet.console.exports import router as exports_router
 from mailfleet.console.forms import form_number, form_text, safe_next, validation_message
+from mailfleet.console.webhooks import router as webhooks_router
 from mailfleet.dashboard import service as dashboard
 from mailfleet.db import Database
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
@@ -678,3 +679,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConsoleError, handle_console_error)
     app.include_router(router)
     app.include_router(exports_router)
+    app.include_router(webhooks_router)
