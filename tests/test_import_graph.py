@@ -80,3 +80,21 @@ def test_no_import_cycles_in_the_package() -> None:
     graph = import_graph()
     assert len(graph) > 100  # the whole package was read
     assert cycles(graph) == []
+
+
+def test_every_function_named_instead_of_imported_exists() -> None:
+    """The seams that name a "module:function" instead of importing it (to keep the
+    graph acyclic) are checked here, since no import would fail when one is renamed."""
+    import importlib
+
+    from mailfleet import jobs
+    from mailfleet.billing import renewals
+
+    targets = [
+        *(target for _, _, target in jobs.SWEEPERS),
+        *(target for _, target in jobs.POLLERS),
+        *renewals.CREDIT_LISTENERS,
+    ]
+    for target in targets:
+        module_name, _, function_name = target.partition(":")
+        assert callable(getattr(importlib.import_module(module_name), function_name)), target

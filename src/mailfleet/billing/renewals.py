@@ -7,6 +7,7 @@ arrives. Each attempt runs in a workflow keyed by subscription and period
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from mailfleet.billing.money import format_amount, period_bounds
 from mailfleet.billing.plans import (
     billing_enabled,
     get_plan,
+    resolved_settings,
 )
 from mailfleet.billing.queue import enqueue_renewal, period_key
 from mailfleet.config import Settings
@@ -232,15 +234,23 @@ async def past_due_subscriptions(
     return [(subscription_id, period_end) for subscription_id, period_end in rows]
 
 
+# What else waits for money in the wallet, called after every credit as
+# `f(session, settings, workspace_id)` in the crediting transaction. Named, not
+# imported: the areas that sell through the wallet import billing, so billing
+# importing them back would close a cycle.
+CREDIT_LISTENERS: tuple[str, ...] = ("mailfleet.domains.purchases:charge_waiting_orders",)
+
+
 async def retry_past_due_after_credit(
     session: AsyncSession, workspace_id: str, entry_id: str
 ) -> None:
-    """Money came in: retry the workspace's unpaid renewal once this commits, and
-    charge its domain orders waiting for payment."""
-    from mailfleet.billing.plans import resolved_settings
-    from mailfleet.domains import purchases
-
-    await purchases.charge_waiting_orders(session, resolved_settings(None), workspace_id)
+    """Money came in: charge what waits for it in other areas (CREDIT_LISTENERS), and
+    retry the workspace's unpaid renewal once this commits."""
+    settings = resolved_settings(None)
+    for target in CREDIT_LISTENERS:
+        module_name, _, function_name = target.partition(":")
+        listener = getattr(importlib.import_module(module_name), function_name)
+        await listener(session, settings, workspace_id)
     due = await past_due_subscriptions(session, workspace_id)
     if not due:
         return

@@ -1,7 +1,7 @@
 """worker heartbeats: the living recover the workflows of a worker that died
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-11-30 05:25:47.618566
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import mailfleet.models.common
 
-revision: str = "0013"
-down_revision: str | None = "0012"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
