@@ -5,6 +5,7 @@ the fake Stripe, and bought names ending connected with their records on PowerDN
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import dns.asyncresolver
@@ -62,11 +63,15 @@ async def order_count(database: Database) -> int:
 
 async def test_bought_domain_ends_connected_on_powerdns(
     client: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
     porkbun: FakePorkbun,
     owner: Account,
     powerdns: PowerDnsServer,
     pdns_resolver: dns.asyncresolver.Resolver,
 ) -> None:
+    caplog.set_level(logging.INFO)
+    for chatty in ("httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=chatty)
     response = await buy(client, owner, ["brandmail.com"], autoRenew=True)
     assert response.status_code == 201, response.text
     created = response.json()["data"]
@@ -114,6 +119,12 @@ async def test_bought_domain_ends_connected_on_powerdns(
 
     listed = await client.get("/v1/domains/orders", headers=owner.headers)
     assert [o["id"] for o in listed.json()["data"]] == [order["id"]]
+    assert "brandmail.com" in caplog.text
+    # The key pair travels in request bodies only: no log line (HTTP client debug
+    # lines included) and no answer carries it.
+    assert PORKBUN_KEY not in caplog.text
+    assert PORKBUN_SECRET not in caplog.text
+    assert PORKBUN_SECRET not in listed.text
 
 
 async def test_wallet_debit_and_refund_add_up(
