@@ -1,9 +1,11 @@
 """Placement tests on DBOS: one durable workflow per test (`placement-test-<id>`).
 
-1. Send: one step per sender, over the sender's own SMTP (mail/sending.py); senders
-   one after another (`one-by-one`) or at once (`together`). Each message is claimed
+1. Send, over each sender's own SMTP (mail/sending.py): one step per sender, one
+   after another (`one-by-one`), or one step sending from every sender at once
+   (`together`, MAILFLEET_PLACEMENT_CONCURRENCY sessions). Each message is claimed
    (`planned` -> `sending`, committed) before SMTP and marked `sent` after.
-2. Read: a pass over every seed still awaiting a message, then a durable sleep of
+2. Read: one step per pass over every seed still awaiting a message (that many
+   seeds at once), then a durable sleep of
    MAILFLEET_PLACEMENT_POLL_INTERVAL, until every message is found, the timeout
    passes (one last pass then) or the test is canceled. A seed's folders are read
    over IMAP (mail/folders.py); a found message is recorded (committed) before it
@@ -84,17 +86,23 @@ def folder_class(folder: Folder) -> PlacementFolder:
     return PlacementFolder(folder.kind) if folder.kind else PlacementFolder.OTHER
 
 
-async def _gather(
-    step: Callable[[str, str], Awaitable[dict[str, int]]], test_id: str, ids: Sequence[str]
-) -> list[dict[str, int]]:
-    """`step` for each id, a batch at a time; steps start in list order, so a replay
-    maps each recorded step to the same id."""
-    size = runtime().settings.placement_concurrency
-    done: list[dict[str, int]] = []
-    for start in range(0, len(ids), size):
-        batch = ids[start : start + size]
-        done.extend(await asyncio.gather(*(step(test_id, item) for item in batch)))
-    return done
+async def _each(
+    work: Callable[[str, str], Awaitable[dict[str, int]]], test_id: str, ids: Sequence[str]
+) -> dict[str, int]:
+    """`work` for every id, MAILFLEET_PLACEMENT_CONCURRENCY at once, inside one step:
+    no batch waits for its slowest member, and the step, like `work`, may run again
+    after a crash (what is done is skipped)."""
+    gate = asyncio.Semaphore(runtime().settings.placement_concurrency)
+
+    async def one(item: str) -> dict[str, int]:
+        async with gate:
+            return await work(test_id, item)
+
+    total: dict[str, int] = {}
+    for done in await asyncio.gather(*(one(item) for item in ids)):
+        for key, value in done.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 # ---------------------------------------------------------------- sending
@@ -234,6 +242,17 @@ async def _send_one(smtp: SmtpSender, result_id: str, sender: Mailbox) -> str:
 
 @DBOS.step()
 async def send_from(test_id: str, sender_id: str) -> dict[str, int]:
+    """One sender's messages (`one-by-one`)."""
+    return await _send_from(test_id, sender_id)
+
+
+@DBOS.step()
+async def send_all(test_id: str, sender_ids: list[str]) -> dict[str, int]:
+    """Every sender's messages at once (`together`)."""
+    return await _each(_send_from, test_id, sender_ids)
+
+
+async def _send_from(test_id: str, sender_id: str) -> dict[str, int]:
     """Send this sender's messages of the test, each claimed first."""
     current = runtime()
     async with current.database.transaction() as session:
@@ -332,7 +351,12 @@ def _arrived_after(sent_at: datetime | None, arrived: datetime | None) -> float 
 
 
 @DBOS.step()
-async def read_seed(test_id: str, seed_id: str) -> dict[str, int]:
+async def read_seeds(test_id: str, seed_ids: list[str]) -> dict[str, int]:
+    """One pass over the seeds still awaiting a message."""
+    return await _each(_read_seed, test_id, seed_ids)
+
+
+async def _read_seed(test_id: str, seed_id: str) -> dict[str, int]:
     """Find the test's messages in the seed's folders: record each one's folder,
     arrival and authentication results, then delete it from the seed."""
     current = runtime()
@@ -375,8 +399,16 @@ async def read_seed(test_id: str, seed_id: str) -> dict[str, int]:
                 if arrivals:
                     # Recorded (committed) before deleted: a crash in between keeps it.
                     async with current.database.transaction() as session:
+                        loaded = {
+                            row.id: row
+                            for row in await session.scalars(
+                                select(PlacementResult).where(
+                                    PlacementResult.id.in_([i for i, _ in arrivals.values()])
+                                )
+                            )
+                        }
                         for tracking, (result_id, message) in arrivals.items():
-                            result = await session.get(PlacementResult, result_id)
+                            result = loaded.get(result_id)
                             if result is None or result.folder is not None:
                                 continue
                             auth = parse_auth(message.values(AUTH_HEADER))
@@ -421,16 +453,19 @@ async def run_placement_test(test_id: str) -> dict[str, int]:
             for sender_id in plan["senders"]:
                 await send_from(test_id, sender_id)
         else:
-            await _gather(send_from, test_id, plan["senders"])
+            await send_all(test_id, plan["senders"])
         await mark_sent(test_id)
-    while True:
+    state = await outstanding(test_id)
+    while not state["stop"]:
+        await read_seeds(test_id, state["seeds"])
+        if state["expired"]:
+            break  # that was the last read, after the timeout
+        # Asked again before sleeping: a pass that found everything ends the test now.
         state = await outstanding(test_id)
         if state["stop"]:
             break
-        await _gather(read_seed, test_id, state["seeds"])
-        if state["expired"]:
-            break
         await DBOS.sleep_async(state["wait"])
+        state = await outstanding(test_id)
     return await finish(test_id)
 
 
