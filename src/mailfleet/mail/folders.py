@@ -175,9 +175,14 @@ def parse_fetch(lines: Sequence[bytes | bytearray]) -> dict[int, FetchedHeaders]
 
 def parse_header_fetch(lines: Sequence[bytes | bytearray], header: str) -> dict[int, str]:
     """{uid: header value} from a UID FETCH of one header field."""
+    return _first_values(parse_fetch(lines), header)
+
+
+def _first_values(fetched: dict[int, FetchedHeaders], header: str) -> dict[int, str]:
+    """{uid: the first value of `header`} for the messages that carry it."""
     found: dict[int, str] = {}
-    for uid, fetched in parse_fetch(lines).items():
-        values = fetched.values(header)
+    for uid, message in fetched.items():
+        values = message.values(header)
         if values and values[0]:
             found[uid] = values[0]
     return found
@@ -276,12 +281,7 @@ class ImapFolders(LoggedInSession[ImapSettings, _ImapProbe]):
         """{uid: value of `header`} for the messages in `folder` that carry it
         (containing `value`, when given)."""
         uids = await self.search_header(folder, header, value)
-        found: dict[int, str] = {}
-        for uid, fetched in (await self.fetch_headers(folder, uids, (header,))).items():
-            values = fetched.values(header)
-            if values and values[0]:
-                found[uid] = values[0]
-        return found
+        return _first_values(await self.fetch_headers(folder, uids, (header,)), header)
 
     async def add_flags(self, folder: Folder, uids: Iterable[int], flags: str) -> None:
         uid_set = _uid_set(uids)

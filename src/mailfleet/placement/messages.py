@@ -65,8 +65,8 @@ def build_message(
     message["Message-ID"] = message_id
     message[TRACKING_HEADER] = code
     footer = f"Placement test {test_code} (ref {code})"
-    body = (text if text is not None else "") if text or not html else ""
-    message.set_content(f"{body.rstrip()}\n\n{footer}\n" if body else f"{footer}\n")
+    body = (text or "").rstrip()
+    message.set_content(f"{body}\n\n{footer}\n" if body else f"{footer}\n")
     if html:
         tail = f'<p style="color:#888;font-size:11px">{html_escape.escape(footer)}</p>'
         marked = html.replace("</body>", tail + "</body>") if "</body>" in html else html + tail

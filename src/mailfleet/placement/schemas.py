@@ -47,9 +47,10 @@ class PlacementTestIn(ApiModel):
         default=60, ge=MIN_TIMEOUT_MINUTES, le=MAX_TIMEOUT_MINUTES, description="Minutes"
     )
 
-    _ids = field_validator("from_mailbox_ids", "seed_mailbox_ids")(
-        lambda ids: None if ids is None else _unique(ids)
-    )
+    @field_validator("from_mailbox_ids", "seed_mailbox_ids")
+    @classmethod
+    def _unique_ids(cls, ids: list[str] | None) -> list[str] | None:
+        return None if ids is None else _unique(ids)
 
     @field_validator("subject")
     @classmethod
