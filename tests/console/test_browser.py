@@ -326,9 +326,21 @@ def test_connect_a_domain_and_edit_a_dns_record(page: Page, console: Console, sh
 def test_switch_workspace_then_sign_out(page: Page, console: Console, shots: Shots) -> None:
     sign_in(page, *OWNER)
     shots.take(page, "overview")
+    page.get_by_role("link", name="Exports", exact=True).click()
+    page.get_by_label("Status").select_option("active")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export").click()
+    exported = Path(download.value.path()).read_text()
+    assert exported.startswith("email,")
+    page.reload()
+    expect(page.locator("[data-export-status]").first).to_have_text("COMPLETED")
+    shots.take(page, "exports")
     page.get_by_label("Workspace").select_option(console.second_workspace_id)
     page.get_by_role("button", name="Switch").click()
     expect(page.get_by_role("status")).to_have_text("Switched to Agency B")
+    # The switch stays on the page it was made from; Agency B has no export yet.
+    expect(page.locator("#export-history")).to_contain_text("No export yet")
+    page.get_by_role("link", name="Overview", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Agency B")
     page.get_by_role("link", name="Mailboxes", exact=True).click()
     expect(page.locator("#mailbox-table")).to_contain_text("0 mailboxes")

@@ -125,6 +125,9 @@ async def test_writer_pauses_and_resumes_a_mailbox(
     token = await sign_in(client, owner)
     page = await client.get(f"/mailboxes/{mailbox_id}")
     assert "Pause sending" in page.text
+    # Its DNS panel before any check, and an empty warmup chart of 14 days.
+    assert "Not checked yet" in page.text
+    assert page.text.count('class="tick"') == 14
 
     paused = await client.post(f"/mailboxes/{mailbox_id}/pause", data={"csrf_token": token})
     assert paused.status_code == 303

@@ -37,7 +37,7 @@ def billing_on(settings: Settings) -> Iterator[None]:
 def _message(
     workspace_id: str, sender: str, receiver: str, seq: int, placement: str
 ) -> WarmupMessage:
-    now = utcnow() - timedelta(hours=1)
+    now = utcnow()
     return WarmupMessage(
         workspace_id=workspace_id,
         sender_id=sender,
@@ -146,6 +146,10 @@ async def test_overview_counts_each_area(
         (ids[1], 20.0),
         (ids[0], 100.0),
     ]
+    daily = warmup["daily"]
+    assert len(daily) == warmup["periodDays"] == 14
+    assert daily[-1] == {"date": utcnow().date().isoformat(), "sent": 2, "inbox": 1, "spam": 1}
+    assert all(day["sent"] == 0 for day in daily[:-1])
     assert [(j["kind"], j["total"], j["done"]) for j in data["runningJobs"]] == [
         ("bulk_connect", 10, 4)
     ]

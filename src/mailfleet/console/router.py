@@ -8,6 +8,7 @@ without JavaScript; htmx only swaps fragments and polls progress.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
@@ -24,7 +25,7 @@ from mailfleet.bulk import formats
 from mailfleet.bulk import service as bulk
 from mailfleet.bulk.router import report_lines
 from mailfleet.console import session as cookies
-from mailfleet.console.charts import bar_chart
+from mailfleet.console.charts import bar_chart, warmup_chart
 from mailfleet.console.context import (
     STATIC_DIR,
     ConsoleContext,
@@ -45,11 +46,13 @@ from mailfleet.db import Database
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
 from mailfleet.domains import service as domains
 from mailfleet.domains.schemas import DnsRecordIn, DomainConnect
+from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import MailfleetError, Unauthorized
 from mailfleet.kit.pagination import Page
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.schemas import MailboxCreate, MailboxUpdate
 from mailfleet.models import MAILBOX_STATUSES, BulkJob, ConnectionTest, Mailbox
+from mailfleet.warmup import service as warmup
 from mailfleet.workspaces import service as workspaces
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -174,6 +177,10 @@ async def overview(
         bar_chart("Domains by DNS health", list(data.domains.by_health.items()), STATUS_TONES),
         bar_chart("Warmup by state", list(data.warmup.by_state.items()), STATUS_TONES),
     ]
+    warmup_days = warmup_chart(
+        f"Warmup messages per day, last {data.warmup.period_days} days",
+        [(day.date, day.sent, day.inbox, day.spam) for day in data.warmup.daily],
+    )
     if data.placement.providers:
         charts.append(
             bar_chart(
@@ -181,7 +188,7 @@ async def overview(
                 [(p.provider, round(p.inbox_rate)) for p in data.placement.providers],
             )
         )
-    return render(request, "overview.html", ctx, data=data, charts=charts)
+    return render(request, "overview.html", ctx, data=data, charts=charts, warmup_days=warmup_days)
 
 
 # Mailboxes
@@ -339,7 +346,19 @@ async def mailbox_page(
 ) -> Response:
     mailbox = await mailboxes.get_mailbox(session, ctx.workspace_id, mailbox_id)
     test = await _latest_test(session, ctx, mailbox)
-    return render(request, "mailbox.html", ctx, mailbox=mailbox, test=test)
+    now = utcnow()
+    period = warmup.Period.of(None, None, now.date())
+    [report] = await warmup.analytics(session, [mailbox], period, now)
+    by_day = {day.date: day for day in report.daily}
+    days = []
+    for offset in range((period.end - period.start).days + 1):
+        when = period.start + timedelta(days=offset)
+        day = by_day.get(when)
+        days.append((when, day.sent, day.inbox, day.spam) if day else (when, 0, 0, 0))
+    chart = warmup_chart(f"Warmup, last {len(days)} days", days)
+    return render(
+        request, "mailbox.html", ctx, mailbox=mailbox, test=test, warmup=report, warmup_chart=chart
+    )
 
 
 @router.get("/mailboxes/{mailbox_id}/status", response_class=HTMLResponse)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from mailfleet.kit.envelope import ApiOut, Timestamp
 from mailfleet.placement.schemas import PlacementTestBrief, ProviderSummary
 
@@ -33,6 +35,16 @@ class WarmupMailbox(ApiOut):
     health_score: float | None
 
 
+class WarmupDayTotals(ApiOut):
+    """One day of warmup across the workspace: messages sent, and where the ones
+    found landed (inbox, spam)."""
+
+    date: date
+    sent: int
+    inbox: int
+    spam: int
+
+
 class WarmupOverview(ApiOut):
     enabled: int
     by_state: dict[str, int]
@@ -40,6 +52,8 @@ class WarmupOverview(ApiOut):
     # The lowest health scores among mailboxes with one, lowest first.
     weakest: list[WarmupMailbox]
     period_days: int
+    # Every day of the period, oldest first (days without messages are zeros).
+    daily: list[WarmupDayTotals]
 
 
 class RunningJob(ApiOut):

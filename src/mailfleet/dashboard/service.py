@@ -6,6 +6,8 @@ lists elsewhere, so the overview and the lists never disagree.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +23,7 @@ from mailfleet.dashboard.schemas import (
     PlacementOverview,
     RunningJob,
     WalletOverview,
+    WarmupDayTotals,
     WarmupMailbox,
     WarmupOverview,
 )
@@ -104,6 +107,19 @@ async def warmup_overview(session: AsyncSession, workspace_id: str) -> WarmupOve
     scored = [r for r in reports if r.health_score is not None]
     average = round(sum(r.health_score or 0.0 for r in scored) / len(scored), 1) if scored else None
     weakest = sorted(scored, key=lambda r: (r.health_score, r.email))[:WEAKEST_SHOWN]
+    days = {
+        period.start + timedelta(days=offset): WarmupDayTotals(
+            date=period.start + timedelta(days=offset), sent=0, inbox=0, spam=0
+        )
+        for offset in range((period.end - period.start).days + 1)
+    }
+    for report in reports:
+        for day in report.daily:
+            if day.date in days:
+                totals = days[day.date]
+                totals.sent += day.sent
+                totals.inbox += day.inbox
+                totals.spam += day.spam
     return WarmupOverview(
         enabled=enabled,
         by_state=by_state,
@@ -115,6 +131,7 @@ async def warmup_overview(session: AsyncSession, workspace_id: str) -> WarmupOve
             for r in weakest
         ],
         period_days=(period.end - period.start).days + 1,
+        daily=[days[day] for day in sorted(days)],
     )
 
 
