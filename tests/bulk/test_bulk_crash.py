@@ -32,7 +32,7 @@ class Server:
     """`mailfleet serve` in `directory`, started and killed at will."""
 
     # Seconds a start may take before the test gives up on it.
-    startup_timeout = 60.0
+    startup_timeout = 240.0
 
     def __init__(self, directory: Path, env: dict[str, str]) -> None:
         self.directory = directory
