@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import update
 
 from mailfleet.db import Database
-from mailfleet.models import Mailbox
+from mailfleet.kit.clock import utcnow
+from mailfleet.models import Mailbox, PlacementResult, PlacementTest
 from tests.conftest import Account, HeldMailbox, make_account
 
 
@@ -61,6 +63,8 @@ async def test_sign_in_sets_a_safe_cookie_and_sign_out_clears_it(
     )
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie
+    # Plain HTTP outside production (a laptop): not Secure, or the browser would drop it.
+    assert "Secure" not in cookie
     page = await client.get("/")
     assert owner.email in page.text
 
@@ -160,7 +164,7 @@ async def test_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
     assert switched.status_code == 303
 
     pages = ("/", "/mailboxes", f"/mailboxes/{mailbox_id}", "/domains", "/exports", "/webhooks")
-    for path in (*pages, "/settings"):
+    for path in (*pages, "/placement", "/settings"):
         page = await client.get(path)
         assert page.status_code == 200, path
         forms = re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', page.text)
@@ -216,3 +220,71 @@ async def test_next_never_leaves_the_site(client: httpx.AsyncClient, owner: Acco
         },
     )
     assert answer.headers["location"] == "/"
+
+
+async def test_over_https_the_cookie_is_secure(app: FastAPI, owner: Account) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://mailfleet.test") as tls:
+        form = await tls.get("/login")
+        answer = await tls.post(
+            "/login",
+            data={
+                "email": owner.email,
+                "password": owner.password,
+                "csrf_token": _token(form.text),
+            },
+        )
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("mailfleet_session=")
+    )
+    assert "Secure" in cookie
+
+
+async def test_an_unknown_mailbox_is_a_page_not_json(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    await sign_in(client, owner)
+    response = await client.get("/mailboxes/000000000000000000000000")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Not found" in response.text
+
+
+async def test_placement_pages_show_results_by_provider(
+    client: httpx.AsyncClient, owner: Account, database: Database
+) -> None:
+    async with database.transaction() as session:
+        test = PlacementTest(
+            workspace_id=owner.workspace_id,
+            name="Before launch",
+            code="code-console",
+            subject="Hello",
+            status="completed",
+            completed_at=utcnow(),
+        )
+        session.add(test)
+        await session.flush()
+        for seq, (provider, folder) in enumerate([("google", "inbox"), ("google", "spam")]):
+            session.add(
+                PlacementResult(
+                    test_id=test.id,
+                    seq=seq,
+                    sender_id="sender",
+                    sender_email="ana@example.test",
+                    seed_id=f"seed{seq}",
+                    seed_email=f"seed{seq}@example.test",
+                    provider=provider,
+                    tracking_code=f"console-{seq}",
+                    message_id=f"<{seq}@example.test>",
+                    status="sent",
+                    folder=folder,
+                )
+            )
+    await sign_in(client, owner)
+
+    listing = await client.get("/placement")
+    page = await client.get(f"/placement/{test.id}")
+
+    assert f'href="/placement/{test.id}">Before launch<' in listing.text
+    assert re.search(r'<th scope="row">google</th><td>2</td><td>1 \(50.0%\)</td>', page.text)
+    assert "ana@example.test" in page.text

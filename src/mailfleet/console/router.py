@@ -40,6 +40,7 @@ from mailfleet.console.context import (
 )
 from mailfleet.console.exports import router as exports_router
 from mailfleet.console.forms import form_number, form_text, safe_next, validation_message
+from mailfleet.console.placement import router as placement_router
 from mailfleet.console.webhooks import router as webhooks_router
 from mailfleet.dashboard import service as dashboard
 from mailfleet.db import Database
@@ -699,3 +700,4 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(exports_router)
     app.include_router(webhooks_router)
+    app.include_router(placement_router)
