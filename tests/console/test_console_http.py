@@ -8,9 +8,10 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import update
 
+from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.kit.clock import utcnow
-from mailfleet.models import Mailbox, PlacementResult, PlacementTest
+from mailfleet.models import Mailbox, PlacementResult, PlacementTest, WalletEntry
 from tests.conftest import Account, HeldMailbox, make_account
 
 
@@ -288,3 +289,32 @@ async def test_placement_pages_show_results_by_provider(
     assert f'href="/placement/{test.id}">Before launch<' in listing.text
     assert re.search(r'<th scope="row">google</th><td>2</td><td>1 \(50.0%\)</td>', page.text)
     assert "ana@example.test" in page.text
+
+
+async def test_billing_page_off_and_on(
+    client: httpx.AsyncClient, owner: Account, database: Database, settings: Settings
+) -> None:
+    await sign_in(client, owner)
+    off = await client.get("/billing")
+    assert "Billing is off" in off.text
+    assert 'href="/billing"' not in off.text
+    async with database.transaction() as session:
+        session.add(
+            WalletEntry(
+                workspace_id=owner.workspace_id,
+                amount=2500,
+                balance_after=2500,
+                currency="USD",
+                kind="top_up",
+                idempotency_key="console-top-up",
+                description="Top-up by card",
+            )
+        )
+    previous, settings.billing = settings.billing, "on"
+    try:
+        on = await client.get("/billing")
+    finally:
+        settings.billing = previous
+    assert re.search(r"<strong data-balance>USD 25.00</strong>", on.text)
+    assert "Top-up by card" in on.text
+    assert 'href="/billing"' in on.text

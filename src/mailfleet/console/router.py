@@ -25,6 +25,7 @@ from mailfleet.bulk import formats
 from mailfleet.bulk import service as bulk
 from mailfleet.bulk.router import report_lines
 from mailfleet.console import session as cookies
+from mailfleet.console.billing import router as billing_router
 from mailfleet.console.charts import bar_chart, warmup_chart
 from mailfleet.console.context import (
     STATIC_DIR,
@@ -701,3 +702,4 @@ def install(app: FastAPI) -> None:
     app.include_router(exports_router)
     app.include_router(webhooks_router)
     app.include_router(placement_router)
+    app.include_router(billing_router)
