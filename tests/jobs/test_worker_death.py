@@ -8,6 +8,7 @@ accepted it."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 import uuid
@@ -81,13 +82,12 @@ def _holder(sync_url: str, job_id: str) -> str | None:
     return str(found) if found else None
 
 
-def test_a_dead_worker_s_bulk_job_finishes_on_another(
+def _a_dead_worker_s_bulk_job_finishes_on_another(
     tmp_path: Path,
-    request: pytest.FixtureRequest,
+    server_db: PostgresServer,
     smtp_plain: SmtpServer,
     dovecot: DovecotServer,
 ) -> None:
-    server_db: PostgresServer = request.getfixturevalue("postgres")
     name = f"worker_death_{uuid.uuid4().hex[:8]}"
     env = _clean_env(
         MAILFLEET_DATABASE_URL=server_db.create_database(name),
@@ -180,3 +180,17 @@ def test_a_dead_worker_s_bulk_job_finishes_on_another(
     assert "api" not in {holder, finished_by}
     # Bounded: the threshold, a heartbeat, a queue poll, and the rest of the job.
     assert taken_over_after < DEAD_AFTER + 120
+
+
+async def test_a_dead_worker_s_bulk_job_finishes_on_another(
+    tmp_path: Path,
+    postgres: PostgresServer,
+    smtp_plain: SmtpServer,
+    dovecot: DovecotServer,
+) -> None:
+    # In a thread, so the session's event loop (where the job engine was launched)
+    # keeps running while the servers are started and killed: a sweep firing
+    # during a long synchronous test broke the next test on PostgreSQL.
+    await asyncio.to_thread(
+        _a_dead_worker_s_bulk_job_finishes_on_another, tmp_path, postgres, smtp_plain, dovecot
+    )
