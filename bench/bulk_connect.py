@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import imaplib
-import json
 import multiprocessing
 import os
 import shutil
 import smtplib
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,13 +45,10 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
+from bench.common import cpu_seconds, mailfleet_env, mailfleet_serve, peak_rss_mb  # noqa: E402
 from tests.bulk.latency_proxy import LatencyProxy  # noqa: E402
-from tests.servers.common import unused_tcp_port  # noqa: E402
 from tests.servers.dovecot import DovecotServer  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402
-
-MAILFLEET = [sys.executable, "-m", "mailfleet.cli"]
-
 
 # The proxies run in a process of their own, so forwarding bytes does not share an
 # interpreter lock with the SMTP server or the clients being measured.
@@ -182,20 +177,6 @@ class MailfleetRun:
     status: str = ""
 
 
-def _cpu_seconds(pid: int) -> float:
-    # utime + stime of every thread of the process, in clock ticks.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_mb(pid: int) -> float:
-    # VmHWM: the resident set's high-water mark, kept by the kernel.
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def measure_mailfleet(
     users: list[tuple[str, str]],
     smtp_port: int,
@@ -205,8 +186,8 @@ def measure_mailfleet(
     database_url: str | None,
     workdir: Path,
 ) -> MailfleetRun:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILFLEET_")}
-    env.update(
+    env = mailfleet_env(
+        database_url,
         MAILFLEET_ALLOW_PRIVATE_NETWORKS="true",
         MAILFLEET_BULK_CONCURRENCY=str(concurrency),
         # Every mailbox of the bench is on one host (127.0.0.1); the per-host cap
@@ -216,87 +197,41 @@ def measure_mailfleet(
         MAILFLEET_BULK_MAX_UPLOAD_BYTES=str(256 * 1024 * 1024),
         MAILFLEET_WORKER_ID="bench",
     )
-    if database_url:
-        env["MAILFLEET_DATABASE_URL"] = database_url
-    boot = subprocess.run(
-        [
-            *MAILFLEET,
-            "admin",
-            "bootstrap",
-            "--json",
-            "--email",
-            "bench@example.test",
-            "--password",
-            "bench-password",
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    headers = {"x-api-key": json.loads(boot.stdout)["apiKey"]}
-    port = unused_tcp_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (workdir / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [*MAILFLEET, "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     run = MailfleetRun()
-    try:
-        deadline = time.monotonic() + 60
+    items = [
+        {
+            "email": email,
+            "smtp": {"host": "127.0.0.1", "port": smtp_port, "secure": False, "password": pw},
+            "imap": {"host": "127.0.0.1", "port": imap_port, "secure": False, "password": pw},
+        }
+        for email, pw in users
+    ]
+    with (
+        mailfleet_serve(workdir, env, "bench@example.test") as server,
+        httpx.Client(base_url=server.base, headers=server.headers, timeout=600) as client,
+    ):
+        cpu_before = cpu_seconds(server.pid)
+        started = time.perf_counter()
+        response = client.post("/v1/mailboxes/bulk", json=items)
+        run.accept_seconds = time.perf_counter() - started
+        cpu_accepted = cpu_seconds(server.pid)
+        run.accept_cpu = cpu_accepted - cpu_before
+        if response.status_code != 202:
+            raise SystemExit(f"bulk request refused: {response.status_code} {response.text}")
+        job_id = response.json()["data"]["id"]
         while True:
-            try:
-                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"mailfleet serve did not start; see {workdir / 'serve.log'}")
-            time.sleep(0.2)
-        items = [
-            {
-                "email": email,
-                "smtp": {"host": "127.0.0.1", "port": smtp_port, "secure": False, "password": pw},
-                "imap": {"host": "127.0.0.1", "port": imap_port, "secure": False, "password": pw},
-            }
-            for email, pw in users
-        ]
-        with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
-            cpu_before = _cpu_seconds(server.pid)
-            started = time.perf_counter()
-            response = client.post("/v1/mailboxes/bulk", json=items)
-            run.accept_seconds = time.perf_counter() - started
-            cpu_accepted = _cpu_seconds(server.pid)
-            run.accept_cpu = cpu_accepted - cpu_before
-            if response.status_code != 202:
-                raise SystemExit(f"bulk request refused: {response.status_code} {response.text}")
-            job_id = response.json()["data"]["id"]
-            while True:
-                polled = time.perf_counter()
-                job = client.get(f"/v1/jobs/{job_id}").json()["data"]
-                run.poll_ms.append((time.perf_counter() - polled) * 1000)
-                if job["status"] in ("completed", "failed"):
-                    break
-                time.sleep(0.25)
-            run.wall_seconds = time.perf_counter() - started
-            run.verify_cpu = _cpu_seconds(server.pid) - cpu_accepted
+            polled = time.perf_counter()
+            job = client.get(f"/v1/jobs/{job_id}").json()["data"]
+            run.poll_ms.append((time.perf_counter() - polled) * 1000)
+            if job["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.25)
+        run.wall_seconds = time.perf_counter() - started
+        run.verify_cpu = cpu_seconds(server.pid) - cpu_accepted
         run.status = job["status"]
         run.counts = job["counts"]
         run.connected = job["counts"]["connected"]
-        run.peak_rss_mb = _peak_rss_mb(server.pid)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        run.peak_rss_mb = peak_rss_mb(server.pid)
     return run
 
 

@@ -15,12 +15,23 @@ import importlib
 import logging
 import socket
 import sqlite3
+import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowAttributes, SetWorkflowID
+from dbos import (
+    DBOS,
+    DBOSConfig,
+    Queue,
+    SetEnqueueOptions,
+    SetWorkflowAttributes,
+    SetWorkflowID,
+)
+from dbos import _dbos as dbos_core
+from dbos import _workflow_commands as dbos_commands
+from dbos._queue import queue_worker_thread
 
 from mailfleet import __version__
 from mailfleet.config import Settings
@@ -34,13 +45,32 @@ R = TypeVar("R")
 @dataclass(frozen=True)
 class QueueSpec:
     """A queue's limits. `partition_concurrency` caps work per partition key
-    (e.g. per mail host), across all workers."""
+    (e.g. per mail host), across all workers.
+
+    Polling: a queue is polled every `polling_interval_sec` while it is busy in
+    this process (just after an enqueue here, or while a capped queue runs
+    workflows here, whose ends free slots for the next), and every
+    `idle_polling_interval_sec` otherwise: work another process enqueued waits
+    at most that long for this one to look.
+    """
 
     worker_concurrency: int | None = None
     global_concurrency: int | None = None
     partition_concurrency: int | None = None
     polling_interval_sec: float = 0.25
+    idle_polling_interval_sec: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def capped(self) -> bool:
+        return any(
+            limit is not None
+            for limit in (
+                self.worker_concurrency,
+                self.global_concurrency,
+                self.partition_concurrency,
+            )
+        )
 
 
 # Modules whose workflows DBOS must know before launch (it recovers them by name).
@@ -156,6 +186,49 @@ _poller_tasks: list[asyncio.Task[None]] = []
 _launched = False
 
 
+class QueueWaker(threading.Event):
+    """The event a queue's DBOS worker thread waits on between polls: it stops the
+    thread when set (as DBOS's own stop event does), and it sets how long a wait
+    lasts. DBOS asks for its polling interval; an idle queue waits its idle
+    interval instead, and an enqueue in this process (`nudge`) ends any wait at
+    once, so quiet queues cost almost nothing and still start work at once."""
+
+    def __init__(self, idle_interval: float, busy: Callable[[], bool]) -> None:
+        super().__init__()
+        self.idle_interval = idle_interval
+        self._busy = busy
+        self._changed = threading.Condition()
+        self._stopping = False
+        # The first poll is immediate: a process starting up takes what is queued.
+        self._nudged = True
+
+    def set(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+
+    def is_set(self) -> bool:
+        return self._stopping
+
+    def nudge(self) -> None:
+        with self._changed:
+            self._nudged = True
+            self._changed.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._changed:
+            if not (self._nudged or self._stopping):
+                limit = timeout if self._busy() else max(timeout or 0.0, self.idle_interval)
+                self._changed.wait_for(lambda: self._nudged or self._stopping, limit)
+            self._nudged = False
+            return self._stopping
+
+
+_wakers: dict[str, QueueWaker] = {}
+INTERNAL_IDLE_POLLING_INTERVAL_SEC = 10.0
+DBOS_BACKGROUND_JOBS_INTERVAL_SEC = 10.0
+
+
 def is_launched() -> bool:
     """Whether this process runs the job engine (readiness reports it)."""
     return _launched
@@ -202,8 +275,10 @@ def dbos_config(settings: Settings) -> DBOSConfig:
         # A worker resumes only the workflows of its own executor id, so a
         # restarted worker must come back under the same id.
         "executor_id": settings.worker_id or socket.gethostname(),
-        "notification_listener_polling_interval_sec": 0.25,
-        "scheduler_polling_interval_sec": 5.0,
+        # Only DBOS.recv and get_event wait on notifications; Mailfleet uses neither.
+        "notification_listener_polling_interval_sec": 1.0,
+        # Schedules are applied once at launch; DBOS polls fast for a while after it.
+        "scheduler_polling_interval_sec": 60.0,
     }
     if not settings.is_sqlite:
         config["dbos_system_schema"] = "dbos"
@@ -229,7 +304,7 @@ async def launch(settings: Settings) -> None:
         settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
         # Before launch: switching the journal mode needs the file to ourselves.
         _enable_sqlite_wal(settings.system_database_url)
-    DBOS(config=dbos_config(settings))
+    instance = DBOS(config=dbos_config(settings))
     if settings.worker_queues is not None:
         unknown = sorted(set(settings.worker_queues) - QUEUE_NAMES)
         if unknown:
@@ -237,13 +312,18 @@ async def launch(settings: Settings) -> None:
                 f"MAILFLEET_WORKER_QUEUES names unknown queues {unknown}; "
                 f"known: {sorted(QUEUE_NAMES)}"
             )
-        # DBOS's own queue (recovered workflows that were never queued) is always served.
-        DBOS.listen_queues(settings.worker_queues)
+    # DBOS's queue manager would poll every queue at its fixed interval and list the
+    # queues table every second; this process runs each queue's worker loop itself,
+    # paced by a QueueWaker: DBOS's own queues now, Mailfleet's once registered.
+    setattr(dbos_core, "queue_thread", _start_internal_queue_workers)  # noqa: B010 (mypy)
+    # DBOS's background jobs (delayed workflows, workflow timeouts: Mailfleet uses
+    # neither) run every second by default; each run is two queries.
+    setattr(dbos_commands, "_BACKGROUND_JOBS_INTERVAL_SEC", DBOS_BACKGROUND_JOBS_INTERVAL_SEC)  # noqa: B010
     DBOS.launch()
     specs = queue_specs(settings)
     assert set(specs) == QUEUE_NAMES, "declare every queue in both queue_specs and QUEUE_NAMES"
     for name, spec in specs.items():
-        await DBOS.register_queue_async(
+        queue = await DBOS.register_queue_async(
             name,
             worker_concurrency=spec.worker_concurrency,
             global_concurrency=spec.global_concurrency,
@@ -251,6 +331,10 @@ async def launch(settings: Settings) -> None:
             polling_interval_sec=spec.polling_interval_sec,
             **spec.extra,
         )
+        # MAILFLEET_WORKER_QUEUES: the queues this process serves (an API-only serve
+        # serves none); DBOS's own internal queue is always served.
+        if settings.worker_queues is None or name in settings.worker_queues:
+            _start_queue_worker(instance, queue, spec.idle_polling_interval_sec, capped=spec.capped)
     await _apply_sweepers()
     # Each sweep once at start as well: a process back from a crash picks up what it
     # left behind now, not at the next tick (up to a minute away).
@@ -261,6 +345,45 @@ async def launch(settings: Settings) -> None:
     global _launched
     _launched = True
     log.info("job engine launched (mailfleet %s)", __version__)
+
+
+def _start_queue_worker(
+    instance: DBOS, queue: Queue, idle_interval: float, *, capped: bool
+) -> None:
+    """Run DBOS's worker loop for one queue, waiting on a QueueWaker between polls.
+
+    A capped queue counts as busy while this process runs any of its workflows:
+    one ending frees a slot that the next queued workflow should take at once.
+    An uncapped queue has no slot to wait for (a webhook delivery sleeping out
+    its backoff for hours must not keep its queue polled fast).
+    """
+    active = instance._active_workflows_set
+
+    def busy() -> bool:
+        return capped and active.count_for_queue(queue.name) > 0
+
+    waker = QueueWaker(idle_interval, busy)
+    thread = threading.Thread(
+        target=queue_worker_thread,
+        args=(waker, instance, queue),
+        name=f"queue-worker-{queue.name}",
+        daemon=True,
+    )
+    # DBOS.destroy sets these events and joins these threads, before it closes
+    # the system database the loop reads.
+    instance.background_thread_stop_events.append(waker)
+    instance._background_threads.append(thread)
+    _wakers[queue.name] = waker
+    thread.start()
+
+
+def _start_internal_queue_workers(stop_event: threading.Event, instance: DBOS) -> None:
+    """Stands in for DBOS's queue manager thread at launch (`stop_event` is the
+    one DBOS made for it; each worker has its own). DBOS's internal queues carry
+    the sweepers' scheduled runs and workflow resume commands: nothing here
+    enqueues on them, so nothing nudges them, and a few seconds' wait is harmless."""
+    for queue in instance._registry.internal_queues():
+        _start_queue_worker(instance, queue, INTERNAL_IDLE_POLLING_INTERVAL_SEC, capped=False)
 
 
 async def _sweep_once(target: str) -> None:
@@ -291,6 +414,7 @@ def shutdown() -> None:
     for task in _poller_tasks:
         task.cancel()
     _poller_tasks.clear()
+    _wakers.clear()
     global _launched
     _launched = False
     DBOS.destroy(workflow_completion_timeout_sec=0)
@@ -332,6 +456,9 @@ async def enqueue(
 
     task = asyncio.get_running_loop().create_task(enqueue_detached(), context=contextvars.Context())
     enqueued = await task
+    waker = _wakers.get(queue)
+    if waker is not None:
+        waker.nudge()
     if request_id:
         log.info("enqueued workflow %s on queue %s", enqueued, queue)
     return enqueued
