@@ -11,6 +11,7 @@ queued or running, under the same workflow id.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,16 +27,13 @@ from mailfleet.config import Settings
 from mailfleet.db import Database, after_commit
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
-from mailfleet.kit.errors import (
-    Conflict,
-    LimitReached,
-    MailfleetError,
-    ValidationFailed,
-)
+from mailfleet.kit.errors import Conflict, LimitReached, NotFound, ValidationFailed
 from mailfleet.kit.ids import new_id
 from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.mailboxes import service as mailboxes
+from mailfleet.mailboxes.schemas import MailboxCreate
 from mailfleet.models import BulkJob, BulkJobItem, BulkJobStatus, ConnectionTest, Mailbox
+from mailfleet.webhooks import events
 
 log = logging.getLogger(__name__)
 
@@ -145,80 +143,25 @@ async def accept_job(
     # Plan seats, when billing is on: SUBSCRIPTION_REQUIRED refuses the request;
     # rows past the last seat are reported as LIMIT_REACHED, the others go ahead.
     seats = await billing.reserve_seat_batch(session, workspace_id, settings=settings)
-    existing_emails = await _existing_emails(
-        session, workspace_id, (row.email for row in rows if row.data is not None)
-    )
     first_row_of: dict[str, int] = {}
-    items: list[dict[str, Any]] = []
-    duplicates = invalid = pending = failed = 0
-    for parsed in rows:
-        item: dict[str, Any] = {
-            "id": new_id(),
-            "job_id": job_id,
-            "row": parsed.row,
-            "email": parsed.email,
-            "outcome": "pending",
-            "attempts": 0,
-        }
-        if parsed.data is None:
-            item.update(outcome="invalid", error_code="VALIDATION_ERROR", message=parsed.error)
-        elif parsed.email in first_row_of:
-            item.update(
-                outcome="duplicate",
-                error_code="DUPLICATE",
-                message=f"Same email as row {first_row_of[parsed.email]} of this request",
-            )
-        elif parsed.email in existing_emails:
-            item.update(
-                outcome="duplicate",
-                error_code="DUPLICATE",
-                message="A mailbox with this email already exists in the workspace",
-            )
-        else:
-            try:
-                seats.take()
-            except LimitReached as exc:
-                item.update(outcome="failed", error_code=exc.code, message=exc.message)
-            else:
-                try:
-                    mailbox = await mailboxes.create_mailbox(
-                        session, keyring, workspace_id, parsed.data, job_id=job_id
-                    )
-                except MailfleetError as exc:
-                    seats.give_back()
-                    if not session.is_active:
-                        # The unique constraint fired inside a flush (a concurrent
-                        # request created the same mailbox): this transaction is lost.
-                        raise Conflict(
-                            "Another request created some of these mailboxes at the same "
-                            "time; send this one again"
-                        ) from exc
-                    if isinstance(exc, Conflict):
-                        outcome, code = "duplicate", "DUPLICATE"
-                    elif isinstance(exc, LimitReached):
-                        outcome, code = "failed", exc.code
-                    else:
-                        outcome, code = "invalid", exc.code
-                    item.update(outcome=outcome, error_code=code, message=exc.message[:1000])
-                else:
-                    first_row_of[parsed.email] = parsed.row
-                    item["mailbox_id"] = mailbox.id
-        if item["outcome"] == "pending":
-            pending += 1
-        elif item["outcome"] == "duplicate":
-            duplicates += 1
-        elif item["outcome"] == "failed":
-            failed += 1
-        else:
-            invalid += 1
-        if item["outcome"] != "pending":
-            item["finished_at"] = now
-        items.append(item)
-        if len(items) >= _INSERT_BATCH:
-            await session.execute(insert(BulkJobItem), items)
-            items = []
-    if items:
+    tally: Counter[str] = Counter()
+    for start in range(0, len(rows), _INSERT_BATCH):
+        items = await _accept_batch(
+            session,
+            keyring,
+            workspace_id,
+            job_id,
+            rows[start : start + _INSERT_BATCH],
+            seats=seats,
+            first_row_of=first_row_of,
+        )
+        for item in items:
+            tally[item["outcome"]] += 1
+            if item["outcome"] != "pending":
+                item["finished_at"] = now
         await session.execute(insert(BulkJobItem), items)
+    pending, duplicates = tally["pending"], tally["duplicate"]
+    invalid, failed = tally["invalid"], tally["failed"]
 
     job = await session.get(BulkJob, job_id)
     assert job is not None
@@ -241,6 +184,70 @@ async def accept_job(
         failed,
     )
     return job, True
+
+
+async def _accept_batch(
+    session: AsyncSession,
+    keyring: Keyring,
+    workspace_id: str,
+    job_id: str,
+    batch: list[ParsedRow],
+    *,
+    seats: billing.SeatBatch,
+    first_row_of: dict[str, int],
+) -> list[dict[str, Any]]:
+    """Judge a batch of rows and create its new mailboxes with one insert per
+    table: the batch's items, in row order. `first_row_of` (email: row) carries
+    the mailboxes earlier batches created, for duplicates inside the request."""
+    valid = [parsed for parsed in batch if parsed.data is not None]
+    existing_emails = await _existing_emails(session, workspace_id, (r.email for r in valid))
+    pools = await mailboxes.existing_pool_ids(
+        session, workspace_id, (r.data.pool_id for r in valid if r.data and r.data.pool_id)
+    )
+    items: list[dict[str, Any]] = []
+    created: list[tuple[dict[str, Any], MailboxCreate]] = []
+    for parsed in batch:
+        item: dict[str, Any] = {
+            "id": new_id(),
+            "job_id": job_id,
+            "row": parsed.row,
+            "email": parsed.email,
+            "outcome": "pending",
+            "attempts": 0,
+        }
+        items.append(item)
+        data = parsed.data
+        if data is None:
+            item.update(outcome="invalid", error_code="VALIDATION_ERROR", message=parsed.error)
+        elif parsed.email in first_row_of:
+            item.update(
+                outcome="duplicate",
+                error_code="DUPLICATE",
+                message=f"Same email as row {first_row_of[parsed.email]} of this request",
+            )
+        elif parsed.email in existing_emails:
+            item.update(
+                outcome="duplicate",
+                error_code="DUPLICATE",
+                message="A mailbox with this email already exists in the workspace",
+            )
+        elif data.pool_id is not None and data.pool_id not in pools:
+            missing = NotFound(f"Pool {data.pool_id} not found")
+            item.update(outcome="invalid", error_code=missing.code, message=missing.message)
+        else:
+            try:
+                seats.take()
+            except LimitReached as exc:
+                item.update(outcome="failed", error_code=exc.code, message=exc.message)
+            else:
+                first_row_of[parsed.email] = parsed.row
+                created.append((item, data))
+    mailbox_ids = await mailboxes.create_mailbox_batch(
+        session, keyring, workspace_id, [data for _, data in created], job_id=job_id
+    )
+    for (item, _), mailbox_id in zip(created, mailbox_ids, strict=True):
+        item["mailbox_id"] = mailbox_id
+    return items
 
 
 # Verification, called by the job's workflow.
@@ -342,6 +349,12 @@ async def record_results(
             select(Mailbox).where(Mailbox.id.in_([test.mailbox_id for test in tests.values()]))
         )
     )
+    # One look at the workspace's webhooks for the chunk, not one per mailbox.
+    subscribed: frozenset[str] = frozenset()
+    for workspace_id in {test.workspace_id for test in tests.values()}:
+        subscribed |= await mailboxes.subscribed_events(
+            session, workspace_id, (events.MAILBOX_VERIFIED, events.MAILBOX_VERIFICATION_FAILED)
+        )
     now = utcnow()
     connected = failed = 0
     updates: list[dict[str, Any]] = []
@@ -361,7 +374,12 @@ async def record_results(
                 error_code="MAILBOX_DELETED",
                 message="The mailbox was deleted before it was verified",
             )
-        elif await mailboxes.record_test_outcome(session, test, result.outcome) == "success":
+        elif (
+            await mailboxes.record_test_outcome(
+                session, test, result.outcome, subscribed=subscribed
+            )
+            == "success"
+        ):
             values.update(outcome="connected", error_code=None, message=CONNECTED_MESSAGE)
         else:
             values.update(outcome="failed", error_code=test.error_code, message=test.error_message)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +24,7 @@ from mailfleet.db import after_commit
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import Conflict, Forbidden, NotFound
+from mailfleet.kit.ids import new_id
 from mailfleet.kit.pagination import Page
 from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.kit.tls import client_context
@@ -50,6 +52,7 @@ from mailfleet.models import (
     MailboxStatus,
     Pool,
     Tag,
+    WebhookEndpoint,
     mailbox_tags,
 )
 from mailfleet.runtime import runtime
@@ -133,6 +136,42 @@ async def tags_by_name(session: AsyncSession, workspace_id: str, names: list[str
     return [existing[name] for name in names]
 
 
+def _mailbox_values(
+    keyring: Keyring, workspace_id: str, data: MailboxCreate, daily_send_limit: int | None
+) -> dict[str, Any]:
+    """The columns of a new, inactive mailbox (create_mailbox and the batch share them)."""
+    email = data.email
+    smtp = data.smtp
+    # IMAP omitted: the SMTP server and credentials are reused (SendKit's rule).
+    imap_host = data.imap.host if data.imap else smtp.host
+    imap_port = data.imap.port if data.imap else 993
+    imap_secure = data.imap.secure if data.imap else smtp.secure
+    imap_username = (data.imap.username if data.imap else smtp.username) or email
+    imap_password = data.imap.password if data.imap else smtp.password
+    return {
+        "workspace_id": workspace_id,
+        "email": email,
+        "domain": email.rsplit("@", 1)[1],
+        "display_name": data.display_name or email.split("@", 1)[0],
+        "provider": data.provider.lower(),
+        "status": MailboxStatus.INACTIVE,
+        "connection_type": "smtp",
+        "daily_send_limit": daily_send_limit or data.daily_send_limit,
+        "sending_enabled": False,
+        "signature": data.signature,
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "smtp_secure": smtp.secure,
+        "smtp_username": smtp.username or email,
+        "smtp_password_enc": keyring.encrypt(smtp.password),
+        "imap_host": imap_host,
+        "imap_port": imap_port,
+        "imap_secure": imap_secure,
+        "imap_username": imap_username,
+        "imap_password_enc": keyring.encrypt(imap_password),
+    }
+
+
 async def create_mailbox(
     session: AsyncSession,
     keyring: Keyring,
@@ -157,35 +196,7 @@ async def create_mailbox(
         raise Conflict("Mailbox already exists")
     # The plan's limit, taken under the workspace's billing lock (a no-op with billing off).
     await billing.reserve_mailbox_seats(session, workspace_id, 1)
-    smtp = data.smtp
-    # IMAP omitted: the SMTP server and credentials are reused (SendKit's rule).
-    imap_host = data.imap.host if data.imap else smtp.host
-    imap_port = data.imap.port if data.imap else 993
-    imap_secure = data.imap.secure if data.imap else smtp.secure
-    imap_username = (data.imap.username if data.imap else smtp.username) or email
-    imap_password = data.imap.password if data.imap else smtp.password
-    mailbox = Mailbox(
-        workspace_id=workspace_id,
-        email=email,
-        domain=email.rsplit("@", 1)[1],
-        display_name=data.display_name or email.split("@", 1)[0],
-        provider=data.provider.lower(),
-        status=MailboxStatus.INACTIVE,
-        connection_type="smtp",
-        daily_send_limit=daily_send_limit or data.daily_send_limit,
-        sending_enabled=False,
-        signature=data.signature,
-        smtp_host=smtp.host,
-        smtp_port=smtp.port,
-        smtp_secure=smtp.secure,
-        smtp_username=smtp.username or email,
-        smtp_password_enc=keyring.encrypt(smtp.password),
-        imap_host=imap_host,
-        imap_port=imap_port,
-        imap_secure=imap_secure,
-        imap_username=imap_username,
-        imap_password_enc=keyring.encrypt(imap_password),
-    )
+    mailbox = Mailbox(**_mailbox_values(keyring, workspace_id, data, daily_send_limit))
     mailbox.tags = await tags_by_name(session, workspace_id, data.tags)
     if data.pool_id is not None:
         mailbox.pool_id = (await get_pool(session, workspace_id, data.pool_id)).id
@@ -202,6 +213,108 @@ async def create_mailbox(
         await _start_connection_test(session, mailbox, kind="initial", job_id=job_id)
     await emit(session, workspace_id, events.MAILBOX_CREATED, mailbox_event_data(mailbox))
     return mailbox
+
+
+async def subscribed_events(
+    session: AsyncSession, workspace_id: str, event_types: Iterable[str]
+) -> frozenset[str]:
+    """Which of `event_types` an enabled webhook endpoint of the workspace takes.
+
+    For batches: `emit` looks the endpoints up on every call, a query per mailbox;
+    a batch asks once and emits only what someone subscribed to.
+    """
+    subscriptions = list(
+        await session.scalars(
+            select(WebhookEndpoint.event_types).where(
+                WebhookEndpoint.workspace_id == workspace_id, WebhookEndpoint.enabled.is_(True)
+            )
+        )
+    )
+    return frozenset(
+        event_type
+        for event_type in event_types
+        if any(events.subscribes_to(types, event_type) for types in subscriptions)
+    )
+
+
+async def existing_pool_ids(
+    session: AsyncSession, workspace_id: str, pool_ids: Iterable[str]
+) -> set[str]:
+    wanted = set(pool_ids)
+    if not wanted:
+        return set()
+    return set(
+        await session.scalars(
+            select(Pool.id).where(Pool.workspace_id == workspace_id, Pool.id.in_(wanted))
+        )
+    )
+
+
+async def create_mailbox_batch(
+    session: AsyncSession,
+    keyring: Keyring,
+    workspace_id: str,
+    batch: Sequence[MailboxCreate],
+    *,
+    job_id: str,
+) -> list[str]:
+    """`create_mailbox` for a bulk job (`job_id`), which verifies the mailboxes
+    itself: one multi-row insert per table for the whole batch, not a flush per
+    mailbox. The new mailboxes' ids, in order.
+
+    The caller has already found duplicates (none of these emails exists in the
+    workspace or twice in `batch`), reserved seats (billing.SeatBatch) and kept
+    only pools of the workspace (`existing_pool_ids`). A concurrent request that
+    created one of these mailboxes first makes the insert fail: Conflict, and the
+    transaction is lost.
+    """
+    if not batch:
+        return []
+    now = utcnow()
+    mailbox_rows: list[dict[str, Any]] = []
+    test_rows: list[dict[str, Any]] = []
+    tag_names: dict[str, None] = {}
+    for data in batch:
+        values = _mailbox_values(keyring, workspace_id, data, None)
+        values.update(id=new_id(), pool_id=data.pool_id, created_at=now, updated_at=now)
+        mailbox_rows.append(values)
+        test_rows.append(
+            {
+                "id": new_id(),
+                "workspace_id": workspace_id,
+                "mailbox_id": values["id"],
+                "email": values["email"],
+                "kind": "initial",
+                "status": ConnectionTestStatus.PENDING,
+                "job_id": job_id,
+                "mailbox_deleted": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        tag_names.update(dict.fromkeys(data.tags))
+    tag_ids = {tag.name: tag.id for tag in await tags_by_name(session, workspace_id, [*tag_names])}
+    try:
+        await session.execute(insert(Mailbox), mailbox_rows)
+    except IntegrityError as exc:
+        raise Conflict(
+            "Another request created some of these mailboxes at the same time; send this one again"
+        ) from exc
+    links = [
+        {"mailbox_id": values["id"], "tag_id": tag_ids[name]}
+        for values, data in zip(mailbox_rows, batch, strict=True)
+        for name in dict.fromkeys(data.tags)
+    ]
+    if links:
+        await session.execute(insert(mailbox_tags), links)
+    await session.execute(insert(ConnectionTest), test_rows)
+    if events.MAILBOX_CREATED in await subscribed_events(
+        session, workspace_id, (events.MAILBOX_CREATED,)
+    ):
+        for values in mailbox_rows:
+            event = mailbox_event_data(Mailbox(**values))
+            await emit(session, workspace_id, events.MAILBOX_CREATED, event)
+    return [values["id"] for values in mailbox_rows]
 
 
 @dataclass(frozen=True)
@@ -263,10 +376,17 @@ def first_failure(outcome: LoginOutcome) -> dict[str, Any] | None:
 
 
 async def record_test_outcome(
-    session: AsyncSession, test: ConnectionTest, outcome: LoginOutcome
+    session: AsyncSession,
+    test: ConnectionTest,
+    outcome: LoginOutcome,
+    *,
+    subscribed: frozenset[str] | None = None,
 ) -> str:
     """Finish a pending test (idempotent): success activates the mailbox; a failed
-    first test deletes it; a failed re-test marks it "error" and stops sending."""
+    first test deletes it; a failed re-test marks it "error" and stops sending.
+
+    `subscribed`: the event types someone takes (`subscribed_events`), from a
+    caller recording many tests at once; None looks them up as each is emitted."""
     if test.status != ConnectionTestStatus.PENDING:
         return test.status
     mailbox = await session.get(Mailbox, test.mailbox_id)
@@ -289,8 +409,9 @@ async def record_test_outcome(
         mailbox.sending_enabled = True
         mailbox.last_verified_at = now
         mailbox.last_error = None
-        event_data.update(mailbox_event_data(mailbox))
-        await emit(session, test.workspace_id, events.MAILBOX_VERIFIED, event_data)
+        if subscribed is None or events.MAILBOX_VERIFIED in subscribed:
+            event_data.update(mailbox_event_data(mailbox))
+            await emit(session, test.workspace_id, events.MAILBOX_VERIFIED, event_data)
     else:
         test.status = ConnectionTestStatus.FAILED
         test.error_code = failure["code"]
@@ -309,7 +430,8 @@ async def record_test_outcome(
             errorMessage=test.error_message,
             mailboxDeleted=test.mailbox_deleted,
         )
-        await emit(session, test.workspace_id, events.MAILBOX_VERIFICATION_FAILED, event_data)
+        if subscribed is None or events.MAILBOX_VERIFICATION_FAILED in subscribed:
+            await emit(session, test.workspace_id, events.MAILBOX_VERIFICATION_FAILED, event_data)
     await session.flush()
     log.info("connection test %s for mailbox %s: %s", test.id, test.mailbox_id, test.status)
     return test.status
