@@ -16,10 +16,10 @@ import logging
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from dbos import (
     DBOS,
@@ -32,6 +32,8 @@ from dbos import (
 from dbos import _dbos as dbos_core
 from dbos import _workflow_commands as dbos_commands
 from dbos._queue import queue_worker_thread
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from mailfleet import __version__
 from mailfleet.config import Settings
@@ -335,6 +337,7 @@ async def launch(settings: Settings) -> None:
         # serves none); DBOS's own internal queue is always served.
         if settings.worker_queues is None or name in settings.worker_queues:
             _start_queue_worker(instance, queue, spec.idle_polling_interval_sec, capped=spec.capped)
+    _start_wake_link(settings)
     await _apply_sweepers()
     # Each sweep once at start as well: a process back from a crash picks up what it
     # left behind now, not at the next tick (up to a minute away).
@@ -410,11 +413,95 @@ def _imported(target: str) -> Callable[..., Any]:
     return function
 
 
+def wake(queues: Iterable[str]) -> None:
+    """Poll these queues now, here and (on PostgreSQL) on every other process: work
+    was just put on them. Cheap and never blocks; enqueue calls it."""
+    names = set(queues)
+    for name in names:
+        waker = _wakers.get(name)
+        if waker is not None:
+            waker.nudge()
+    if _wake_link is not None:
+        _wake_link.request(names)
+
+
+class WakeLink:
+    """Wakes a queue on every process, on PostgreSQL: each process LISTENs on one
+    channel, and an enqueue NOTIFYs the queue's name (once per queue for a burst of
+    enqueues), so an API-only serve's work starts at once on the workers, whose idle
+    queues would otherwise look only every 30 s. A lost connection is reopened; work
+    enqueued meanwhile waits for the next idle poll, as without the link."""
+
+    CHANNEL: Final = "mailfleet_queue_wake"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._requested: set[str] = set()
+        self._pending = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    def request(self, queues: Iterable[str]) -> None:
+        self._requested.update(queues)
+        self._pending.set()
+
+    def _heard(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
+        waker = _wakers.get(str(payload))
+        if waker is not None:
+            waker.nudge()
+
+    async def run(self) -> None:
+        # Its own connection, outside the pool: it stays open, listening, for good.
+        engine = create_async_engine(self.url, poolclass=NullPool)
+        try:
+            while True:
+                try:
+                    await self._serve(engine)
+                except Exception:
+                    log.warning("queue wake-ups: PostgreSQL connection lost; reopening")
+                await asyncio.sleep(1)
+        finally:
+            await engine.dispose()
+
+    async def _serve(self, engine: AsyncEngine) -> None:
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            listener: Any = raw.driver_connection  # asyncpg's connection
+            listener.add_termination_listener(lambda _connection: self._pending.set())
+            await listener.add_listener(self.CHANNEL, self._heard)
+            self.connected.set()
+            try:
+                while not listener.is_closed():
+                    await self._pending.wait()
+                    self._pending.clear()
+                    queues, self._requested = sorted(self._requested), set()
+                    if queues and not listener.is_closed():
+                        await listener.execute(
+                            "SELECT pg_notify($1, name) FROM unnest($2::text[]) AS name",
+                            self.CHANNEL,
+                            queues,
+                        )
+            finally:
+                self.connected.clear()
+
+
+_wake_link: WakeLink | None = None
+
+
+def _start_wake_link(settings: Settings) -> None:
+    global _wake_link
+    if settings.is_sqlite:
+        return
+    _wake_link = WakeLink(settings.app_database_url)
+    _poller_tasks.append(asyncio.create_task(_wake_link.run()))
+
+
 def shutdown() -> None:
+    global _wake_link
     for task in _poller_tasks:
         task.cancel()
     _poller_tasks.clear()
     _wakers.clear()
+    _wake_link = None
     global _launched
     _launched = False
     DBOS.destroy(workflow_completion_timeout_sec=0)
@@ -456,9 +543,7 @@ async def enqueue(
 
     task = asyncio.get_running_loop().create_task(enqueue_detached(), context=contextvars.Context())
     enqueued = await task
-    waker = _wakers.get(queue)
-    if waker is not None:
-        waker.nudge()
+    wake([queue])
     if request_id:
         log.info("enqueued workflow %s on queue %s", enqueued, queue)
     return enqueued

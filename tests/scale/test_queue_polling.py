@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from dbos import DBOS, SetWorkflowID
 from fastapi import FastAPI
 
 from mailfleet import jobs
@@ -108,4 +109,25 @@ async def test_an_enqueue_starts_work_on_an_idle_queue_at_once(
         "tests.scale.test_queue_polling:mark_ran",
         workflow_id=f"test-wake-{new_id()}",
     )
+    assert await asyncio.to_thread(_ran.wait, DEADLINE)
+
+
+@pytest.mark.db
+async def test_a_notify_from_another_process_wakes_an_idle_queue(
+    slow_default_queue: jobs.QueueWaker,
+) -> None:
+    """On PostgreSQL every process listens for wake-ups: the enqueue here goes
+    through DBOS alone (as in a process without this queue's worker), and only
+    the NOTIFY, heard back through PostgreSQL, can wake this process's queue."""
+    link = jobs._wake_link
+    if link is None:
+        pytest.skip("queue wake-ups between processes need PostgreSQL")
+    await asyncio.wait_for(link.connected.wait(), DEADLINE)
+    await asyncio.sleep(0.5)
+    _ran.clear()
+    with SetWorkflowID(f"test-notify-{new_id()}"):
+        await DBOS.enqueue_workflow_async(
+            "default", jobs.sweep, datetime.now(UTC), "tests.scale.test_queue_polling:mark_ran"
+        )
+    link.request(["default"])
     assert await asyncio.to_thread(_ran.wait, DEADLINE)
