@@ -495,6 +495,17 @@ def _start_wake_link(settings: Settings) -> None:
     _poller_tasks.append(asyncio.create_task(_wake_link.run()))
 
 
+async def stop_background_tasks(grace: float = 10.0) -> None:
+    """Cancel the sweeps, pollers and wake-up link of this process and wait (a
+    bounded time) until they have ended."""
+    tasks = list(_poller_tasks)
+    _poller_tasks.clear()
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=grace)
+
+
 def shutdown() -> None:
     global _wake_link
     for task in _poller_tasks:

@@ -57,6 +57,10 @@ async def stop(current: Runtime, *, jobs_launched: bool) -> None:
     from mailfleet import jobs
 
     if jobs_launched:
+        # First let the sweeps and pollers end, while the database is still open: a
+        # task cancelled mid-query after the pool is disposed can wait on a
+        # connection that will never answer, holding up the process's exit.
+        await jobs.stop_background_tasks()
         jobs.shutdown()
     set_runtime(None)
     await current.database.dispose()
