@@ -27,6 +27,7 @@ from datetime import timedelta
 from dbos import DBOS
 from sqlalchemy import delete, select, update
 
+from mailfleet import jobs
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.models import WorkerHeartbeat
@@ -81,6 +82,10 @@ async def recover_dead_workers() -> list[str]:
         )
     for executor_id in dead:
         handles = await asyncio.to_thread(DBOS._recover_pending_workflows, [executor_id])
+        if handles:
+            # Back on their queues: poll them now, here and on the other workers,
+            # rather than at the next idle poll.
+            jobs.wake(jobs.QUEUE_NAMES)
         log.warning(
             "worker %s sent no heartbeat for %.0f s: %d unfinished workflows handed back "
             "to their queues",

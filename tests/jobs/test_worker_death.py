@@ -176,7 +176,10 @@ def _a_dead_worker_s_bulk_job_finishes_on_another(
     assert len({mailbox_id for mailbox_id, _ in tests}) == COUNT
     assert {status for _, status in tests} == {"success"}
     assert finished_by == survivor.name
-    assert f"worker {victim.name} sent no heartbeat" in survivor.log(), survivor.log()[-3000:]
+    # Any living process may notice first (the API-only serve beats too); the job
+    # runs on the survivor, the only one serving its queue.
+    noticed = f"worker {victim.name} sent no heartbeat"
+    assert noticed in survivor.log() + api.log(), survivor.log()[-3000:]
     assert "api" not in {holder, finished_by}
     # Bounded: the threshold, a heartbeat, a queue poll, and the rest of the job.
     assert taken_over_after < DEAD_AFTER + 120
