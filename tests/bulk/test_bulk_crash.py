@@ -117,7 +117,10 @@ def _bootstrap(directory: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 def _job(base: str, headers: dict[str, str], job_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=10)
+    # On SQLite a status read can wait for the one writer: the API key's last-used
+    # stamp (once a minute) makes the request a writer while the job records results.
+    # A loaded CI machine took over 10 s once.
+    response = httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=60)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()["data"]
     return data
