@@ -34,6 +34,7 @@ from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.schemas import MailboxCreate
 from mailfleet.models import BulkJob, BulkJobItem, BulkJobStatus, ConnectionTest, Mailbox
 from mailfleet.webhooks import events
+from mailfleet.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,7 @@ async def record_results(
     # One look at the workspace's webhooks for the chunk, not one per mailbox.
     subscribed: frozenset[str] = frozenset()
     for workspace_id in {test.workspace_id for test in tests.values()}:
-        subscribed |= await mailboxes.subscribed_events(
+        subscribed |= await webhooks.subscribed_events(
             session, workspace_id, (events.MAILBOX_VERIFIED, events.MAILBOX_VERIFICATION_FAILED)
         )
     now = utcnow()

@@ -52,11 +52,11 @@ from mailfleet.models import (
     MailboxStatus,
     Pool,
     Tag,
-    WebhookEndpoint,
     mailbox_tags,
 )
 from mailfleet.runtime import runtime
 from mailfleet.webhooks import events
+from mailfleet.webhooks import service as webhooks
 from mailfleet.webhooks.service import emit
 
 log = logging.getLogger(__name__)
@@ -215,28 +215,6 @@ async def create_mailbox(
     return mailbox
 
 
-async def subscribed_events(
-    session: AsyncSession, workspace_id: str, event_types: Iterable[str]
-) -> frozenset[str]:
-    """Which of `event_types` an enabled webhook endpoint of the workspace takes.
-
-    For batches: `emit` looks the endpoints up on every call, a query per mailbox;
-    a batch asks once and emits only what someone subscribed to.
-    """
-    subscriptions = list(
-        await session.scalars(
-            select(WebhookEndpoint.event_types).where(
-                WebhookEndpoint.workspace_id == workspace_id, WebhookEndpoint.enabled.is_(True)
-            )
-        )
-    )
-    return frozenset(
-        event_type
-        for event_type in event_types
-        if any(events.subscribes_to(types, event_type) for types in subscriptions)
-    )
-
-
 async def existing_pool_ids(
     session: AsyncSession, workspace_id: str, pool_ids: Iterable[str]
 ) -> set[str]:
@@ -308,7 +286,7 @@ async def create_mailbox_batch(
     if links:
         await session.execute(insert(mailbox_tags), links)
     await session.execute(insert(ConnectionTest), test_rows)
-    if events.MAILBOX_CREATED in await subscribed_events(
+    if events.MAILBOX_CREATED in await webhooks.subscribed_events(
         session, workspace_id, (events.MAILBOX_CREATED,)
     ):
         for values in mailbox_rows:
@@ -385,7 +363,7 @@ async def record_test_outcome(
     """Finish a pending test (idempotent): success activates the mailbox; a failed
     first test deletes it; a failed re-test marks it "error" and stops sending.
 
-    `subscribed`: the event types someone takes (`subscribed_events`), from a
+    `subscribed`: the event types someone takes (`webhooks.subscribed_events`), from a
     caller recording many tests at once; None looks them up as each is emitted."""
     if test.status != ConnectionTestStatus.PENDING:
         return test.status

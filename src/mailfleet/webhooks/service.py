@@ -14,12 +14,12 @@ import json
 import logging
 import secrets
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
@@ -172,14 +172,30 @@ async def emit(
         raise ValueError(f"unknown webhook event type {event_type!r}: add it to webhooks.events")
     _refuse_secret_keys(data, path="data")
     json.dumps(data)  # a TypeError here names the caller, not a later flush
-    endpoints = await session.scalars(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.workspace_id == workspace_id, WebhookEndpoint.enabled.is_(True)
-        )
-    )
+    endpoints = await session.scalars(_enabled_endpoints(workspace_id))
     targets = [e for e in endpoints if events.subscribes_to(e.event_types, event_type)]
     if targets:
         await _record_event(session, workspace_id, event_type, data, targets)
+
+
+def _enabled_endpoints(workspace_id: str) -> Select[WebhookEndpoint]:
+    return select(WebhookEndpoint).where(
+        WebhookEndpoint.workspace_id == workspace_id, WebhookEndpoint.enabled.is_(True)
+    )
+
+
+async def subscribed_events(
+    session: AsyncSession, workspace_id: str, event_types: Iterable[str]
+) -> frozenset[str]:
+    """Which of `event_types` an enabled endpoint of the workspace takes. For batches:
+    `emit` looks the endpoints up on every call, a query per event; a batch asks once
+    and emits only what someone subscribed to."""
+    endpoints = list(await session.scalars(_enabled_endpoints(workspace_id)))
+    return frozenset(
+        event_type
+        for event_type in event_types
+        if any(events.subscribes_to(e.event_types, event_type) for e in endpoints)
+    )
 
 
 def _refuse_secret_keys(value: Any, *, path: str) -> None:
