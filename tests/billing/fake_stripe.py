@@ -17,9 +17,9 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.servers.http_fake import FakeHandler, LoopbackHttpFake
 
 
 @dataclass(frozen=True)
@@ -30,59 +30,19 @@ class StripeRequest:
     form: dict[str, str]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeStripe
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_POST(self) -> None:
-        self.server.fake._handle(self)
-
-    do_GET = do_POST
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class FakeStripe:
+class FakeStripe(LoopbackHttpFake):
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[StripeRequest] = []
         self.decline_next_charge = False
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeStripe:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
 
     def posts(self, path: str) -> list[StripeRequest]:
         with self._lock:
             return [r for r in self.requests if r.method == "POST" and r.path == path]
 
-    def _handle(self, handler: _Handler) -> None:
+    def _handle(self, handler: FakeHandler) -> None:
         length = int(handler.headers.get("content-length") or 0)
         raw = handler.rfile.read(length).decode() if length else ""
         request = StripeRequest(
@@ -98,13 +58,13 @@ class FakeStripe:
             if decline:
                 self.decline_next_charge = False
         status, body = self._answer(request, number, decline)
-        payload = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("content-type", "application/json")
-        handler.send_header("request-id", f"req_test_{number}")
-        handler.send_header("content-length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        self._send(
+            handler,
+            status,
+            json.dumps(body).encode(),
+            "application/json",
+            {"request-id": f"req_test_{number}"},
+        )
 
     def _answer(
         self, request: StripeRequest, number: int, decline: bool

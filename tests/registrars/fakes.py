@@ -15,10 +15,10 @@ import json
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from xml.sax.saxutils import quoteattr
+
+from tests.servers.http_fake import FakeHandler, LoopbackHttpFake
 
 PORKBUN_KEY = "pk1_test_key"
 PORKBUN_SECRET = "sk1_test_secret"
@@ -35,63 +35,11 @@ class Recorded:
     body: dict[str, Any]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: _FakeBase
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_POST(self) -> None:
-        self.server.fake._handle(self)
-
-    do_GET = do_POST
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _FakeBase:
+class _FakeBase(LoopbackHttpFake):
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[Recorded] = []
         self.lock = threading.RLock()
-        self._server: _Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> _FakeBase:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _handle(self, handler: _Handler) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def _send(handler: _Handler, status: int, payload: bytes, content_type: str) -> None:
-        try:
-            handler.send_response(status)
-            handler.send_header("content-type", content_type)
-            handler.send_header("content-length", str(len(payload)))
-            handler.end_headers()
-            handler.wfile.write(payload)
-        except OSError:
-            pass  # the client went away (killed while it waited)
 
 
 @dataclass
@@ -138,7 +86,7 @@ class FakePorkbun(_FakeBase):
             return entry.price
         return self.pricing[name.rsplit(".", 1)[1]]
 
-    def _handle(self, handler: _Handler) -> None:
+    def _handle(self, handler: FakeHandler) -> None:
         length = int(handler.headers.get("content-length") or 0)
         raw = handler.rfile.read(length) if length else b""
         try:
@@ -269,7 +217,7 @@ class FakeNamecheap(_FakeBase):
         with self.lock:
             return [r for r in self.requests if r.body.get("Command") == command]
 
-    def _handle(self, handler: _Handler) -> None:
+    def _handle(self, handler: FakeHandler) -> None:
         length = int(handler.headers.get("content-length") or 0)
         raw = handler.rfile.read(length).decode() if length else ""
         path = urllib.parse.urlsplit(handler.path)
