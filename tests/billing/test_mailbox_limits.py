@@ -9,6 +9,7 @@ from mailfleet.config import Settings
 from mailfleet.db import Database
 from tests.billing.conftest import add_mailboxes, create_plan, grant, subscribe
 from tests.conftest import Account
+from tests.servers.blackhole import BlackholeServer
 
 BODY = {"email": "new@limits.test", "smtp": {"host": "127.0.0.1", "password": "x"}}
 
@@ -35,12 +36,17 @@ async def test_post_mailboxes_at_the_limit(
     database: Database,
     owner: Account,
     admin: Account,
+    blackhole: BlackholeServer,
 ) -> None:
     plan = await create_plan(client, admin, pricePerMailbox=100)
     await grant(client, admin, owner.workspace_id, 10_000)
     await subscribe(client, owner, plan["id"], 3)
     await add_mailboxes(database, owner.workspace_id, 2)
-    first = await client.post("/v1/mailboxes", json=BODY, headers=owner.headers)
+    # Its first connection test must still be running when the workspace is full
+    # below: a failed first test deletes the mailbox and frees its seat (a closed
+    # port failed fast enough, once queue wake-ups got quick, to make this flaky).
+    held = {**BODY, "smtp": {**BODY["smtp"], "port": blackhole.port, "secure": False}}
+    first = await client.post("/v1/mailboxes", json=held, headers=owner.headers)
     assert first.status_code == 201, first.text
     over = await client.post(
         "/v1/mailboxes", json={**BODY, "email": "fourth@limits.test"}, headers=owner.headers
