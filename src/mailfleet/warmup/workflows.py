@@ -28,10 +28,9 @@ from sqlalchemy import select, update
 
 from mailfleet import jobs
 from mailfleet.kit.clock import utcnow
-from mailfleet.kit.tls import client_context
 from mailfleet.mail.folders import Folder, ImapFolders
 from mailfleet.mail.sending import SmtpSender
-from mailfleet.mail.sessions import ConnectOptions, MailError
+from mailfleet.mail.sessions import ConnectOptions, MailError, connect_options
 from mailfleet.mailboxes.service import mailbox_credentials
 from mailfleet.models import Mailbox, WarmupMessage, WarmupMessageStatus, WarmupSettings
 from mailfleet.models.warmup import ACTIVE_WARMUP_STATES, WarmupPlacement
@@ -49,13 +48,7 @@ _SENT_OR_SENDING = (WarmupMessageStatus.SENT, WarmupMessageStatus.SENDING)
 
 
 def _options() -> ConnectOptions:
-    settings = runtime().settings
-    return ConnectOptions(
-        timeout=settings.mail_timeout,
-        tls_context=client_context(settings.tls_ca_file),
-        allow_private=settings.allow_private_networks,
-        nameservers=settings.dns_nameservers or None,
-    )
+    return connect_options(runtime().settings)
 
 
 def _party(mailbox: Mailbox) -> Party:
