@@ -6,6 +6,7 @@ from alembic import context
 
 import mailfleet.models  # noqa: F401  (registers every table)
 from mailfleet.db import Base
+from mailfleet.migrate import schema_filter
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -16,6 +17,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=schema_filter(connection.dialect.name),
 )
 with context.begin_transaction():
     context.run_migrations()
