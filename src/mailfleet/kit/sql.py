@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,3 +38,25 @@ async def insert_ignoring_conflict(
         return bool(getattr(result, "rowcount", 0))
     result = await session.execute(statement.returning(returning))
     return result.scalar_one_or_none()
+
+
+async def claim(
+    session: AsyncSession,
+    model: type[Any],
+    row_id: str,
+    *,
+    status: Any,
+    expected: Any,
+    **values: Any,
+) -> bool:
+    """Move one row from status `expected` to `status` (setting `values` too) and
+    answer whether this call did it. Of two runs at once (a recovered workflow and
+    a new one) only one finds the row still `expected`: the claim before an action
+    that must happen once, such as sending a message."""
+    result = await session.execute(
+        update(model)
+        .where(model.id == row_id, model.status == expected)
+        .values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(result, "rowcount", 0) == 1

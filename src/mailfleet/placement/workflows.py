@@ -31,6 +31,7 @@ from dbos import DBOS
 from sqlalchemy import select, update
 
 from mailfleet.kit.clock import utcnow
+from mailfleet.kit.sql import claim
 from mailfleet.mail.folders import Folder, ImapFolders
 from mailfleet.mail.sending import SmtpSender
 from mailfleet.mail.sessions import ConnectOptions, MailError, connect_options
@@ -199,16 +200,14 @@ async def _send_one(smtp: SmtpSender, result_id: str, sender: Mailbox) -> str:
         if test.status == PlacementTestStatus.CANCELED:
             return "skipped"
         # The claim: of two runs of this step at once, only one finds it `planned`.
-        claimed = await session.execute(
-            update(PlacementResult)
-            .where(
-                PlacementResult.id == result_id,
-                PlacementResult.status == PlacementSendStatus.PLANNED,
-            )
-            .values(status=PlacementSendStatus.SENDING, attempts=PlacementResult.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
+        if not await claim(
+            session,
+            PlacementResult,
+            result_id,
+            expected=PlacementSendStatus.PLANNED,
+            status=PlacementSendStatus.SENDING,
+            attempts=PlacementResult.attempts + 1,
+        ):
             return "skipped"
         email = build_message(
             test_code=test.code,

@@ -24,10 +24,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dbos import DBOS
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from mailfleet import jobs
 from mailfleet.kit.clock import utcnow
+from mailfleet.kit.sql import claim
 from mailfleet.mail.folders import Folder, ImapFolders
 from mailfleet.mail.sending import SmtpSender
 from mailfleet.mail.sessions import ConnectOptions, MailError, connect_options
@@ -257,16 +258,14 @@ async def _send_one(
             return "skipped"
         # The claim: of two rounds sending at once (a recovered one and a new one),
         # only the one whose update finds the row still `planned` sends it.
-        claimed = await session.execute(
-            update(WarmupMessage)
-            .where(
-                WarmupMessage.id == message_id,
-                WarmupMessage.status == WarmupMessageStatus.PLANNED,
-            )
-            .values(status=WarmupMessageStatus.SENDING, attempts=WarmupMessage.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
+        if not await claim(
+            session,
+            WarmupMessage,
+            message_id,
+            expected=WarmupMessageStatus.PLANNED,
+            status=WarmupMessageStatus.SENDING,
+            attempts=WarmupMessage.attempts + 1,
+        ):
             return "skipped"
         email = build_message(
             code=message.tracking_code,
