@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from mailfleet import __version__, runtime
+from mailfleet.accounts import usage
 from mailfleet.accounts.router import router as accounts_router
 from mailfleet.billing.router import router as billing_router
 from mailfleet.bulk.router import router as bulk_router
@@ -191,6 +192,8 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True) -> 
         try:
             yield
         finally:
+            # Before the pool closes: what requests noted of their keys' use.
+            await usage.flush_at_stop(current.database)
             await runtime.stop(current, jobs_launched=start_jobs)
 
     app = FastAPI(

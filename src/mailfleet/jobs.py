@@ -183,6 +183,9 @@ POLLERS: list[tuple[float, str]] = [
     # This process's heartbeat; at each, the unfinished workflows of a worker silent
     # for MAILFLEET_WORKER_DEAD_AFTER go back to their queues.
     (5.0, "mailfleet.liveness:beat"),
+    # The API keys' last-used times that requests noted in memory (a request that
+    # only reads never writes): one statement for every key used since the last.
+    (15.0, "mailfleet.accounts.usage:flush"),
 ]
 _poller_tasks: list[asyncio.Task[None]] = []
 _launched = False

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextvars
+
 import httpx
 import pytest
 
@@ -88,6 +90,49 @@ async def test_api_key_lifecycle(client: httpx.AsyncClient, owner: Account) -> N
     after = await client.get("/v1/users/me", headers={"x-api-key": key["key"]})
     assert after.status_code == 401
     assert after.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_a_read_request_writes_nothing_and_its_key_use_is_flushed_later(
+    client: httpx.AsyncClient, owner: Account, database: Database
+) -> None:
+    """A GET stays a reader (on SQLite a writer would queue behind a bulk job's
+    recording): the key's use is noted in memory, and written by the flush."""
+    from sqlalchemy import event, select
+
+    from mailfleet.accounts import usage
+    from mailfleet.models import ApiKey
+
+    in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("in_request", default=False)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        # Only this request's statements: the flush poller shares the engine.
+        if in_request.get():
+            statements.append(statement)
+
+    engine = database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    token = in_request.set(True)
+    try:
+        response = await client.get("/v1/users/me", headers=owner.headers)
+    finally:
+        in_request.reset(token)
+        event.remove(engine, "before_cursor_execute", seen)
+    assert response.status_code == 200, response.text
+    assert any("api_keys" in statement for statement in statements), statements
+    writes = [s for s in statements if s.split(None, 1)[0].upper() in WRITE_VERBS]
+    assert writes == []
+
+    listed = await client.get("/v1/api-keys", headers=owner.headers)
+    assert listed.json()["data"][0]["lastUsedAt"] is not None
+
+    await usage.flush(database)
+    async with database.transaction() as session:
+        stamped = await session.scalar(select(ApiKey.last_used_at))
+    assert stamped is not None
+
+
+WRITE_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
 
 
 async def test_only_a_digest_of_the_key_is_stored(

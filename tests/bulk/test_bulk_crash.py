@@ -117,9 +117,8 @@ def _bootstrap(directory: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 def _job(base: str, headers: dict[str, str], job_id: str) -> dict[str, Any]:
-    # On SQLite a status read can wait for the one writer: the API key's last-used
-    # stamp (once a minute) makes the request a writer while the job records results.
-    # A loaded CI machine took over 10 s once.
+    # A loaded CI machine once took over 10 s to answer (when the API key's last-used
+    # stamp still made a status read a writer on SQLite).
     response = httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=60)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()["data"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from mailfleet.accounts import security
+from mailfleet.accounts import security, usage
 from mailfleet.accounts import service as accounts
 from mailfleet.accounts.schemas import (
     ApiKeyCreate,
@@ -17,6 +17,7 @@ from mailfleet.accounts.throttle import login_throttle
 from mailfleet.deps import ActorDep, SessionDep, SettingsDep, SuperuserDep, UserActorDep
 from mailfleet.kit.envelope import AUTH_ERRORS, Envelope, errors, ok
 from mailfleet.kit.errors import Unauthorized
+from mailfleet.models import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -77,14 +78,14 @@ async def create_api_key(
     created = await accounts.create_api_key(
         session, actor.user, name=body.name, scope=body.scope, workspace_id=workspace_id
     )
-    out = ApiKeyCreated(**ApiKeyOut.model_validate(created.key).model_dump(), key=created.secret)
+    out = ApiKeyCreated(**api_key_out(created.key).model_dump(), key=created.secret)
     return ok(out, "Store this key now: it is not shown again")
 
 
 @router.get("/api-keys", operation_id="api_keys:list", responses=AUTH_ERRORS)
 async def list_api_keys(actor: UserActorDep, session: SessionDep) -> Envelope[list[ApiKeyOut]]:
     keys = await accounts.list_api_keys(session, actor.user)
-    return ok([ApiKeyOut.model_validate(key) for key in keys])
+    return ok([api_key_out(key) for key in keys])
 
 
 @router.delete(
@@ -94,4 +95,11 @@ async def revoke_api_key(
     key_id: str, actor: UserActorDep, session: SessionDep
 ) -> Envelope[ApiKeyOut]:
     key = await accounts.revoke_api_key(session, actor.user, key_id)
-    return ok(ApiKeyOut.model_validate(key), "API key revoked")
+    return ok(api_key_out(key), "API key revoked")
+
+
+def api_key_out(key: ApiKey) -> ApiKeyOut:
+    # Uses noted in this process but not written yet count too (accounts.usage).
+    out = ApiKeyOut.model_validate(key)
+    out.last_used_at = usage.last_used_at(key)
+    return out

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailfleet.accounts import security
+from mailfleet.accounts import security, usage
 from mailfleet.accounts.repository import ApiKeyRepository
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Conflict, Forbidden, Unauthorized
 from mailfleet.models import ApiKey, User, Workspace
 from mailfleet.workspaces import service as workspaces
-
-# Writing last_used_at on every request would serialise requests on SQLite;
-# a minute's precision is what people read it for.
-LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 async def create_user(
@@ -101,16 +96,14 @@ async def revoke_api_key(session: AsyncSession, user: User, key_id: str) -> ApiK
 
 
 async def find_usable_api_key(session: AsyncSession, secret: str) -> ApiKey | None:
-    """The live key behind a presented secret; records when it was last used."""
+    """The live key behind a presented secret. Its use is noted in memory
+    (`usage`), not written here: a request that only reads stays a reader."""
     key = await session.scalar(
         select(ApiKey).where(ApiKey.digest == security.digest_api_key(secret))
     )
     if key is None or key.revoked_at is not None:
         return None
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
-        key.last_used_at = now
-        await session.flush()
+    usage.note_use(key, utcnow())
     return key
 
 
