@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     secret_keys: str | None = Field(default=None, repr=False)
     jwt_secret: str | None = Field(default=None, repr=False)
     jwt_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    # A console session unused this long ends (its absolute limit is jwt_ttl_seconds).
+    console_idle_seconds: int = Field(default=2 * 3600, ge=60)
     allow_private_networks: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # "text": one readable line per record; "json": one JSON object per line.

@@ -16,11 +16,10 @@ from fastapi.templating import Jinja2Templates
 from mailfleet.accounts import service as accounts
 from mailfleet.config import Settings
 from mailfleet.console import session as cookies
-from mailfleet.console.session import ConsoleSession
 from mailfleet.deps import SessionDep
 from mailfleet.kit.errors import MailfleetError, NotFound
 from mailfleet.kit.pagination import Page
-from mailfleet.models import User, Workspace
+from mailfleet.models import ConsoleSession, User, Workspace
 from mailfleet.workspaces import service as workspaces
 
 TEMPLATES_DIR: Final = Path(__file__).parent / "templates"
@@ -87,7 +86,7 @@ async def _presented_token(request: Request) -> str | None:
 async def console_context(request: Request, session: SessionDep) -> ConsoleContext:
     """The signed-in user and their workspace; POSTs need the session's CSRF token
     and, except for the session's own changes, a role that may write."""
-    current = cookies.read_session(request)
+    current = await cookies.read_session(session, request)
     if current is None:
         raise LoginRequired
     user = await accounts.get_active_user(session, current.user_id)

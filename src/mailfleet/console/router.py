@@ -83,8 +83,8 @@ DomainEnvDep = Annotated[domains.Env, Depends(_domain_env)]
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_page(request: Request, next: str | None = None) -> Response:
-    if cookies.read_session(request) is not None:
+async def login_page(request: Request, session: SessionDep, next: str | None = None) -> Response:
+    if await cookies.read_session(session, request) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
     token = cookies.login_csrf(request)
     response = render(request, "login.html", next=safe_next(next), login_token=token, email="")
@@ -128,34 +128,28 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
         return again("Invalid email or password.", 401)
     login_throttle.succeeded(email)
     response = RedirectResponse(target, status_code=303)
-    cookies.write_session(
-        request, response, cookies.new_session(user.id, user.default_workspace_id)
-    )
+    await cookies.open_session(session, request, response, user.id, user.default_workspace_id)
     response.delete_cookie(cookies.LOGIN_CSRF_COOKIE, path="/")
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, ctx: ContextDep) -> Response:
+async def logout(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
     response = RedirectResponse("/login", status_code=303)
-    cookies.clear_session(response)
+    await cookies.end_session(session, ctx.session, response)
     return response
 
 
 @router.post("/workspace")
-async def switch_workspace(request: Request, ctx: ContextDep) -> Response:
+async def switch_workspace(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
     form = await request.form()
     chosen = form_text(form, "workspace_id")
     if chosen not in {workspace.id for workspace, _ in ctx.workspaces}:
         raise ConsoleError(404, "No such workspace among yours")
     name = next(w.name for w, _ in ctx.workspaces if w.id == chosen)
-    response = redirect(request, safe_next(form_text(form, "next")), f"Switched to {name}")
-    cookies.write_session(
-        request,
-        response,
-        cookies.ConsoleSession(ctx.user.id, chosen, ctx.session.csrf),
-    )
-    return response
+    ctx.session.workspace_id = chosen
+    await session.flush()
+    return redirect(request, safe_next(form_text(form, "next")), f"Switched to {name}")
 
 
 # Overview

@@ -1,25 +1,34 @@
-"""The console's login session: a signed cookie, and a CSRF token bound to it.
+"""The console's login session: a row on the server, named by a signed cookie,
+and a CSRF token bound to it.
 
-The cookie holds the user id, the chosen workspace and the session's CSRF
-token, signed (HMAC) with a key derived from the login token secret
-(MAILFLEET_JWT_SECRET or its generated file), so no new secret is needed; it
-expires with the same lifetime as a login token. Every POST must carry the
-session's CSRF token (form field `csrf_token` or header `x-csrf-token`): a page
-on another site can make the browser send the cookie, never read the token.
-The login form, before any session exists, uses a double-submit token instead.
+The cookie holds a random token, signed (HMAC) with a key derived from the login
+token secret (MAILFLEET_JWT_SECRET or its generated file); the server keeps only
+the token's SHA-256 digest (console_sessions), with the user, the chosen
+workspace and the session's CSRF token. Signing out deletes the row, so a copy
+of the cookie is worth nothing afterwards; a session ends when unused for
+MAILFLEET_CONSOLE_IDLE_SECONDS and at the latest MAILFLEET_JWT_TTL_SECONDS after
+sign-in. Every POST must carry the session's CSRF token (form field `csrf_token`
+or header `x-csrf-token`): a page on another site can make the browser send the
+cookie, never read the token. The login form, before any session exists, uses a
+double-submit token instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import delete, or_
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.config import Settings
+from mailfleet.kit.clock import utcnow
+from mailfleet.models import ConsoleSession
 
 SESSION_COOKIE: Final = "mailfleet_session"
 LOGIN_CSRF_COOKIE: Final = "mailfleet_login_csrf"
@@ -27,13 +36,10 @@ FLASH_COOKIE: Final = "mailfleet_flash"
 CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "x-csrf-token"
 FLASH_MAX_AGE: Final = 60
-
-
-@dataclass(frozen=True)
-class ConsoleSession:
-    user_id: str
-    workspace_id: str | None
-    csrf: str
+SESSION_SALT: Final = "mailfleet.console.session"
+# Writing last_seen_at on every request would serialise requests on SQLite; the
+# idle limit is counted in hours, so a minute's precision is plenty.
+LAST_SEEN_PRECISION: Final = timedelta(minutes=1)
 
 
 def _serializer(request: Request, salt: str) -> URLSafeTimedSerializer:
@@ -67,40 +73,88 @@ def _set(request: Request, response: Response, name: str, value: str, max_age: i
     )
 
 
-def read_session(request: Request) -> ConsoleSession | None:
+def session_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _presented_digest(request: Request) -> str | None:
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
     settings: Settings = request.app.state.settings
     try:
-        data: Any = _serializer(request, "mailfleet.console.session").loads(
-            raw, max_age=settings.jwt_ttl_seconds
-        )
+        token: Any = _serializer(request, SESSION_SALT).loads(raw, max_age=settings.jwt_ttl_seconds)
     except BadSignature:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("u"), str):
-        return None
-    csrf = data.get("c")
-    workspace = data.get("w")
-    if not isinstance(csrf, str):
-        return None
-    return ConsoleSession(
-        user_id=data["u"],
-        workspace_id=workspace if isinstance(workspace, str) else None,
-        csrf=csrf,
+    return session_digest(token) if isinstance(token, str) and token else None
+
+
+def _expired(settings: Settings) -> Any:
+    now = utcnow()
+    return or_(
+        ConsoleSession.expires_at <= now,
+        ConsoleSession.last_seen_at <= now - timedelta(seconds=settings.console_idle_seconds),
     )
 
 
-def write_session(request: Request, response: Response, session: ConsoleSession) -> None:
+async def read_session(db: AsyncSession, request: Request) -> ConsoleSession | None:
+    """The live session the cookie names; None when there is none, it was ended,
+    or it expired (idle or absolute)."""
+    digest = _presented_digest(request)
+    if digest is None:
+        return None
+    row = await db.get(ConsoleSession, digest)
+    if row is None:
+        return None
     settings: Settings = request.app.state.settings
-    value = _serializer(request, "mailfleet.console.session").dumps(
-        {"u": session.user_id, "w": session.workspace_id, "c": session.csrf}
+    now = utcnow()
+    idle = timedelta(seconds=settings.console_idle_seconds)
+    if row.expires_at <= now or row.last_seen_at + idle <= now:
+        return None
+    if now - row.last_seen_at >= LAST_SEEN_PRECISION:
+        row.last_seen_at = now
+        await db.flush()
+    return row
+
+
+async def open_session(
+    db: AsyncSession,
+    request: Request,
+    response: Response,
+    user_id: str,
+    workspace_id: str | None,
+) -> ConsoleSession:
+    """A new session for a user who just signed in, and its cookie on the response."""
+    settings: Settings = request.app.state.settings
+    # Sessions nobody came back to are cleared here, the one place sessions are made.
+    await db.execute(
+        delete(ConsoleSession)
+        .where(_expired(settings))
+        .execution_options(synchronize_session=False)
     )
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = ConsoleSession(
+        id=session_digest(token),
+        user_id=user_id,
+        workspace_id=workspace_id,
+        csrf=new_token(),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(seconds=settings.jwt_ttl_seconds),
+    )
+    db.add(row)
+    await db.flush()
+    value = _serializer(request, SESSION_SALT).dumps(token)
     _set(request, response, SESSION_COOKIE, value, settings.jwt_ttl_seconds)
+    return row
 
 
-def new_session(user_id: str, workspace_id: str | None) -> ConsoleSession:
-    return ConsoleSession(user_id=user_id, workspace_id=workspace_id, csrf=new_token())
+async def end_session(db: AsyncSession, row: ConsoleSession, response: Response) -> None:
+    """Sign out: the row goes, so every copy of the cookie stops working."""
+    await db.delete(row)
+    await db.flush()
+    clear_session(response)
 
 
 def clear_session(response: Response) -> None:

@@ -1,6 +1,6 @@
 """All tables, imported here so Alembic and `Base.metadata` see every one."""
 
-from mailfleet.models.accounts import ApiKey, User
+from mailfleet.models.accounts import ApiKey, ConsoleSession, User
 from mailfleet.models.billing import (
     BillingAccount,
     BillingCounter,
@@ -130,6 +130,7 @@ __all__ = [
     "ConnectInboxRecord",
     "ConnectionTest",
     "ConnectionTestStatus",
+    "ConsoleSession",
     "DeliveryMode",
     "DeliveryStatus",
     "DkimKey",

@@ -1,4 +1,4 @@
-"""Users and API keys."""
+"""Users, API keys and console sessions."""
 
 from __future__ import annotations
 
@@ -45,3 +45,23 @@ class ApiKey(Timestamps, Base):
     )
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ConsoleSession(Base):
+    """A console sign-in. The browser's cookie holds a random token; only its SHA-256
+    digest is stored (the primary key), so reading this table does not sign anyone in.
+    Deleting the row ends the session whatever copies of the cookie exist."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # The workspace the console shows; no foreign key, like users.default_workspace_id:
+    # the console falls back to another membership when it is gone.
+    workspace_id: Mapped[str | None] = mapped_column(String(24))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

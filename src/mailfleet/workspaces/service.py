@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.kit.errors import Conflict, Forbidden, NotFound
 from mailfleet.kit.pagination import Page
 from mailfleet.kit.repository import paginate_rows
-from mailfleet.models import Membership, User, Workspace
+from mailfleet.models import ConsoleSession, Membership, User, Workspace
 
 WRITE_ROLES = frozenset({"owner", "admin", "member"})
 MANAGE_ROLES = frozenset({"owner", "admin"})
@@ -155,4 +155,11 @@ async def remove_member(
     user = await session.get(User, user_id)
     if user is not None and user.default_workspace_id == workspace.id:
         user.default_workspace_id = None
+    # Their console sessions end: a removed member signs in again, and sees only
+    # the workspaces still theirs.
+    await session.execute(
+        delete(ConsoleSession)
+        .where(ConsoleSession.user_id == user_id)
+        .execution_options(synchronize_session=False)
+    )
     await session.flush()
