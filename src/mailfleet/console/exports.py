@@ -1,7 +1,10 @@
-"""Console pages for exports: platform accounts, an export (CSV or push), history."""
+"""Console pages for exports: platform accounts, an export (CSV or push), history,
+one export's results."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
+from mailfleet.bulk.service import report_cell
 from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render
 from mailfleet.console.forms import form_text, validation_message
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
@@ -22,6 +26,9 @@ from mailfleet.platforms import PLATFORMS
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 HISTORY_SHOWN = 50
+# An export's page lists this many inboxes; its CSV download has them all.
+RESULTS_SHOWN = 500
+RESULT_COLUMNS = ("position", "email", "name", "status", "message", "remote_id", "finished_at")
 LAYOUTS = ("mailfleet", "instantly", "smartlead")
 EXPORT_LABELS = {"status": "Status", "domain": "Domain", "search": "Search", "layout": "Layout"}
 
@@ -56,6 +63,52 @@ async def exports_page(request: Request, ctx: ContextDep, session: SessionDep) -
 async def history_fragment(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
     """The history table alone, which htmx polls while an export runs."""
     return render(request, "_export_history.html", ctx, **await _history(request, ctx, session))
+
+
+async def _detail(ctx: ContextDep, session: SessionDep, history_id: str) -> dict[str, Any]:
+    history = await exports.get_history(session, ctx.workspace_id, history_id)
+    results = await exports.history_results(session, history)
+    return {
+        "history": history,
+        "results": results[:RESULTS_SHOWN],
+        "result_count": len(results),
+        "pending": sum(1 for item in results if item.status == "pending"),
+        "running": history.status == ExportStatus.IN_PROGRESS,
+    }
+
+
+@router.get("/exports/{history_id}", response_class=HTMLResponse)
+async def export_page(
+    history_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    """One export (by id or job id): its status, counts, error and each inbox's result."""
+    return render(request, "export.html", ctx, **await _detail(ctx, session, history_id))
+
+
+@router.get("/exports/{history_id}/panel", response_class=HTMLResponse)
+async def export_panel(
+    history_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    """The export's panel alone, which htmx polls while it runs."""
+    return render(request, "_export_detail.html", ctx, **await _detail(ctx, session, history_id))
+
+
+@router.get("/exports/{history_id}/results.csv")
+async def export_results(history_id: str, ctx: ContextDep, session: SessionDep) -> Response:
+    """Each inbox's result as CSV (never a password: the results hold none)."""
+    history = await exports.get_history(session, ctx.workspace_id, history_id)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(RESULT_COLUMNS)
+    for item in await exports.history_results(session, history):
+        finished = item.finished_at.isoformat() if item.finished_at else ""
+        row = (item.position, item.email, item.name, item.status, item.message)
+        writer.writerow([report_cell(value) for value in (*row, item.remote_id, finished)])
+    return Response(
+        content=buffer.getvalue().encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="export-{history.job_id}.csv"'},
+    )
 
 
 def _selection(form: Any) -> dict[str, Any]:

@@ -1,0 +1,108 @@
+"""One export's page in the console: its status and counts, each inbox's result
+(live while it runs), and the results as a CSV download."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from mailfleet.db import Database
+from mailfleet.kit.crypto import Keyring
+from tests.conftest import Account
+from tests.console.test_console_http import sign_in
+from tests.exports.conftest import make_mailboxes
+from tests.exports.fakes import FakePlatform, Reply, Seen
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePlatform]:
+    with FakePlatform() as platform:
+        yield platform
+
+
+def _answer(seen: Seen) -> Reply:
+    if seen.json["email"].startswith("box1@"):
+        return Reply(400, {"message": "Daily limit too high"})
+    return Reply(200, {"id": "remote-" + seen.json["email"].split("@")[0]})
+
+
+async def test_an_exports_page_shows_each_inbox_and_downloads_the_results(
+    client: httpx.AsyncClient,
+    owner: Account,
+    database: Database,
+    keyring: Keyring,
+    fake: FakePlatform,
+) -> None:
+    fake.route("GET", "/api/v2/accounts", Reply(200, {"items": []}))
+    fake.route("POST", "/api/v2/accounts", _answer)
+    made = await make_mailboxes(database, keyring, owner.workspace_id, 2)
+    token = await sign_in(client, owner)
+    added = await client.post(
+        "/exports/accounts",
+        data={
+            "csrf_token": token,
+            "platform": "instantly",
+            "name": "Main",
+            "api_key": "pk-console-0123456789",
+            "base_url": fake.url,
+        },
+    )
+    assert added.status_code == 303
+    [account] = (await client.get("/v1/exports/accounts", headers=owner.headers)).json()["data"]
+    pushed = await client.post("/exports", data={"csrf_token": token, "destination": account["id"]})
+    assert pushed.status_code == 303
+
+    listing = await client.get("/exports")
+    [link] = re.findall(r'<a href="(/exports/\w+)"><code>', listing.text)
+    for _ in range(300):
+        panel = await client.get(link + "/panel")
+        assert panel.status_code == 200
+        if "IN_PROGRESS" not in panel.text:
+            break
+        assert 'hx-trigger="every 2s"' in panel.text
+        await asyncio.sleep(0.1)
+    page = await client.get(link)
+
+    assert page.status_code == 200
+    assert "data-export-status>PARTIAL<" in page.text
+    assert "hx-trigger" not in page.text
+    assert "<span data-connected>1</span> connected" in page.text
+    assert "Daily limit too high" in page.text
+    assert "remote-box0" in page.text
+    assert "pk-console-0123456789" not in page.text
+    download = await client.get(link + "/results.csv")
+    assert download.status_code == 200
+    assert "attachment" in download.headers["content-disposition"]
+    rows = {row["email"]: row for row in csv.DictReader(io.StringIO(download.text))}
+    assert set(rows) == {m["email"] for m in made}
+    assert rows[made[0]["email"]]["status"] == "connected"
+    assert rows[made[0]["email"]]["remote_id"] == "remote-box0"
+    assert rows[made[1]["email"]]["status"] == "failed"
+    assert rows[made[1]["email"]]["message"].endswith("Daily limit too high")
+
+
+async def test_a_csv_exports_page_and_an_unknown_one(
+    client: httpx.AsyncClient, owner: Account, database: Database, keyring: Keyring
+) -> None:
+    await make_mailboxes(database, keyring, owner.workspace_id, 1)
+    token = await sign_in(client, owner)
+    made = await client.post(
+        "/exports", data={"csrf_token": token, "destination": "csv", "layout": "smartlead"}
+    )
+    assert made.status_code == 200
+
+    page = await client.get(f"/exports/{made.headers['x-export-id']}")
+    missing = await client.get("/exports/000000000000000000000000")
+
+    assert page.status_code == 200
+    assert "data-export-status>COMPLETED<" in page.text
+    assert "smartlead layout, without passwords" in page.text
+    assert "is not kept" in page.text
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
