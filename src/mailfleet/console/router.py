@@ -1,4 +1,4 @@
-"""Console pages: sign-in, the overview, mailboxes, imports, domains, settings.
+"""Console pages: sign-in, the overview, mailboxes, imports, settings (domains: domains.py).
 
 Every page calls the same services as the API, inside the same per-request
 transaction (committed after the handler returns, before the response goes
@@ -12,10 +12,9 @@ from datetime import timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 from starlette.staticfiles import StaticFiles
 
@@ -39,15 +38,16 @@ from mailfleet.console.context import (
     redirect,
     render,
 )
+from mailfleet.console.domains import router as domains_router
 from mailfleet.console.exports import router as exports_router
 from mailfleet.console.forms import form_number, form_text, safe_next, validation_message
+from mailfleet.console.hosted import router as hosted_router
 from mailfleet.console.placement import router as placement_router
+from mailfleet.console.purchases import router as purchases_router
 from mailfleet.console.webhooks import router as webhooks_router
 from mailfleet.dashboard import service as dashboard
 from mailfleet.db import Database
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
-from mailfleet.domains import service as domains
-from mailfleet.domains.schemas import DnsRecordIn, DomainConnect
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import MailfleetError, Unauthorized
 from mailfleet.kit.pagination import Page
@@ -70,13 +70,6 @@ STATUS_TONES: Final = {
     "warming": "wait",
     "ready": "good",
 }
-
-
-def _domain_env(settings: SettingsDep, keyring: KeyringDep) -> domains.Env:
-    return domains.Env(settings, keyring)
-
-
-DomainEnvDep = Annotated[domains.Env, Depends(_domain_env)]
 
 
 # Sign-in, sign-out, workspace
@@ -485,153 +478,6 @@ async def import_report(
     )
 
 
-# Domains
-
-
-@router.get("/domains", response_class=HTMLResponse)
-async def domain_list(
-    request: Request,
-    ctx: ContextDep,
-    session: SessionDep,
-    skip: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> Response:
-    page = Page(limit=PAGE_SIZE, skip=skip)
-    found, total, counts = await domains.list_domains(
-        session, ctx.workspace_id, domains.DomainFilters(), page
-    )
-    return render(
-        request,
-        "domains.html",
-        ctx,
-        domains=found,
-        counts=counts,
-        total=total,
-        next_url=f"/domains?skip={skip + PAGE_SIZE}" if skip + PAGE_SIZE < total else None,
-        previous_url=f"/domains?skip={max(skip - PAGE_SIZE, 0)}" if skip else None,
-    )
-
-
-@router.post("/domains", response_class=HTMLResponse)
-async def connect_domain(
-    request: Request, ctx: ContextDep, session: SessionDep, env: DomainEnvDep
-) -> Response:
-    form = await request.form()
-    try:
-        body = DomainConnect.model_validate(
-            {
-                "domain": form_text(form, "domain"),
-                "dns_provider": form_text(form, "dns_provider") or "mailfleet",
-                "mail_provider": form_text(form, "mail_provider") or "custom",
-            }
-        )
-        connected = await domains.connect_domains(
-            session,
-            env,
-            ctx.workspace_id,
-            body.names(),
-            body.dns_provider,
-            body.mail_provider,
-            single=True,
-        )
-    except ValidationError as exc:
-        message = validation_message(exc, {"domain": "Domain", "dns_provider": "DNS provider"})
-        return redirect(request, "/domains", message, "error")
-    except MailfleetError as exc:
-        return redirect(request, "/domains", exc.message, "error")
-    domain = connected[0]
-    return redirect(request, f"/domains/{domain.id}", f"{domain.name} connected")
-
-
-@router.get("/domains/{domain_id}", response_class=HTMLResponse)
-async def domain_page(
-    domain_id: str, request: Request, ctx: ContextDep, session: SessionDep
-) -> Response:
-    domain = await domains.get_domain(session, ctx.workspace_id, domain_id)
-    records = await domains.records_of(session, domain.id)
-    count = await domains.mailbox_count(session, ctx.workspace_id, domain.name)
-    return render(request, "domain.html", ctx, domain=domain, records=records, mailbox_count=count)
-
-
-def _record_body(form: FormData) -> DnsRecordIn:
-    values: dict[str, Any] = {
-        "type": form_text(form, "type").upper(),
-        "name": form_text(form, "name") or "@",
-        "content": form_text(form, "content"),
-    }
-    for number in ("ttl", "priority"):
-        if form_text(form, number):
-            values[number] = form_number(form, number)
-    return DnsRecordIn.model_validate(values)
-
-
-RECORD_LABELS: Final = {"type": "Type", "name": "Name", "content": "Content", "ttl": "TTL"}
-
-
-@router.post("/domains/{domain_id}/records")
-async def add_record(
-    domain_id: str, request: Request, ctx: ContextDep, session: SessionDep, env: DomainEnvDep
-) -> Response:
-    return await _write_record(request, ctx, session, env, domain_id, None)
-
-
-@router.post("/domains/{domain_id}/records/{record_id}")
-async def change_record(
-    domain_id: str,
-    record_id: str,
-    request: Request,
-    ctx: ContextDep,
-    session: SessionDep,
-    env: DomainEnvDep,
-) -> Response:
-    return await _write_record(request, ctx, session, env, domain_id, record_id)
-
-
-async def _write_record(
-    request: Request,
-    ctx: ConsoleContext,
-    session: AsyncSession,
-    env: domains.Env,
-    domain_id: str,
-    record_id: str | None,
-) -> Response:
-    """Add a record (no id), or save or delete one (the button pressed says which)."""
-    domain = await domains.get_domain(session, ctx.workspace_id, domain_id)
-    row = await domains.get_record(session, domain, record_id) if record_id else None
-    form = await request.form()
-    back = f"/domains/{domain.id}"
-    try:
-        if row is None:
-            await domains.create_record(session, env, domain, _record_body(form))
-            done = "Record added"
-        elif form_text(form, "action") == "delete":
-            await domains.delete_record(session, env, domain, row)
-            done = "Record deleted"
-        else:
-            await domains.update_record(session, env, domain, row, _record_body(form))
-            done = "Record saved"
-    except ValidationError as exc:
-        return redirect(request, back, validation_message(exc, RECORD_LABELS), "error")
-    except MailfleetError as exc:
-        return redirect(request, back, exc.message, "error")
-    return redirect(request, back, done)
-
-
-@router.post("/domains/{domain_id}/check")
-async def check_domain(
-    domain_id: str,
-    request: Request,
-    ctx: ContextDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    env: DomainEnvDep,
-) -> Response:
-    domain = await domains.get_domain(session, ctx.workspace_id, domain_id)
-    plan = await domains.plan_dns_check(session, domain)
-    outcome = await domains.run_dns_check(settings, plan)
-    await domains.record_dns_check(session, env, domain, outcome)
-    return redirect(request, f"/domains/{domain.id}", f"DNS checked: {domain.status}")
-
-
 # Settings: API keys and members
 
 
@@ -693,6 +539,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequired, handle_login_required)
     app.add_exception_handler(ConsoleError, handle_console_error)
     app.include_router(router)
+    # Purchases first: /domains/buy and /domains/orders are not domain ids.
+    app.include_router(purchases_router)
+    app.include_router(domains_router)
+    app.include_router(hosted_router)
     app.include_router(exports_router)
     app.include_router(webhooks_router)
     app.include_router(placement_router)
