@@ -20,6 +20,7 @@ from mailfleet.models import BulkJobItem, ConnectionTest, Mailbox
 from tests.bulk.conftest import item, make_users, report_rows, wait_for_job
 from tests.conftest import Account, make_account
 from tests.servers.dovecot import DovecotServer
+from tests.servers.http_receiver import HttpReceiver
 from tests.servers.smtp import SmtpServer
 
 
@@ -118,6 +119,51 @@ async def test_json_array_reports_each_row(
     async with database.transaction() as session:
         tests = await session.scalar(select(func.count()).where(ConnectionTest.job_id == job["id"]))
     assert tests == 2
+
+
+async def test_verification_events_of_a_job(
+    client: httpx.AsyncClient,
+    owner: Account,
+    smtp_plain: SmtpServer,
+    dovecot: DovecotServer,
+) -> None:
+    """A job's chunk records its tests together; each still sends the event a single
+    test would, saying what became of the mailbox."""
+    (good, good_pw), (bad, _) = make_users(smtp_plain, dovecot, 2)
+    with HttpReceiver() as receiver:
+        webhook = await client.post(
+            "/v1/webhooks",
+            json={
+                "url": receiver.url(),
+                "eventTypes": ["mailbox.verified", "mailbox.verification_failed"],
+            },
+            headers=owner.headers,
+        )
+        assert webhook.status_code == 201, webhook.text
+        receiver.secret = webhook.json()["data"]["secret"]
+        items = [
+            item(good, good_pw, smtp_plain, dovecot, displayName="Good", tags=["t"]),
+            item(bad, "wrong-password", smtp_plain, dovecot),
+        ]
+        job = (await post_json(client, owner, items)).json()["data"]
+        done = await wait_for_job(client, owner, job["id"])
+        assert done["counts"]["connected"] == 1
+        received = await receiver.wait_for(2)
+    assert all(request.verified for request in received)
+    by_type = {request.payload["type"]: request.payload["data"] for request in received}
+    verified, failed = by_type["mailbox.verified"], by_type["mailbox.verification_failed"]
+    assert (verified["email"], verified["status"], verified["sendingEnabled"]) == (
+        good,
+        "active",
+        True,
+    )
+    assert verified["displayName"] == "Good"
+    assert verified["kind"] == "initial"
+    assert verified["connectionTestId"]
+    assert (failed["email"], failed["status"], failed["mailboxDeleted"]) == (bad, "deleted", True)
+    assert failed["errorCode"] == "AUTH_FAILED"
+    assert failed["errorMessage"].startswith("SMTP: ")
+    assert all(b"wrong-password" not in request.body for request in received)
 
 
 async def test_idempotency_key_returns_the_same_job(

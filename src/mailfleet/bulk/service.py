@@ -32,9 +32,14 @@ from mailfleet.kit.ids import new_id
 from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.schemas import MailboxCreate
-from mailfleet.models import BulkJob, BulkJobItem, BulkJobStatus, ConnectionTest, Mailbox
-from mailfleet.webhooks import events
-from mailfleet.webhooks import service as webhooks
+from mailfleet.models import (
+    BulkJob,
+    BulkJobItem,
+    BulkJobStatus,
+    ConnectionTest,
+    ConnectionTestStatus,
+    Mailbox,
+)
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +331,9 @@ async def record_results(
 ) -> dict[str, int]:
     """Finish the items and their connection tests, and move the job's counters, in
     one transaction: a crash leaves either all of it or none. Items no longer
-    pending (a chunk run again after a crash) are left as they are."""
+    pending (a chunk run again after a crash) are left as they are. One statement
+    per table (`mailboxes.record_test_outcomes`), however many results."""
+    workspace_id = await session.scalar(select(BulkJob.workspace_id).where(BulkJob.id == job_id))
     pending = set(
         await session.scalars(
             select(BulkJobItem.id).where(
@@ -335,61 +342,44 @@ async def record_results(
             )
         )
     )
-    tests = {
-        test.id: test
-        for test in await session.scalars(
-            select(ConnectionTest).where(
-                ConnectionTest.id.in_([result.test_id for result in results if result.test_id])
-            )
-        )
-    }
-    # Held so the identity map keeps them: record_test_outcome's session.get then
-    # finds each mailbox without a query of its own.
-    loaded_mailboxes = list(
-        await session.scalars(
-            select(Mailbox).where(Mailbox.id.in_([test.mailbox_id for test in tests.values()]))
-        )
-    )
-    # One look at the workspace's webhooks for the chunk, not one per mailbox.
-    subscribed: frozenset[str] = frozenset()
-    for workspace_id in {test.workspace_id for test in tests.values()}:
-        subscribed |= await webhooks.subscribed_events(
-            session, workspace_id, (events.MAILBOX_VERIFIED, events.MAILBOX_VERIFICATION_FAILED)
+    todo = [result for result in results if result.item_id in pending]
+    verdicts: dict[str, mailboxes.TestVerdict] = {}
+    if workspace_id is not None:
+        verdicts = await mailboxes.record_test_outcomes(
+            session,
+            workspace_id,
+            {result.test_id: result.outcome for result in todo if result.test_id},
         )
     now = utcnow()
     connected = failed = 0
     updates: list[dict[str, Any]] = []
-    for result in results:
+    for result in todo:
         if result.item_id not in pending:
             continue
         pending.discard(result.item_id)
-        test = tests.get(result.test_id) if result.test_id else None
+        verdict = verdicts.get(result.test_id) if result.test_id else None
         values: dict[str, Any] = {
             "id": result.item_id,
             "attempts": result.attempts,
             "finished_at": now,
         }
-        if test is None:
+        if verdict is None:
             values.update(
                 outcome="failed",
                 error_code="MAILBOX_DELETED",
                 message="The mailbox was deleted before it was verified",
             )
-        elif (
-            await mailboxes.record_test_outcome(
-                session, test, result.outcome, subscribed=subscribed
-            )
-            == "success"
-        ):
+        elif verdict.status == ConnectionTestStatus.SUCCESS:
             values.update(outcome="connected", error_code=None, message=CONNECTED_MESSAGE)
         else:
-            values.update(outcome="failed", error_code=test.error_code, message=test.error_message)
+            values.update(
+                outcome="failed", error_code=verdict.error_code, message=verdict.error_message
+            )
         if values["outcome"] == "connected":
             connected += 1
         else:
             failed += 1
         updates.append(values)
-    del loaded_mailboxes
     if updates:
         # One executemany by primary key, not an UPDATE per item.
         await session.execute(update(BulkJobItem), updates)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -353,66 +353,235 @@ def first_failure(outcome: LoginOutcome) -> dict[str, Any] | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class TestVerdict:
+    """How a finished connection test ends, and what it says (never a secret)."""
+
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    mailbox_deleted: bool = False
+
+
+MAILBOX_GONE = TestVerdict(
+    ConnectionTestStatus.FAILED,
+    "MAILBOX_DELETED",
+    "The mailbox was deleted before the test finished",
+    mailbox_deleted=True,
+)
+
+
+def judge_logins(kind: str, outcome: LoginOutcome) -> TestVerdict:
+    """The verdict on a test's logins: a failed first ("initial") test deletes its
+    mailbox; a failed re-test leaves it, marked "error"."""
+    failure = first_failure(outcome)
+    if failure is None:
+        return TestVerdict(ConnectionTestStatus.SUCCESS)
+    return TestVerdict(
+        ConnectionTestStatus.FAILED,
+        failure["code"],
+        f"{failure['protocol'].upper()}: {failure['message']}"[:1000],
+        mailbox_deleted=kind == "initial",
+    )
+
+
+def verification_event(
+    test_id: str, kind: str, mailbox_data: dict[str, Any], verdict: TestVerdict
+) -> tuple[str, dict[str, Any]]:
+    """The webhook event of a judged test; `mailbox_data` (`mailbox_event_data`) is
+    the mailbox as it was before the verdict changed it."""
+    data: dict[str, Any] = {"connectionTestId": test_id, "kind": kind, **mailbox_data}
+    if verdict.status == ConnectionTestStatus.SUCCESS:
+        data.update(status=MailboxStatus.ACTIVE, sendingEnabled=True)
+        return events.MAILBOX_VERIFIED, data
+    data.update(
+        status="deleted" if verdict.mailbox_deleted else MailboxStatus.ERROR,
+        errorCode=verdict.error_code,
+        errorMessage=verdict.error_message,
+        mailboxDeleted=verdict.mailbox_deleted,
+    )
+    return events.MAILBOX_VERIFICATION_FAILED, data
+
+
 async def record_test_outcome(
     session: AsyncSession,
     test: ConnectionTest,
     outcome: LoginOutcome,
-    *,
-    subscribed: frozenset[str] | None = None,
 ) -> str:
     """Finish a pending test (idempotent): success activates the mailbox; a failed
     first test deletes it; a failed re-test marks it "error" and stops sending.
-
-    `subscribed`: the event types someone takes (`webhooks.subscribed_events`), from a
-    caller recording many tests at once; None looks them up as each is emitted."""
+    (`record_test_outcomes` does the same for many tests at once.)"""
     if test.status != ConnectionTestStatus.PENDING:
         return test.status
     mailbox = await session.get(Mailbox, test.mailbox_id)
     now = utcnow()
     test.finished_at = now
     if outcome.get("missing") or mailbox is None:
-        test.status = ConnectionTestStatus.FAILED
-        test.error_code = "MAILBOX_DELETED"
-        test.error_message = "The mailbox was deleted before the test finished"
-        test.mailbox_deleted = True
+        _apply_verdict(test, MAILBOX_GONE)
         await session.flush()
         return test.status
     test.smtp_result = outcome["smtp"]
     test.imap_result = outcome["imap"]
-    failure = first_failure(outcome)
-    event_data: dict[str, Any] = {"connectionTestId": test.id, "kind": test.kind}
-    if failure is None:
-        test.status = ConnectionTestStatus.SUCCESS
+    verdict = judge_logins(test.kind, outcome)
+    _apply_verdict(test, verdict)
+    event_type, event_data = verification_event(
+        test.id, test.kind, mailbox_event_data(mailbox), verdict
+    )
+    if verdict.status == ConnectionTestStatus.SUCCESS:
         mailbox.status = MailboxStatus.ACTIVE
         mailbox.sending_enabled = True
         mailbox.last_verified_at = now
         mailbox.last_error = None
-        if subscribed is None or events.MAILBOX_VERIFIED in subscribed:
-            event_data.update(mailbox_event_data(mailbox))
-            await emit(session, test.workspace_id, events.MAILBOX_VERIFIED, event_data)
+    elif verdict.mailbox_deleted:
+        await session.delete(mailbox)
     else:
-        test.status = ConnectionTestStatus.FAILED
-        test.error_code = failure["code"]
-        test.error_message = f"{failure['protocol'].upper()}: {failure['message']}"[:1000]
-        event_data.update(mailbox_event_data(mailbox))
-        if test.kind == "initial":
-            test.mailbox_deleted = True
-            await session.delete(mailbox)
-        else:
-            mailbox.status = MailboxStatus.ERROR
-            mailbox.sending_enabled = False
-            mailbox.last_error = test.error_message
-        event_data.update(
-            status=mailbox.status if test.kind != "initial" else "deleted",
-            errorCode=test.error_code,
-            errorMessage=test.error_message,
-            mailboxDeleted=test.mailbox_deleted,
-        )
-        if subscribed is None or events.MAILBOX_VERIFICATION_FAILED in subscribed:
-            await emit(session, test.workspace_id, events.MAILBOX_VERIFICATION_FAILED, event_data)
+        mailbox.status = MailboxStatus.ERROR
+        mailbox.sending_enabled = False
+        mailbox.last_error = verdict.error_message
+    await emit(session, test.workspace_id, event_type, event_data)
     await session.flush()
     log.info("connection test %s for mailbox %s: %s", test.id, test.mailbox_id, test.status)
     return test.status
+
+
+def _apply_verdict(test: ConnectionTest, verdict: TestVerdict) -> None:
+    test.status = verdict.status
+    test.error_code = verdict.error_code
+    test.error_message = verdict.error_message
+    test.mailbox_deleted = verdict.mailbox_deleted
+
+
+_EVENT_COLUMNS = (
+    Mailbox.id,
+    Mailbox.email,
+    Mailbox.display_name,
+    Mailbox.provider,
+    Mailbox.status,
+    Mailbox.sending_enabled,
+    Mailbox.daily_send_limit,
+    Mailbox.domain,
+    Mailbox.pool_id,
+    Mailbox.smtp_host,
+    Mailbox.imap_host,
+)
+
+
+async def record_test_outcomes(
+    session: AsyncSession, workspace_id: str, outcomes: dict[str, LoginOutcome]
+) -> dict[str, TestVerdict]:
+    """`record_test_outcome` for many tests of one workspace (test id: outcome), as
+    a bulk job records a chunk: one read of the tests and their mailboxes, one
+    statement per table and kind of change, the same states and events. Answers
+    each test's verdict; a test no longer pending keeps (and answers) its own."""
+    if not outcomes:
+        return {}
+    subscribed = await webhooks.subscribed_events(
+        session, workspace_id, (events.MAILBOX_VERIFIED, events.MAILBOX_VERIFICATION_FAILED)
+    )
+    columns = _EVENT_COLUMNS if subscribed else (Mailbox.id,)
+    rows = await session.execute(
+        select(
+            ConnectionTest.id,
+            ConnectionTest.kind,
+            ConnectionTest.status,
+            ConnectionTest.error_code,
+            ConnectionTest.error_message,
+            ConnectionTest.mailbox_deleted,
+            *columns,
+        )
+        .outerjoin(Mailbox, Mailbox.id == ConnectionTest.mailbox_id)
+        .where(ConnectionTest.workspace_id == workspace_id, ConnectionTest.id.in_(outcomes))
+    )
+    now = utcnow()
+    verdicts: dict[str, TestVerdict] = {}
+    finished: list[dict[str, Any]] = []
+    gone: list[dict[str, Any]] = []
+    verified: list[str] = []
+    deleted: list[str] = []
+    failed_retests: list[dict[str, Any]] = []
+    emitted: list[tuple[str, dict[str, Any]]] = []
+    for test_id, kind, status, error_code, error_message, mailbox_deleted, *mailbox in rows:
+        if status != ConnectionTestStatus.PENDING:
+            verdicts[test_id] = TestVerdict(status, error_code, error_message, mailbox_deleted)
+            continue
+        outcome = outcomes[test_id]
+        mailbox_id = mailbox[0]
+        if outcome.get("missing") or mailbox_id is None:
+            verdict = verdicts[test_id] = MAILBOX_GONE
+            gone.append(_test_values(test_id, verdict, now))
+            continue
+        verdict = verdicts[test_id] = judge_logins(kind, outcome)
+        finished.append(
+            _test_values(
+                test_id, verdict, now, smtp_result=outcome["smtp"], imap_result=outcome["imap"]
+            )
+        )
+        if verdict.status == ConnectionTestStatus.SUCCESS:
+            verified.append(mailbox_id)
+        elif verdict.mailbox_deleted:
+            deleted.append(mailbox_id)
+        else:
+            failed_retests.append(
+                {
+                    "id": mailbox_id,
+                    "status": MailboxStatus.ERROR,
+                    "sending_enabled": False,
+                    "last_error": verdict.error_message,
+                    "updated_at": now,
+                }
+            )
+        if subscribed:
+            data = mailbox_event_data(Mailbox(**dict(zip(_EVENT_NAMES, mailbox, strict=True))))
+            event = verification_event(test_id, kind, data, verdict)
+            if event[0] in subscribed:
+                emitted.append(event)
+    # ORM bulk UPDATEs by primary key: one executemany per statement.
+    for values in (finished, gone):
+        if values:
+            await session.execute(update(ConnectionTest), values)
+    if verified:
+        await session.execute(
+            update(Mailbox)
+            .where(Mailbox.id.in_(verified))
+            .values(
+                status=MailboxStatus.ACTIVE,
+                sending_enabled=True,
+                last_verified_at=now,
+                last_error=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    if failed_retests:
+        await session.execute(update(Mailbox), failed_retests)
+    if deleted:
+        # The database's ON DELETE CASCADE removes their tag links, as the ORM would.
+        await session.execute(
+            delete(Mailbox)
+            .where(Mailbox.id.in_(deleted))
+            .execution_options(synchronize_session=False)
+        )
+    for event_type, data in emitted:
+        await emit(session, workspace_id, event_type, data)
+    return verdicts
+
+
+_EVENT_NAMES = tuple(column.key for column in _EVENT_COLUMNS)
+
+
+def _test_values(
+    test_id: str, verdict: TestVerdict, now: datetime, **results: Any
+) -> dict[str, Any]:
+    return {
+        "id": test_id,
+        "status": verdict.status,
+        "error_code": verdict.error_code,
+        "error_message": verdict.error_message,
+        "mailbox_deleted": verdict.mailbox_deleted,
+        "finished_at": now,
+        "updated_at": now,
+        **results,
+    }
 
 
 async def get_mailbox(session: AsyncSession, workspace_id: str, mailbox_id: str) -> Mailbox:
