@@ -12,6 +12,7 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.accounts import service as accounts
 from mailfleet.config import Settings
@@ -121,6 +122,15 @@ async def console_context(request: Request, session: SessionDep) -> ConsoleConte
 
 
 ContextDep = Annotated[ConsoleContext, Depends(console_context)]
+
+
+async def undo(session: AsyncSession, ctx: ConsoleContext) -> None:
+    """Take back what a refused action wrote before the service refused it: the
+    request's transaction commits whatever page is shown in its place, and services
+    flush as they go. The rows the page header reads are loaded again."""
+    await session.rollback()
+    for row in (ctx.user, ctx.workspace, ctx.session, *(w for w, _ in ctx.workspaces)):
+        await session.refresh(row)
 
 
 def render(
