@@ -25,6 +25,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.bulk.conftest import make_users
+from tests.registrars.fakes import PORKBUN_KEY, PORKBUN_SECRET, FakePorkbun
 from tests.servers.common import server_unavailable, unused_tcp_port
 from tests.servers.dovecot import DovecotServer
 from tests.servers.powerdns import PowerDnsServer
@@ -71,13 +72,30 @@ def powerdns() -> Iterator[PowerDnsServer | None]:
 
 
 @pytest.fixture(scope="module")
+def porkbun() -> Iterator[FakePorkbun]:
+    with FakePorkbun() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
 def console(
-    tmp_path_factory: pytest.TempPathFactory, powerdns: PowerDnsServer | None
+    tmp_path_factory: pytest.TempPathFactory,
+    powerdns: PowerDnsServer | None,
+    porkbun: FakePorkbun,
 ) -> Iterator[Console]:
     """`mailfleet serve` on SQLite in a fresh directory, a bootstrapped owner with a
-    second workspace, and a viewer of the owner's default workspace."""
+    second workspace, and a viewer of the owner's default workspace. Domains are
+    bought from the fake Porkbun; forwarded domains point at a documentation address."""
     directory = tmp_path_factory.mktemp("console-serve")
-    env = _clean_env(MAILFLEET_ALLOW_PRIVATE_NETWORKS="true", MAILFLEET_WORKER_ID="console-test")
+    env = _clean_env(
+        MAILFLEET_ALLOW_PRIVATE_NETWORKS="true",
+        MAILFLEET_WORKER_ID="console-test",
+        MAILFLEET_REGISTRAR="porkbun",
+        MAILFLEET_PORKBUN_API_KEY=PORKBUN_KEY,
+        MAILFLEET_PORKBUN_SECRET_KEY=PORKBUN_SECRET,
+        MAILFLEET_PORKBUN_API_URL=porkbun.url,
+        MAILFLEET_PUBLIC_IP="192.0.2.80",
+    )
     if powerdns is not None:
         env.update(
             MAILFLEET_DNS_NAMESERVERS=powerdns.nameserver,
@@ -321,6 +339,49 @@ def test_connect_a_domain_and_edit_a_dns_record(page: Page, console: Console, sh
     shots.take(page, "domain")
     page.get_by_role("link", name="Domains", exact=True).click()
     shots.take(page, "domains")
+
+
+def test_buy_a_domain_then_host_mail_and_forward_it(
+    page: Page, console: Console, porkbun: FakePorkbun, shots: Shots
+) -> None:
+    if console.powerdns is None:
+        server_unavailable(
+            "pdns_server not installed: apt-get install pdns-server pdns-backend-sqlite3"
+        )
+    sign_in(page, *OWNER)
+    page.get_by_role("link", name="Domains", exact=True).click()
+    page.get_by_role("link", name="Buy a domain").click()
+    page.get_by_label("Name").fill("browserbrand")
+    page.get_by_label("Endings").fill("com,io")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator('[data-result="browserbrand.io"] [data-price]')).to_have_text("USD 28.12")
+    page.get_by_label("Buy browserbrand.com").check()
+    page.get_by_label("Mail provider").select_option("self-hosted")
+    shots.take(page, "domain-buy")
+    page.get_by_role("button", name="Buy the ticked names").click()
+    expect(page.get_by_role("status")).to_have_text("Buying browserbrand.com")
+
+    # The order's panel polls itself until the name is registered and connected.
+    status = page.locator("[data-item-status]")
+    expect(status).to_have_text("connected", timeout=BACKGROUND_WAIT_MS)
+    expect(page.locator("[data-order-status]")).to_have_text("completed")
+    assert len(porkbun.posts("/domain/create/browserbrand.com")) == 1
+    shots.take(page, "domain-order")
+
+    page.get_by_role("link", name="browserbrand.com").click()
+    expect(page.get_by_role("heading", name="browserbrand.com")).to_be_visible()
+    page.get_by_label("Username").fill("ana")
+    page.get_by_label("First name").fill("Ana")
+    page.get_by_role("button", name="Add mailbox").click()
+    expect(page.locator("[data-new-password]")).not_to_be_empty()
+    expect(page.locator("#hosted")).to_contain_text("ana@browserbrand.com")
+
+    page.get_by_label("Forward to").fill("https://www.example.com/")
+    page.get_by_role("button", name="Start forwarding").click()
+    expect(page.get_by_role("status")).to_contain_text("now forwards to https://www.example.com/")
+    page.get_by_role("button", name="Check propagation now").click()
+    expect(page.locator("[data-ns-status]")).to_have_text("propagated")
+    shots.take(page, "domain-hosted")
 
 
 def test_switch_workspace_then_sign_out(page: Page, console: Console, shots: Shots) -> None:
