@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from mailfleet.config import Settings
 from mailfleet.db import Database
-from mailfleet.models import DomainOrder
+from mailfleet.mailserver.passwords import verify_dovecot_hash
+from mailfleet.models import DomainOrder, Mailbox
 from tests.billing.conftest import billing_on, fake_stripe  # noqa: F401
 from tests.billing.fake_stripe import FakeStripe
 from tests.conftest import Account, HeldMailbox, make_account
@@ -151,8 +152,8 @@ async def test_web_forwarding_set_refused_and_removed(
 # Hosted mail
 
 
-async def test_hosted_mailboxes_added_refused_and_deleted(
-    client: httpx.AsyncClient, owner: Account
+async def test_hosted_mailboxes_added_refused_reset_and_deleted(
+    client: httpx.AsyncClient, owner: Account, database: Database
 ) -> None:
     domain = await connect(client, owner, "hosted-console.test")
     token = await sign_in(client, owner)
@@ -194,6 +195,18 @@ async def test_hosted_mailboxes_added_refused_and_deleted(
     assert "Username" in alert(invalid.text)
     assert 'value="no good@"' in invalid.text
     assert len(await hosted_mailboxes(client, owner, "hosted-console.test")) == 2
+
+    reset = await client.post(f"{url}/{mailbox['id']}/password", data={"csrf_token": token})
+    assert reset.status_code == 200
+    renewed = re.search(r"data-new-password>([^<]+)<", reset.text)
+    assert renewed
+    assert renewed.group(1) != shown.group(1)
+    async with database.transaction() as session:
+        stored = await session.get(Mailbox, mailbox["id"])
+        assert stored is not None
+        assert stored.password_hash
+        assert verify_dovecot_hash(stored.password_hash, renewed.group(1))
+        assert not verify_dovecot_hash(stored.password_hash, shown.group(1))
 
     deleted = await client.post(f"{url}/{mailbox['id']}/delete", data={"csrf_token": token})
     assert deleted.status_code == 303
@@ -466,6 +479,7 @@ async def test_a_viewer_sees_no_controls_and_every_forged_post_is_refused(
         f"{base}/forwarding": {"url": "https://target.test"},
         f"{base}/mailboxes": {"username": "eve", "first_name": "Eve"},
         f"{base}/mailboxes/{mailbox['id']}/delete": {},
+        f"{base}/mailboxes/{mailbox['id']}/password": {},
         f"{base}/email-forwarding": {"forward_to": "eve@example.com"},
         f"{base}/catch-all": {"destination": "eve@example.com"},
         f"{base}/delete": {"confirm": "viewed-console.test"},

@@ -22,6 +22,7 @@ from mailfleet.console.context import (
     ContextDep,
     redirect,
     render,
+    undo,
 )
 from mailfleet.console.forms import form_number, form_text, validation_message
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
@@ -171,9 +172,10 @@ async def refused(
     form: dict[str, Any],
     labels: dict[str, str] | None = None,
 ) -> Response:
-    """The domain page again, with why the form of `section` was refused beside it.
-
-    Nothing to undo: the services check before they change anything."""
+    """The domain page again, with why the form of `section` was refused beside it,
+    and nothing of what the refused action may have written."""
+    await undo(session, ctx)
+    await session.refresh(domain)
     if isinstance(exc, ValidationError):
         status_code, message = 400, validation_message(exc, labels or {})
     else:
@@ -372,7 +374,8 @@ async def delete_domain(
     try:
         await domains.delete_domain(session, env, domain)
     except MailfleetError as exc:
-        # Refused before anything changed (mailboxes still use it, or the zone host).
+        await undo(session, ctx)
+        await session.refresh(domain)
         return render(
             request,
             "domain_delete.html",

@@ -10,15 +10,28 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailfleet.console.context import ConsoleError, ConsoleRoute, ContextDep, redirect
+from mailfleet.console.context import (
+    ConsoleContext,
+    ConsoleError,
+    ConsoleRoute,
+    ContextDep,
+    redirect,
+)
 from mailfleet.console.domains import domain_view, refused
 from mailfleet.console.forms import form_text
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
 from mailfleet.kit.errors import MailfleetError
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailserver import service as hosted_mail
-from mailfleet.mailserver.schemas import CatchAllIn, EmailForwardingIn, HostedMailboxIn
+from mailfleet.mailserver.schemas import (
+    CatchAllIn,
+    EmailForwardingIn,
+    HostedMailboxIn,
+    HostedUpdateIn,
+)
+from mailfleet.models import Domain, Mailbox
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -74,14 +87,21 @@ async def add_hosted_mailbox(
     )
 
 
+async def _hosted_mailbox(
+    session: AsyncSession, ctx: ConsoleContext, domain: Domain, mailbox_id: str
+) -> Mailbox:
+    mailbox = await mailboxes.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    if mailbox.hosted_domain_id != domain.id:
+        raise ConsoleError(404, f"{mailbox.email} is not a hosted mailbox of {domain.name}")
+    return mailbox
+
+
 @router.post("/domains/{domain_id}/mailboxes/{mailbox_id}/delete")
 async def delete_hosted_mailbox(
     domain_id: str, mailbox_id: str, request: Request, ctx: ContextDep, session: SessionDep
 ) -> Response:
     domain = await hosted_mail.get_hosted_domain(session, ctx.workspace_id, domain_id)
-    mailbox = await mailboxes.get_mailbox(session, ctx.workspace_id, mailbox_id)
-    if mailbox.hosted_domain_id != domain.id:
-        raise ConsoleError(404, f"{mailbox.email} is not a hosted mailbox of {domain.name}")
+    mailbox = await _hosted_mailbox(session, ctx, domain, mailbox_id)
     email = mailbox.email
     remove_at = await mailboxes.remove_mailbox(session, mailbox)
     if remove_at is None:
@@ -89,6 +109,27 @@ async def delete_hosted_mailbox(
     else:
         message = f"{email} will be removed at the next renewal ({remove_at:%Y-%m-%d})"
     return redirect(request, f"/domains/{domain.id}", message)
+
+
+@router.post("/domains/{domain_id}/mailboxes/{mailbox_id}/password", response_class=HTMLResponse)
+async def reset_hosted_password(
+    domain_id: str,
+    mailbox_id: str,
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    keyring: KeyringDep,
+) -> Response:
+    """A new generated password, shown on this answer only; Dovecot takes it at the
+    next login."""
+    domain = await hosted_mail.get_hosted_domain(session, ctx.workspace_id, domain_id)
+    mailbox = await _hosted_mailbox(session, ctx, domain, mailbox_id)
+    password = await hosted_mail.update_hosted_mailbox(
+        session, keyring, mailbox, HostedUpdateIn(reset_password=True)
+    )
+    return await domain_view(
+        request, ctx, session, domain, new_mailbox=mailbox.email, new_password=password
+    )
 
 
 def _mailbox_ids(form: Any) -> list[str] | None:
