@@ -60,7 +60,9 @@ async def test_list_filters_and_pagination(
     assert await ids("domain=else.test") == ["other@else.test"]
     assert await ids(f"search={active['email'][:6].upper()}") == [active["email"]]
     page = await client.get("/v1/mailboxes?limit=1", headers=owner.headers)
-    assert page.json()["pagination"] == {"total": 2, "limit": 1, "skip": 0, "hasMore": True}
+    pagination = page.json()["pagination"]
+    assert pagination.pop("nextCursor")
+    assert pagination == {"total": 2, "limit": 1, "skip": 0, "hasMore": True}
 
 
 async def test_update_pause_resume_and_retest(

@@ -3,14 +3,16 @@ LiteMail's connect-inbox, which answers in its seed's shapes, errors included.""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from mailfleet.compat.dialect import dialect_route
+from mailfleet.db import Database
 from mailfleet.deps import (
     KeyringDep,
     SessionDep,
@@ -165,6 +167,14 @@ async def delete_account(
 # Mailbox exports
 
 
+async def _csv_file(database: Database, export: service.CsvExport) -> AsyncIterator[bytes]:
+    # Its own session: the request's commits (recording the export) when the endpoint
+    # returns, before the first byte of the file is sent.
+    async with database.sessionmaker() as session:
+        async for piece in service.csv_chunks(session, export):
+            yield piece.encode("utf-8")
+
+
 @router.post(
     "/exports/mailboxes",
     operation_id="exports:create",
@@ -183,6 +193,7 @@ async def delete_account(
     },
 )
 async def export_mailboxes(
+    request: Request,
     body: MailboxExportRequest,
     ctx: WorkspaceWriteDep,
     session: SessionDep,
@@ -204,12 +215,13 @@ async def export_mailboxes(
         return JSONResponse(
             queued.model_dump(mode="json", by_alias=True), status_code=status.HTTP_202_ACCEPTED
         )
-    text, history = await service.export_csv(
+    export = await service.begin_csv_export(
         session, keyring, ctx.workspace_id, ctx.user.id, ctx.role, body
     )
+    history = export.history
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Response(
-        content=text.encode("utf-8"),
+    return StreamingResponse(
+        _csv_file(request.app.state.database, export),
         media_type="text/csv; charset=utf-8",
         headers={
             "content-disposition": f'attachment; filename="mailfleet-{body.layout}-{stamp}.csv"',

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict, TypeVar
 
@@ -76,6 +76,8 @@ PRIVILEGED_ROLES: Final = frozenset({"owner", "admin"})
 # Unambiguous when read aloud or typed: no 0/O, 1/I.
 _JOB_ID_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _IN_BATCH: Final = 500
+# Mailboxes read and written per piece of a streamed CSV file.
+_CSV_BATCH: Final = 1000
 _INSERT_BATCH: Final = 500
 _STOPPED: Final = "The export stopped before this inbox was sent"
 
@@ -468,6 +470,13 @@ def _selection_query(workspace_id: str, data: MailboxExportRequest) -> Select[An
     return MailboxRepository.filtered(workspace_id, filters)
 
 
+def _named(query: Select[Any], mailbox_ids: Sequence[str]) -> Iterator[Select[Any]]:
+    """`query` narrowed to the named mailboxes, a bounded IN list at a time."""
+    ids = list(dict.fromkeys(mailbox_ids))
+    for start in range(0, len(ids), _IN_BATCH):
+        yield query.where(Mailbox.id.in_(ids[start : start + _IN_BATCH]))
+
+
 async def select_mailboxes(
     session: AsyncSession, workspace_id: str, data: MailboxExportRequest
 ) -> list[Mailbox]:
@@ -475,11 +484,8 @@ async def select_mailboxes(
     query = _selection_query(workspace_id, data)
     found: dict[str, Mailbox] = {}
     if data.mailbox_ids is not None:
-        ids = list(dict.fromkeys(data.mailbox_ids))
-        for start in range(0, len(ids), _IN_BATCH):
-            rows = await session.scalars(
-                query.where(Mailbox.id.in_(ids[start : start + _IN_BATCH]))
-            )
+        for named in _named(query, data.mailbox_ids):
+            rows = await session.scalars(named)
             found.update({mailbox.id: mailbox for mailbox in rows})
     else:
         rows = await session.scalars(query.limit(MAX_SELECTION + 1))
@@ -518,6 +524,119 @@ def _csv_row(mailbox: Mailbox, keyring: Keyring | None) -> MailboxRow:
     )
 
 
+@dataclass(frozen=True)
+class CsvExport:
+    """A CSV export recorded in the history, whose rows are still to be written."""
+
+    history: ExportHistory
+    workspace_id: str
+    selection: MailboxExportRequest
+    layout: Layout
+    # None when the file leaves passwords out.
+    keyring: Keyring | None
+
+
+async def _count_selection(
+    session: AsyncSession, workspace_id: str, data: MailboxExportRequest
+) -> int:
+    query = _selection_query(workspace_id, data)
+    if data.mailbox_ids is None:
+        return await MailboxRepository(session).count(query)
+    repository = MailboxRepository(session)
+    return sum([await repository.count(named) for named in _named(query, data.mailbox_ids)])
+
+
+async def begin_csv_export(
+    session: AsyncSession,
+    keyring: Keyring,
+    workspace_id: str,
+    user_id: str,
+    role: str,
+    data: MailboxExportRequest,
+) -> CsvExport:
+    """Check the selection and record its export; `csv_chunks` then writes the file.
+
+    Passwords are decrypted only into this file, and only for owners and admins
+    (by default for them; `includeCredentials: false` leaves them out). The file is
+    written as it is read, so it has no size cap: 100,000 mailboxes take the memory
+    of one batch (bench/fleet.py)."""
+    include = data.include_credentials
+    if include is None:
+        include = role in PRIVILEGED_ROLES
+    elif include:
+        _require_privileged(role, "export mailbox credentials")
+    total = await _count_selection(session, workspace_id, data)
+    if not total:
+        raise ValidationFailed.for_field("body", "No mailboxes match the selection")
+    layout: Layout = data.layout
+    history = ExportHistory(
+        workspace_id=workspace_id,
+        job_id=new_job_id(),
+        platform=layout,
+        source="csv",
+        status=ExportStatus.COMPLETED,
+        total=total,
+        connected_count=total,
+        failed_count=0,
+        layout=layout,
+        credentials_included=include,
+        created_by=user_id,
+        finished_at=utcnow(),
+    )
+    await _add_history(session, history)
+    log.info(
+        "CSV export %s of %d mailboxes (layout %s, credentials %s) by user %s",
+        history.id,
+        total,
+        layout,
+        "included" if include else "left out",
+        user_id,
+    )
+    return CsvExport(history, workspace_id, data, layout, keyring if include else None)
+
+
+async def _selected_batches(
+    session: AsyncSession, workspace_id: str, data: MailboxExportRequest
+) -> AsyncIterator[Sequence[Mailbox]]:
+    """The selection oldest first, `_CSV_BATCH` mailboxes at a time, never all at once."""
+    query = _selection_query(workspace_id, data)
+    if data.mailbox_ids is None:
+        ordered = query.order_by(Mailbox.created_at, Mailbox.id)
+        # A server-side cursor (PostgreSQL) or a stepped one (SQLite): rows arrive as
+        # they are written out, and each batch is loaded with its tags in one query.
+        result = await session.stream_scalars(ordered.execution_options(yield_per=_CSV_BATCH))
+        async for batch in result.partitions():
+            yield batch
+            _forget(session, batch)
+        return
+    # Named mailboxes: their order first (two short columns each), then the rows.
+    keys: list[tuple[Any, str]] = []
+    for named in _named(query, data.mailbox_ids):
+        rows = await session.execute(named.with_only_columns(Mailbox.created_at, Mailbox.id))
+        keys.extend((created_at, mailbox_id) for created_at, mailbox_id in rows)
+    ordered_ids = [mailbox_id for _, mailbox_id in sorted(keys)]
+    for start in range(0, len(ordered_ids), _CSV_BATCH):
+        chunk = ordered_ids[start : start + _CSV_BATCH]
+        found = {m.id: m for m in await session.scalars(query.where(Mailbox.id.in_(chunk)))}
+        batch = [found[mailbox_id] for mailbox_id in chunk if mailbox_id in found]
+        yield batch
+        _forget(session, batch)
+
+
+def _forget(session: AsyncSession, written: Sequence[Mailbox]) -> None:
+    # Out of the session once written, so memory holds one batch, not the file.
+    for mailbox in written:
+        session.expunge(mailbox)
+
+
+async def csv_chunks(session: AsyncSession, export: CsvExport) -> AsyncIterator[str]:
+    """The export's CSV text: the header row, then one piece per batch of mailboxes."""
+    yield render_csv(export.layout, [])
+    async for batch in _selected_batches(session, export.workspace_id, export.selection):
+        rows = (_csv_row(mailbox, export.keyring) for mailbox in batch)
+        yield render_csv(export.layout, rows, header=False)
+
+
 async def export_csv(
     session: AsyncSession,
     keyring: Keyring,
@@ -526,43 +645,11 @@ async def export_csv(
     role: str,
     data: MailboxExportRequest,
 ) -> tuple[str, ExportHistory]:
-    """The selection as CSV in `data.layout`, and the history row that records it.
-
-    Passwords are decrypted only into this file, and only for owners and admins
-    (by default for them; `includeCredentials: false` leaves them out)."""
-    include = data.include_credentials
-    if include is None:
-        include = role in PRIVILEGED_ROLES
-    elif include:
-        _require_privileged(role, "export mailbox credentials")
-    selected = await select_mailboxes(session, workspace_id, data)
-    layout: Layout = data.layout
-    text = render_csv(layout, (_csv_row(m, keyring if include else None) for m in selected))
-    now = utcnow()
-    history = ExportHistory(
-        workspace_id=workspace_id,
-        job_id=new_job_id(),
-        platform=layout,
-        source="csv",
-        status=ExportStatus.COMPLETED,
-        total=len(selected),
-        connected_count=len(selected),
-        failed_count=0,
-        layout=layout,
-        credentials_included=include,
-        created_by=user_id,
-        finished_at=now,
-    )
-    await _add_history(session, history)
-    log.info(
-        "CSV export %s of %d mailboxes (layout %s, credentials %s) by user %s",
-        history.id,
-        len(selected),
-        layout,
-        "included" if include else "left out",
-        user_id,
-    )
-    return text, history
+    """The whole CSV as one string, and its history row (for a caller that cannot
+    stream; the API streams `csv_chunks`)."""
+    export = await begin_csv_export(session, keyring, workspace_id, user_id, role, data)
+    text = "".join([chunk async for chunk in csv_chunks(session, export)])
+    return text, export.history
 
 
 async def push_export(

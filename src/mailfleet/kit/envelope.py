@@ -60,6 +60,20 @@ class ListEnvelope(ApiOut, Generic[T]):
     pagination: Pagination
 
 
+class CursorPagination(Pagination):
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the page after this one; null on the last page"
+    )
+
+
+class CursorListEnvelope(ApiOut, Generic[T]):
+    """A list that can also be paged by keyset (`cursor`), for lists that grow large."""
+
+    success: bool = True
+    data: list[T]
+    pagination: CursorPagination
+
+
 class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="allow")
     code: str = Field(examples=["NOT_FOUND"])

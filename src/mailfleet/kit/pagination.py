@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query
 
 from mailfleet.kit.envelope import Pagination
+from mailfleet.kit.errors import ValidationFailed
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -40,3 +44,35 @@ def page_params(
 
 
 PageDep = Annotated[Page, Depends(page_params)]
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Where a page sorted newest first ends: the last row's `created_at` and id.
+
+    On the wire it is opaque (base64url of JSON), so its layout can change without
+    clients noticing; a page after it starts with the next row in that order, however
+    deep, at the cost of one index seek instead of OFFSET's walk over every row before.
+    """
+
+    created_at: datetime
+    id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at.astimezone(UTC).isoformat(), self.id])
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, field: str = "cursor") -> Keyset:
+        """The keyset in `text`, or VALIDATION_ERROR naming `field`."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            stamp, ident = json.loads(raw)
+            moment = datetime.fromisoformat(stamp)
+            if not isinstance(ident, str) or not ident or moment.tzinfo is None:
+                raise ValueError("not a cursor")
+        except (ValueError, TypeError) as exc:
+            raise ValidationFailed.for_field(
+                field, "Not a cursor this API gave out; pass nextCursor from a previous page"
+            ) from exc
+        return cls(moment.astimezone(UTC), ident)

@@ -14,9 +14,16 @@ from mailfleet.deps import (
     WorkspaceReadDep,
     WorkspaceWriteDep,
 )
-from mailfleet.kit.envelope import WORKSPACE_ERRORS, Envelope, ListEnvelope, errors, ok
+from mailfleet.kit.envelope import (
+    WORKSPACE_ERRORS,
+    CursorListEnvelope,
+    CursorPagination,
+    Envelope,
+    errors,
+    ok,
+)
 from mailfleet.kit.errors import ValidationFailed
-from mailfleet.kit.pagination import PageDep
+from mailfleet.kit.pagination import Keyset, PageDep
 from mailfleet.kit.validation import normalize_email
 from mailfleet.mail.discovery import ServerSettings
 from mailfleet.mailboxes import service
@@ -140,12 +147,32 @@ async def list_mailboxes(
     domain: str | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     pool_id: Annotated[str | None, Query(alias="poolId")] = None,
-) -> ListEnvelope[MailboxOut]:
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="nextCursor of the previous page: the page after it, at any depth "
+            "(instead of skip)",
+        ),
+    ] = None,
+) -> CursorListEnvelope[MailboxOut]:
+    """Newest first. Page with `skip`, or for deep pages with `cursor` (each page's
+    `pagination.nextCursor`), which stays fast however far in the page is."""
+    after = Keyset.decode(cursor) if cursor is not None else None
+    if after is not None and page.skip:
+        raise ValidationFailed.for_field("skip", "Give either skip or cursor, not both")
     filters = service.MailboxFilters(
         status=status, provider=provider, tag=tag, domain=domain, search=search, pool_id=pool_id
     )
-    mailboxes, total = await service.list_mailboxes(session, ctx.workspace_id, filters, page)
-    return ListEnvelope(data=[mailbox_out(m) for m in mailboxes], pagination=page.describe(total))
+    found = await service.page_mailboxes(session, ctx.workspace_id, filters, page, after)
+    pagination = CursorPagination(
+        total=found.total,
+        limit=page.limit,
+        skip=page.skip,
+        has_more=found.has_more,
+        next_cursor=found.next_cursor,
+    )
+    return CursorListEnvelope(data=[mailbox_out(m) for m in found.mailboxes], pagination=pagination)
 
 
 def _server_out(server: ServerSettings | None) -> ServerSettingsOut | None:

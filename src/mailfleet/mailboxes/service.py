@@ -25,7 +25,7 @@ from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import Conflict, Forbidden, NotFound
 from mailfleet.kit.ids import new_id
-from mailfleet.kit.pagination import Page
+from mailfleet.kit.pagination import Keyset, Page
 from mailfleet.kit.sql import insert_ignoring_conflict
 from mailfleet.kit.tls import client_context
 from mailfleet.mail.probes import ImapSettings, SmtpSettings, probe_imap, probe_smtp, security_for
@@ -588,11 +588,44 @@ async def get_mailbox(session: AsyncSession, workspace_id: str, mailbox_id: str)
     return await MailboxRepository(session).get(workspace_id, mailbox_id)
 
 
+@dataclass(frozen=True)
+class MailboxPage:
+    mailboxes: list[Mailbox]
+    total: int
+    has_more: bool
+
+    @property
+    def next_cursor(self) -> str | None:
+        """Where the next page starts, as the opaque `cursor` parameter."""
+        if not self.has_more or not self.mailboxes:
+            return None
+        last = self.mailboxes[-1]
+        return Keyset(last.created_at, last.id).encode()
+
+
+async def page_mailboxes(
+    session: AsyncSession,
+    workspace_id: str,
+    filters: MailboxFilters,
+    page: Page,
+    after: Keyset | None = None,
+) -> MailboxPage:
+    """A page of the matching mailboxes newest first, from `page.skip` or after a
+    cursor; `total` counts every match, whichever page this is."""
+    repository = MailboxRepository(session)
+    query = repository.filtered(workspace_id, filters)
+    mailboxes, has_more = await repository.newest_page(query, page, after)
+    if after is None and not has_more and (mailboxes or page.skip == 0):
+        # The last page, reached by offset: what it holds and skips is everything.
+        return MailboxPage(mailboxes, page.skip + len(mailboxes), has_more)
+    return MailboxPage(mailboxes, await repository.count(query), has_more)
+
+
 async def list_mailboxes(
     session: AsyncSession, workspace_id: str, filters: MailboxFilters, page: Page
 ) -> tuple[list[Mailbox], int]:
-    repository = MailboxRepository(session)
-    return await repository.newest_first(repository.filtered(workspace_id, filters), page)
+    found = await page_mailboxes(session, workspace_id, filters, page)
+    return found.mailboxes, found.total
 
 
 def _apply_server_update(

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -85,11 +86,19 @@ class Pool(Timestamps, Base):
 
 class Mailbox(Timestamps, Base):
     __tablename__ = "mailboxes"
-    __table_args__ = (UniqueConstraint("workspace_id", "email"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "email"),
+        # The listing's order (newest first, id breaking ties) within a workspace, whole
+        # and by status: a page, a cursor's seek and the status counts read an index
+        # range instead of sorting the workspace (100,000 mailboxes: bench/fleet.py).
+        # The first also serves every look-up by workspace alone.
+        Index("ix_mailboxes_workspace_created", "workspace_id", "created_at", "id"),
+        Index("ix_mailboxes_workspace_status", "workspace_id", "status", "created_at", "id"),
+    )
 
     id: Mapped[str] = id_column()
     workspace_id: Mapped[str] = mapped_column(
-        String(24), ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+        String(24), ForeignKey("workspaces.id", ondelete="CASCADE")
     )
     email: Mapped[str] = mapped_column(String(320))
     domain: Mapped[str] = mapped_column(String(253), index=True)

@@ -137,11 +137,13 @@ def header_of(layout: Layout) -> dict[str, str]:
     return {column.field: column.header for column in _COLUMNS[layout] if column.field}
 
 
-def render_csv(layout: Layout, rows: Iterable[MailboxRow]) -> str:
+def render_csv(layout: Layout, rows: Iterable[MailboxRow], *, header: bool = True) -> str:
+    """The rows as CSV in `layout`; without the header row for a later piece of a file."""
     columns = _COLUMNS[layout]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([column.header for column in columns])
+    if header:
+        writer.writerow([column.header for column in columns])
     for row in rows:
         writer.writerow([column.cell(row) for column in columns])
     return buffer.getvalue()
