@@ -21,7 +21,7 @@ SAME_MOMENT = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 async def _fleet(
     database: Database, held_mailbox: HeldMailbox, owner: Account, n: int = 9
 ) -> list[str]:
-    """`n` mailboxes, every third in pool-less "warm" tag; their ids newest first."""
+    """`n` mailboxes, every third tagged "warm"; their ids newest first."""
     ids = []
     for i in range(n):
         tags = {"tags": ["warm"]} if i % 3 == 0 else {}
@@ -92,8 +92,24 @@ async def test_cursor_pages_with_filters(
     assert len(warm_ids) == 3
     assert warm_ids == [i for i in newest_first if i in warm_ids]
 
+    assert warm.json()["pagination"]["total"] == 3
+    both = await client.get("/v1/mailboxes?tag=warm&search=m&limit=1", headers=owner.headers)
+    assert both.json()["pagination"]["total"] == 3
+    none = await client.get("/v1/mailboxes?tag=nope", headers=owner.headers)
+    assert none.json()["pagination"]["total"] == 0
+
     pages = await _walk(client, owner, "tag=warm&limit=1")
     assert pages == [[i] for i in warm_ids]
+    # A cursor carries its first page's total, for those filters only.
+    first = await client.get("/v1/mailboxes?tag=warm&limit=1", headers=owner.headers)
+    cursor = first.json()["pagination"]["nextCursor"]
+    same = await client.get(f"/v1/mailboxes?tag=warm&cursor={cursor}", headers=owner.headers)
+    assert same.json()["pagination"]["total"] == 3
+    other = await client.get(f"/v1/mailboxes?cursor={cursor}", headers=owner.headers)
+    assert other.json()["pagination"]["total"] == 9
+    assert [m["id"] for m in other.json()["data"]] == newest_first[
+        newest_first.index(warm_ids[0]) + 1 :
+    ]
     pages = await _walk(client, owner, "status=inactive&domain=fleet.test&search=m&limit=4")
     assert [i for page in pages for i in page] == newest_first
     assert await _walk(client, owner, "status=active&limit=4") == [[]]
@@ -127,10 +143,12 @@ def _encoded(raw: bytes) -> str:
         "not-a-cursor",
         "%%%",
         _encoded(b"[1, 2]"),
-        _encoded(b'["2026-01-01T00:00:00", "abc"]'),  # no time zone
-        _encoded(b'["yesterday", "abc"]'),
-        _encoded(b'["2026-01-01T00:00:00+00:00", ""]'),
+        _encoded(b'["2026-01-01T00:00:00", "abc", null, ""]'),  # no time zone
+        _encoded(b'["yesterday", "abc", null, ""]'),
+        _encoded(b'["2026-01-01T00:00:00+00:00", "", null, ""]'),
         _encoded(b'{"a": 1}'),
+        _encoded(b'["2026-01-01T00:00:00+00:00", "abc", -1, ""]'),
+        _encoded(b'["2026-01-01T00:00:00+00:00", "abc", null, 5]'),
         _encoded(b"\xff\xfe"),
     ],
 )

@@ -53,13 +53,18 @@ class Keyset:
     On the wire it is opaque (base64url of JSON), so its layout can change without
     clients noticing; a page after it starts with the next row in that order, however
     deep, at the cost of one index seek instead of OFFSET's walk over every row before.
+    It also carries the list's total as counted on the first page, with a digest of
+    the filters it was counted under (`scope`), so later pages need not count again.
     """
 
     created_at: datetime
     id: str
+    total: int | None = None
+    scope: str = ""
 
     def encode(self) -> str:
-        raw = json.dumps([self.created_at.astimezone(UTC).isoformat(), self.id])
+        stamp = self.created_at.astimezone(UTC).isoformat()
+        raw = json.dumps([stamp, self.id, self.total, self.scope], separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
@@ -67,12 +72,15 @@ class Keyset:
         """The keyset in `text`, or VALIDATION_ERROR naming `field`."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            stamp, ident = json.loads(raw)
+            stamp, ident, total, scope = json.loads(raw)
             moment = datetime.fromisoformat(stamp)
-            if not isinstance(ident, str) or not ident or moment.tzinfo is None:
+            counted = total is None or (type(total) is int and total >= 0)
+            if not (isinstance(ident, str) and ident and isinstance(scope, str) and counted):
+                raise ValueError("not a cursor")
+            if moment.tzinfo is None:
                 raise ValueError("not a cursor")
         except (ValueError, TypeError) as exc:
             raise ValidationFailed.for_field(
                 field, "Not a cursor this API gave out; pass nextCursor from a previous page"
             ) from exc
-        return cls(moment.astimezone(UTC), ident)
+        return cls(moment.astimezone(UTC), ident, total, scope)

@@ -6,20 +6,39 @@ The listing (`GET /mailboxes`, DeepLead's inboxes) and the export selection
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from sqlalchemy import Select, String, func, literal, or_, select, tuple_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 
 from mailfleet.kit.pagination import Keyset, Page
 from mailfleet.kit.repository import Repository
 from mailfleet.models import Mailbox, Pool, Tag, mailbox_tags
 from mailfleet.models.common import UTCDateTime
 
-# The listing order; ix_mailboxes_workspace_created (and _status_created for a status
-# filter) hold it, so a page is an index range, not a sort of the whole workspace.
+# The listing order; the ix_mailboxes_workspace_* indexes hold it under each equality
+# filter, so a page is an index range, not a sort of the whole workspace.
 NEWEST_FIRST = (Mailbox.created_at.desc(), Mailbox.id.desc())
+
+
+class folded(GenericFunction[str]):
+    """lower(x) for a case-blind LIKE: SQLite's LIKE already ignores ASCII case, and
+    its lower() folds nothing more, so there it is the bare column and the scan of a
+    search skips a function call per row (a third of its time over 100,000 rows)."""
+
+    type = String()
+    name = "lower"
+    inherit_cache = True
+
+
+@compiles(folded, "sqlite")
+def _folded_on_sqlite(element: folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
 
 
 @dataclass(frozen=True)
@@ -34,8 +53,33 @@ class MailboxFilters:
     search: str | None = None
     pool_id: str | None = None
 
+    @property
+    def tag_names(self) -> list[str]:
+        return [*([self.tag] if self.tag else []), *(self.tags or ())]
+
+    @property
+    def only_tags(self) -> bool:
+        """Whether tags are the only filter (their count comes from mailbox_tags)."""
+        return bool(self.tag_names) and self == MailboxFilters(tag=self.tag, tags=self.tags)
+
+    def fingerprint(self) -> str:
+        """A short digest of the filters, so a cursor's carried total is only reused
+        for the filters it was counted under."""
+        values = [
+            value if isinstance(value, str | None) else list(value) for value in astuple(self)
+        ]
+        return hashlib.sha256(repr(values).encode()).hexdigest()[:12]
+
 
 class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
+    @classmethod
+    def _tagged(cls, workspace_id: str, names: Sequence[str]) -> Select[Any]:
+        return (
+            select(mailbox_tags.c.mailbox_id)
+            .join(Tag, Tag.id == mailbox_tags.c.tag_id)
+            .where(Tag.workspace_id == workspace_id, or_(Tag.id.in_(names), Tag.name.in_(names)))
+        )
+
     @classmethod
     def filtered(cls, workspace_id: str, filters: MailboxFilters) -> Select[Any]:
         query = cls.owned_by(workspace_id)
@@ -47,20 +91,12 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
             query = query.where(Mailbox.provider == filters.provider.lower())
         if filters.domain:
             query = query.where(Mailbox.domain == filters.domain.lower().rstrip("."))
-        names = [*([filters.tag] if filters.tag else []), *(filters.tags or ())]
-        if names:
-            tagged = (
-                select(mailbox_tags.c.mailbox_id)
-                .join(Tag, Tag.id == mailbox_tags.c.tag_id)
-                .where(
-                    Tag.workspace_id == workspace_id, or_(Tag.id.in_(names), Tag.name.in_(names))
-                )
-            )
-            query = query.where(Mailbox.id.in_(tagged))
+        if names := filters.tag_names:
+            query = query.where(Mailbox.id.in_(cls._tagged(workspace_id, names)))
         if filters.search:
             pattern = f"%{filters.search.lower()}%"
             query = query.where(
-                or_(Mailbox.email.like(pattern), func.lower(Mailbox.display_name).like(pattern))
+                or_(Mailbox.email.like(pattern), folded(Mailbox.display_name).like(pattern))
             )
         return query
 
@@ -68,6 +104,17 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         """How many rows `query` (a `filtered` one) matches, counted without a subquery."""
         counted = query.with_only_columns(func.count(), maintain_column_froms=True)
         return await self.session.scalar(counted) or 0
+
+    async def count_matching(self, workspace_id: str, filters: MailboxFilters) -> int:
+        """How many mailboxes match `filters`."""
+        if filters.only_tags:
+            # A tag's mailboxes from ix_mailbox_tags_tag_mailbox alone, instead of a
+            # probe of every mailbox of the workspace (a tag belongs to one workspace,
+            # so its mailboxes are that workspace's).
+            tagged = self._tagged(workspace_id, filters.tag_names)
+            counted = tagged.with_only_columns(func.count(mailbox_tags.c.mailbox_id.distinct()))
+            return await self.session.scalar(counted) or 0
+        return await self.count(self.filtered(workspace_id, filters))
 
     async def newest_page(
         self, query: Select[Any], page: Page, after: Keyset | None = None

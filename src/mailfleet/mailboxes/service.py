@@ -593,6 +593,7 @@ class MailboxPage:
     mailboxes: list[Mailbox]
     total: int
     has_more: bool
+    scope: str
 
     @property
     def next_cursor(self) -> str | None:
@@ -600,7 +601,7 @@ class MailboxPage:
         if not self.has_more or not self.mailboxes:
             return None
         last = self.mailboxes[-1]
-        return Keyset(last.created_at, last.id).encode()
+        return Keyset(last.created_at, last.id, self.total, self.scope).encode()
 
 
 async def page_mailboxes(
@@ -611,14 +612,20 @@ async def page_mailboxes(
     after: Keyset | None = None,
 ) -> MailboxPage:
     """A page of the matching mailboxes newest first, from `page.skip` or after a
-    cursor; `total` counts every match, whichever page this is."""
+    cursor; `total` counts every match, whichever page this is (a cursor carries the
+    count its first page made, for the same filters)."""
     repository = MailboxRepository(session)
+    scope = filters.fingerprint()
     query = repository.filtered(workspace_id, filters)
     mailboxes, has_more = await repository.newest_page(query, page, after)
-    if after is None and not has_more and (mailboxes or page.skip == 0):
+    if after is not None and after.total is not None and after.scope == scope:
+        total = after.total
+    elif after is None and not has_more and (mailboxes or page.skip == 0):
         # The last page, reached by offset: what it holds and skips is everything.
-        return MailboxPage(mailboxes, page.skip + len(mailboxes), has_more)
-    return MailboxPage(mailboxes, await repository.count(query), has_more)
+        total = page.skip + len(mailboxes)
+    else:
+        total = await repository.count_matching(workspace_id, filters)
+    return MailboxPage(mailboxes, total, has_more, scope)
 
 
 async def list_mailboxes(

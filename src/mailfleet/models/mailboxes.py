@@ -50,13 +50,9 @@ mailbox_tags = Table(
     Column(
         "mailbox_id", String(24), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
     ),
-    Column(
-        "tag_id",
-        String(24),
-        ForeignKey("tags.id", ondelete="CASCADE"),
-        primary_key=True,
-        index=True,
-    ),
+    Column("tag_id", String(24), ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    # A tag's mailboxes, counted from this index alone (the tag filter's total).
+    Index("ix_mailbox_tags_tag_mailbox", "tag_id", "mailbox_id"),
 )
 
 
@@ -89,11 +85,16 @@ class Mailbox(Timestamps, Base):
     __table_args__ = (
         UniqueConstraint("workspace_id", "email"),
         # The listing's order (newest first, id breaking ties) within a workspace, whole
-        # and by status: a page, a cursor's seek and the status counts read an index
-        # range instead of sorting the workspace (100,000 mailboxes: bench/fleet.py).
-        # The first also serves every look-up by workspace alone.
+        # and by each equality filter: a page, a cursor's seek and a filter's count read
+        # an index range instead of sorting or scanning the workspace (100,000
+        # mailboxes: bench/fleet.py). The first also serves look-ups by workspace alone.
         Index("ix_mailboxes_workspace_created", "workspace_id", "created_at", "id"),
         Index("ix_mailboxes_workspace_status", "workspace_id", "status", "created_at", "id"),
+        Index("ix_mailboxes_workspace_domain", "workspace_id", "domain", "created_at", "id"),
+        Index("ix_mailboxes_workspace_pool", "workspace_id", "pool_id", "created_at", "id"),
+        # What `search` reads, so its count scans this narrow index, not the wide rows
+        # (SQLite, unanalyzed, otherwise probed the table row by row: 15 times slower).
+        Index("ix_mailboxes_workspace_search", "workspace_id", "email", "display_name"),
     )
 
     id: Mapped[str] = id_column()
