@@ -130,12 +130,12 @@ async def authenticate(
     if credential is None:
         raise Unauthorized("Missing credentials: send x-api-key or Authorization: Bearer")
     if security.looks_like_api_key(credential):
-        key = await accounts.find_usable_api_key(session, credential)
-        user = await accounts.get_active_user(session, key.user_id) if key else None
-        if key is None or user is None:
+        found = await accounts.find_usable_api_key(session, credential)
+        if found is None:
             raise Unauthorized("Invalid or revoked API key")
-        request.state.actor_id = user.id
-        return Actor(user=user, api_key=key)
+        key, key_user = found
+        request.state.actor_id = key_user.id
+        return Actor(user=key_user, api_key=key)
     user_id = security.read_jwt_subject(credential, settings.jwt_signing_secret())
     user = await accounts.get_active_user(session, user_id) if user_id else None
     if user is None:

@@ -135,6 +135,21 @@ async def test_a_read_request_writes_nothing_and_its_key_use_is_flushed_later(
 WRITE_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
 
 
+async def test_a_deactivated_users_key_is_refused(
+    client: httpx.AsyncClient, owner: Account, database: Database
+) -> None:
+    from sqlalchemy import update
+
+    from mailfleet.models import User
+
+    assert (await client.get("/v1/users/me", headers=owner.headers)).status_code == 200
+    async with database.transaction() as session:
+        await session.execute(update(User).where(User.id == owner.user_id).values(is_active=False))
+    refused = await client.get("/v1/users/me", headers=owner.headers)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["message"] == "Invalid or revoked API key"
+
+
 async def test_only_a_digest_of_the_key_is_stored(
     client: httpx.AsyncClient, owner: Account, database: Database
 ) -> None:

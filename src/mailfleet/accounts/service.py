@@ -95,16 +95,26 @@ async def revoke_api_key(session: AsyncSession, user: User, key_id: str) -> ApiK
     return key
 
 
-async def find_usable_api_key(session: AsyncSession, secret: str) -> ApiKey | None:
-    """The live key behind a presented secret. Its use is noted in memory
-    (`usage`), not written here: a request that only reads stays a reader."""
-    key = await session.scalar(
-        select(ApiKey).where(ApiKey.digest == security.digest_api_key(secret))
-    )
-    if key is None or key.revoked_at is not None:
+async def find_usable_api_key(session: AsyncSession, secret: str) -> tuple[ApiKey, User] | None:
+    """The live key behind a presented secret and its active user, in one query.
+    Its use is noted in memory (`usage`), not written here: a request that only
+    reads stays a reader."""
+    row = (
+        await session.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(
+                ApiKey.digest == security.digest_api_key(secret),
+                ApiKey.revoked_at.is_(None),
+                User.is_active.is_(True),
+            )
+        )
+    ).first()
+    if row is None:
         return None
+    key, user = row
     usage.note_use(key, utcnow())
-    return key
+    return key, user
 
 
 @dataclass(frozen=True)

@@ -299,7 +299,7 @@ async def load_chunk(
     """The pending items of rows first_row..last_row: what a chunk still has to do
     (a re-run after a crash skips what was recorded)."""
     rows = await session.execute(
-        select(BulkJobItem.id, ConnectionTest.id, Mailbox)
+        select(BulkJobItem.id, ConnectionTest.id, Mailbox.id, *mailboxes.LOGIN_COLUMNS)
         .outerjoin(
             ConnectionTest,
             (ConnectionTest.job_id == BulkJobItem.job_id)
@@ -315,14 +315,13 @@ async def load_chunk(
         .order_by(BulkJobItem.row)
     )
     work = []
-    for item_id, test_id, mailbox in rows:
-        if mailbox is None or test_id is None:
+    for row in rows:
+        item_id, test_id, mailbox_id = row[:3]
+        if mailbox_id is None or test_id is None:
             work.append(ChunkItem(item_id, test_id, (), None))
             continue
-        hosts = tuple(sorted({mailbox.smtp_host.lower(), mailbox.imap_host.lower()}))
-        work.append(
-            ChunkItem(item_id, test_id, hosts, mailboxes.mailbox_credentials(mailbox, keyring))
-        )
+        hosts = tuple(sorted({row.smtp_host.lower(), row.imap_host.lower()}))
+        work.append(ChunkItem(item_id, test_id, hosts, mailboxes.mailbox_credentials(row, keyring)))
     return work
 
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -301,7 +301,48 @@ class MailboxCredentials:
     imap: ImapSettings
 
 
-def mailbox_credentials(mailbox: Mailbox, keyring: Keyring) -> MailboxCredentials:
+class LoginColumns(Protocol):
+    """What `mailbox_credentials` reads: a Mailbox, or a row of `LOGIN_COLUMNS`."""
+
+    @property
+    def smtp_host(self) -> str: ...
+    @property
+    def smtp_port(self) -> int: ...
+    @property
+    def smtp_secure(self) -> bool: ...
+    @property
+    def smtp_username(self) -> str: ...
+    @property
+    def smtp_password_enc(self) -> str: ...
+    @property
+    def imap_host(self) -> str: ...
+    @property
+    def imap_port(self) -> int: ...
+    @property
+    def imap_secure(self) -> bool: ...
+    @property
+    def imap_username(self) -> str: ...
+    @property
+    def imap_password_enc(self) -> str: ...
+
+
+# Selected instead of the whole Mailbox where only the logins are wanted (a bulk
+# chunk): no ORM object, no tags query.
+LOGIN_COLUMNS = (
+    Mailbox.smtp_host,
+    Mailbox.smtp_port,
+    Mailbox.smtp_secure,
+    Mailbox.smtp_username,
+    Mailbox.smtp_password_enc,
+    Mailbox.imap_host,
+    Mailbox.imap_port,
+    Mailbox.imap_secure,
+    Mailbox.imap_username,
+    Mailbox.imap_password_enc,
+)
+
+
+def mailbox_credentials(mailbox: LoginColumns, keyring: Keyring) -> MailboxCredentials:
     """Decrypted login settings, for the verification step only."""
     return MailboxCredentials(
         smtp=SmtpSettings(
