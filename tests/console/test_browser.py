@@ -10,19 +10,22 @@ test-sqlite PYTEST_ARGS=tests/console/test_browser.py`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.async_api import Browser, Download, Page, async_playwright, expect
 
 from tests.bulk.conftest import make_users
 from tests.registrars.fakes import PORKBUN_KEY, PORKBUN_SECRET, FakePorkbun
@@ -39,6 +42,7 @@ VIEWER = ("viewer@console.test", "viewer-password-1")
 # Waiting for background work (a connection test, an import): generous, since the
 # machine may be busy; never a measure of speed.
 BACKGROUND_WAIT_MS = 60_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,12 +66,26 @@ def _api(console: Console, method: str, path: str, **kwargs: object) -> httpx.Re
     return response
 
 
+@asynccontextmanager
+async def _in_thread(manager: AbstractContextManager[T]) -> AsyncIterator[T]:
+    """Enter and leave a blocking context manager (starting servers, waiting for them)
+    in a thread, so the session's event loop goes on running meanwhile."""
+    value = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield value
+    finally:
+        await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+@contextmanager
+def _no_powerdns() -> Iterator[None]:
+    yield None
+
+
 @pytest.fixture(scope="module")
-def powerdns() -> Iterator[PowerDnsServer | None]:
-    if pdns_binary() is None:
-        yield None
-        return
-    with PowerDnsServer() as server:
+async def powerdns() -> AsyncIterator[PowerDnsServer | None]:
+    manager = _no_powerdns() if pdns_binary() is None else PowerDnsServer()
+    async with _in_thread(manager) as server:
         yield server
 
 
@@ -78,15 +96,23 @@ def porkbun() -> Iterator[FakePorkbun]:
 
 
 @pytest.fixture(scope="module")
-def console(
+async def console(
     tmp_path_factory: pytest.TempPathFactory,
     powerdns: PowerDnsServer | None,
     porkbun: FakePorkbun,
+) -> AsyncIterator[Console]:
+    directory = tmp_path_factory.mktemp("console-serve")
+    async with _in_thread(_serve(directory, powerdns, porkbun)) as served:
+        yield served
+
+
+@contextmanager
+def _serve(
+    directory: Path, powerdns: PowerDnsServer | None, porkbun: FakePorkbun
 ) -> Iterator[Console]:
     """`mailfleet serve` on SQLite in a fresh directory, a bootstrapped owner with a
     second workspace, and a viewer of the owner's default workspace. Domains are
     bought from the fake Porkbun; forwarded domains point at a documentation address."""
-    directory = tmp_path_factory.mktemp("console-serve")
     env = _clean_env(
         MAILFLEET_ALLOW_PRIVATE_NETWORKS="true",
         MAILFLEET_WORKER_ID="console-test",
@@ -158,27 +184,29 @@ def console(
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for these tests: Debian's, never a downloaded one. Module-scoped:
-    Playwright's sync API holds an event loop in this thread while it runs, and the
-    asyncio tests after this module need the thread free."""
+async def browser() -> AsyncIterator[Browser]:
+    """One Chromium for these tests: Debian's, never a downloaded one. Playwright's
+    async API, on the session's event loop: while a page loads, that loop goes on
+    running the job engine and the in-process app the session launched in it."""
     if not os.access(CHROMIUM, os.X_OK):
         server_unavailable(
             "chromium not installed: apt-get install chromium (or scripts/install-test-servers.sh)"
         )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
-        launched.close()
+        await launched.close()
 
 
 @pytest.fixture
-def page(browser: Browser, console: Console) -> Iterator[Page]:
-    context = browser.new_context(base_url=console.base, viewport={"width": 1280, "height": 860})
+async def page(browser: Browser, console: Console) -> AsyncIterator[Page]:
+    context = await browser.new_context(
+        base_url=console.base, viewport={"width": 1280, "height": 860}
+    )
     context.set_default_timeout(30_000)
-    tab = context.new_page()
+    tab = await context.new_page()
     yield tab
-    context.close()
+    await context.close()
 
 
 class Shots:
@@ -189,9 +217,9 @@ class Shots:
         wanted = os.environ.get("MAILFLEET_CONSOLE_SCREENSHOTS")
         self.publish = Path(wanted) if wanted else None
 
-    def take(self, page: Page, name: str) -> None:
+    async def take(self, page: Page, name: str) -> None:
         path = self.directory / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        await page.screenshot(path=str(path), full_page=True)
         if self.publish is not None:
             self.publish.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, self.publish / f"{name}.png")
@@ -202,53 +230,58 @@ def shots(tmp_path: Path) -> Shots:
     return Shots(tmp_path)
 
 
-def sign_in(page: Page, email: str, password: str) -> None:
-    page.goto("/")
-    expect(page).to_have_url(re.compile(r"/login$"))
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+async def _downloaded(download: Awaitable[Download]) -> str:
+    path = await (await download).path()
+    return await asyncio.to_thread(path.read_text)
 
 
-def test_sign_in_add_a_mailbox_and_watch_it_turn_active(
+async def sign_in(page: Page, email: str, password: str) -> None:
+    await page.goto("/")
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+async def test_sign_in_add_a_mailbox_and_watch_it_turn_active(
     page: Page, console: Console, smtp_plain: SmtpServer, dovecot: DovecotServer, shots: Shots
 ) -> None:
     [(email, password)] = make_users(smtp_plain, dovecot, 1, domain="console.test")
-    page.goto("/")
-    shots.take(page, "login")
-    sign_in(page, *OWNER)
+    await page.goto("/")
+    await shots.take(page, "login")
+    await sign_in(page, *OWNER)
 
-    page.get_by_role("link", name="Mailboxes", exact=True).click()
-    page.get_by_role("link", name="Add a mailbox").click()
-    page.get_by_label("Email", exact=True).fill(email)
-    page.get_by_label("Display name").fill("Ana from the console")
-    page.get_by_label("SMTP host", exact=True).fill("127.0.0.1")
-    page.get_by_label("SMTP port", exact=True).fill(str(smtp_plain.port))
-    page.get_by_label("SMTP password", exact=True).fill(password)
-    page.get_by_label("Use TLS").first.uncheck()
-    page.get_by_label("IMAP host", exact=True).fill("127.0.0.1")
-    page.get_by_label("IMAP port", exact=True).fill(str(dovecot.port))
-    page.get_by_label("Use TLS").nth(1).uncheck()
-    page.get_by_role("button", name="Add and test").click()
+    await page.get_by_role("link", name="Mailboxes", exact=True).click()
+    await page.get_by_role("link", name="Add a mailbox").click()
+    await page.get_by_label("Email", exact=True).fill(email)
+    await page.get_by_label("Display name").fill("Ana from the console")
+    await page.get_by_label("SMTP host", exact=True).fill("127.0.0.1")
+    await page.get_by_label("SMTP port", exact=True).fill(str(smtp_plain.port))
+    await page.get_by_label("SMTP password", exact=True).fill(password)
+    await page.get_by_label("Use TLS").first.uncheck()
+    await page.get_by_label("IMAP host", exact=True).fill("127.0.0.1")
+    await page.get_by_label("IMAP port", exact=True).fill(str(dovecot.port))
+    await page.get_by_label("Use TLS").nth(1).uncheck()
+    await page.get_by_role("button", name="Add and test").click()
 
-    expect(page.get_by_role("heading", name=email)).to_be_visible()
+    await expect(page.get_by_role("heading", name=email)).to_be_visible()
     # The status panel polls (htmx) until the background connection test is done.
-    expect(page.locator("#mailbox-status [data-status]")).to_have_text(
+    await expect(page.locator("#mailbox-status [data-status]")).to_have_text(
         "active", timeout=BACKGROUND_WAIT_MS
     )
-    expect(page.locator("#mailbox-status")).to_contain_text("SMTP")
-    shots.take(page, "mailbox")
+    await expect(page.locator("#mailbox-status")).to_contain_text("SMTP")
+    await shots.take(page, "mailbox")
     # The actions came with the status: an active mailbox can be paused.
-    page.get_by_role("button", name="Pause sending").click()
-    expect(page.locator("#mailbox-status [data-status]")).to_have_text("paused")
-    page.get_by_role("button", name="Resume sending").click()
-    expect(page.locator("#mailbox-status [data-status]")).to_have_text("active")
+    await page.get_by_role("button", name="Pause sending").click()
+    await expect(page.locator("#mailbox-status [data-status]")).to_have_text("paused")
+    await page.get_by_role("button", name="Resume sending").click()
+    await expect(page.locator("#mailbox-status [data-status]")).to_have_text("active")
     listed = _api(console, "GET", "/v1/mailboxes", params={"search": email}).json()["data"]
     assert [(m["email"], m["status"]) for m in listed] == [(email, "active")]
 
 
-def test_import_a_csv_and_watch_the_progress_reach_the_end(
+async def test_import_a_csv_and_watch_the_progress_reach_the_end(
     page: Page,
     console: Console,
     smtp_plain: SmtpServer,
@@ -268,64 +301,66 @@ def test_import_a_csv_and_watch_the_progress_reach_the_end(
     )
     csv_file = tmp_path / "mailboxes.csv"
     csv_file.write_text("\n".join(rows) + "\n")
-    sign_in(page, *OWNER)
+    await sign_in(page, *OWNER)
 
-    page.goto("/mailboxes")
-    page.get_by_role("link", name="Import a CSV").click()
-    page.get_by_label("CSV file").set_input_files(str(csv_file))
-    page.get_by_role("button", name="Import").click()
+    await page.goto("/mailboxes")
+    await page.get_by_role("link", name="Import a CSV").click()
+    await page.get_by_label("CSV file").set_input_files(str(csv_file))
+    await page.get_by_role("button", name="Import").click()
 
-    expect(page.get_by_role("heading", name="Mailbox import")).to_be_visible()
-    expect(page.locator("[data-progress]")).to_have_text("6 / 6", timeout=BACKGROUND_WAIT_MS)
-    expect(page.locator("#import-progress [data-status]")).to_have_text("completed")
-    expect(page.locator('[data-count="connected"]')).to_have_text("5")
-    expect(page.locator('[data-count="failed"]')).to_have_text("1")
-    shots.take(page, "import")
-    with page.expect_download() as download:
-        page.get_by_role("link", name="Download the report (CSV)").click()
-    report = Path(download.value.path()).read_text()
+    await expect(page.get_by_role("heading", name="Mailbox import")).to_be_visible()
+    await expect(page.locator("[data-progress]")).to_have_text("6 / 6", timeout=BACKGROUND_WAIT_MS)
+    await expect(page.locator("#import-progress [data-status]")).to_have_text("completed")
+    await expect(page.locator('[data-count="connected"]')).to_have_text("5")
+    await expect(page.locator('[data-count="failed"]')).to_have_text("1")
+    await shots.take(page, "import")
+    async with page.expect_download() as download:
+        await page.get_by_role("link", name="Download the report (CSV)").click()
+    report = await _downloaded(download.value)
     assert report.count("\n") == 7
     assert "AUTH_FAILED" in report
 
     # The list filters as you type (htmx swaps the table; the URL follows).
-    page.goto("/mailboxes")
-    page.get_by_label("Search").fill("import.console")
+    await page.goto("/mailboxes")
+    await page.get_by_label("Search").fill("import.console")
     summary = page.locator("#mailbox-table > p")
     # The failed row made no mailbox; it is in the report only.
-    expect(summary).to_have_text(re.compile(r"^5 mailboxes"))
-    expect(page.locator("#mailbox-table tbody tr")).to_have_count(5)
-    expect(page).to_have_url(re.compile(r"search=import\.console"))
-    page.get_by_label("Status").select_option("paused")
-    expect(summary).to_have_text("0 mailboxes")
-    page.get_by_label("Status").select_option("active")
-    expect(summary).to_have_text(re.compile(r"^5 mailboxes"))
-    shots.take(page, "mailboxes")
+    await expect(summary).to_have_text(re.compile(r"^5 mailboxes"))
+    await expect(page.locator("#mailbox-table tbody tr")).to_have_count(5)
+    await expect(page).to_have_url(re.compile(r"search=import\.console"))
+    await page.get_by_label("Status").select_option("paused")
+    await expect(summary).to_have_text("0 mailboxes")
+    await page.get_by_label("Status").select_option("active")
+    await expect(summary).to_have_text(re.compile(r"^5 mailboxes"))
+    await shots.take(page, "mailboxes")
 
 
-def test_connect_a_domain_and_edit_a_dns_record(page: Page, console: Console, shots: Shots) -> None:
+async def test_connect_a_domain_and_edit_a_dns_record(
+    page: Page, console: Console, shots: Shots
+) -> None:
     if console.powerdns is None:
         server_unavailable(
             "pdns_server not installed: apt-get install pdns-server pdns-backend-sqlite3"
         )
     powerdns = console.powerdns
-    sign_in(page, *OWNER)
-    page.get_by_role("link", name="Domains", exact=True).click()
-    page.get_by_label("Domain", exact=True).fill("console-demo.test")
-    page.get_by_label("DNS hosted by").select_option("mailfleet")
-    page.get_by_role("button", name="Connect").click()
-    expect(page.get_by_role("heading", name="console-demo.test")).to_be_visible()
+    await sign_in(page, *OWNER)
+    await page.get_by_role("link", name="Domains", exact=True).click()
+    await page.get_by_label("Domain", exact=True).fill("console-demo.test")
+    await page.get_by_label("DNS hosted by").select_option("mailfleet")
+    await page.get_by_role("button", name="Connect").click()
+    await expect(page.get_by_role("heading", name="console-demo.test")).to_be_visible()
 
     # The add form's fields (each record's row has its own Name and Content too).
-    page.locator("#new-type").select_option("TXT")
-    page.locator("#new-name").fill("hello")
-    page.locator("#new-content").fill("first-value")
-    page.get_by_role("button", name="Add", exact=True).click()
-    expect(page.get_by_role("status")).to_have_text("Record added")
+    await page.locator("#new-type").select_option("TXT")
+    await page.locator("#new-name").fill("hello")
+    await page.locator("#new-content").fill("first-value")
+    await page.get_by_role("button", name="Add", exact=True).click()
+    await expect(page.get_by_role("status")).to_have_text("Record added")
 
     row = page.locator("tr", has=page.locator('input[value="first-value"]'))
-    row.get_by_label("Content").fill("edited-in-the-console")
-    row.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status")).to_have_text("Record saved")
+    await row.get_by_label("Content").fill("edited-in-the-console")
+    await row.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("status")).to_have_text("Record saved")
     zone = powerdns.api("GET", "/zones/console-demo.test.").json()
     txt = {
         rrset["name"]: [r["content"] for r in rrset["records"]]
@@ -334,115 +369,119 @@ def test_connect_a_domain_and_edit_a_dns_record(page: Page, console: Console, sh
     }
     assert txt["hello.console-demo.test."] == ['"edited-in-the-console"']
 
-    page.get_by_role("button", name="Check DNS now").click()
-    expect(page.get_by_role("status")).to_contain_text("DNS checked")
-    shots.take(page, "domain")
-    page.get_by_role("link", name="Domains", exact=True).click()
-    shots.take(page, "domains")
+    await page.get_by_role("button", name="Check DNS now").click()
+    await expect(page.get_by_role("status")).to_contain_text("DNS checked")
+    await shots.take(page, "domain")
+    await page.get_by_role("link", name="Domains", exact=True).click()
+    await shots.take(page, "domains")
 
 
-def test_buy_a_domain_then_host_mail_and_forward_it(
+async def test_buy_a_domain_then_host_mail_and_forward_it(
     page: Page, console: Console, porkbun: FakePorkbun, shots: Shots
 ) -> None:
     if console.powerdns is None:
         server_unavailable(
             "pdns_server not installed: apt-get install pdns-server pdns-backend-sqlite3"
         )
-    sign_in(page, *OWNER)
-    page.get_by_role("link", name="Domains", exact=True).click()
-    page.get_by_role("link", name="Buy a domain").click()
-    page.get_by_label("Name").fill("browserbrand")
-    page.get_by_label("Endings").fill("com,io")
-    page.get_by_role("button", name="Search").click()
-    expect(page.locator('[data-result="browserbrand.io"] [data-price]')).to_have_text("USD 28.12")
-    page.get_by_label("Buy browserbrand.com").check()
-    page.get_by_label("Mail provider").select_option("self-hosted")
-    shots.take(page, "domain-buy")
-    page.get_by_role("button", name="Buy the ticked names").click()
-    expect(page.get_by_role("status")).to_have_text("Buying browserbrand.com")
+    await sign_in(page, *OWNER)
+    await page.get_by_role("link", name="Domains", exact=True).click()
+    await page.get_by_role("link", name="Buy a domain").click()
+    await page.get_by_label("Name").fill("browserbrand")
+    await page.get_by_label("Endings").fill("com,io")
+    await page.get_by_role("button", name="Search").click()
+    await expect(page.locator('[data-result="browserbrand.io"] [data-price]')).to_have_text(
+        "USD 28.12"
+    )
+    await page.get_by_label("Buy browserbrand.com").check()
+    await page.get_by_label("Mail provider").select_option("self-hosted")
+    await shots.take(page, "domain-buy")
+    await page.get_by_role("button", name="Buy the ticked names").click()
+    await expect(page.get_by_role("status")).to_have_text("Buying browserbrand.com")
 
     # The order's panel polls itself until the name is registered and connected.
     status = page.locator("[data-item-status]")
-    expect(status).to_have_text("connected", timeout=BACKGROUND_WAIT_MS)
-    expect(page.locator("[data-order-status]")).to_have_text("completed")
+    await expect(status).to_have_text("connected", timeout=BACKGROUND_WAIT_MS)
+    await expect(page.locator("[data-order-status]")).to_have_text("completed")
     assert len(porkbun.posts("/domain/create/browserbrand.com")) == 1
-    shots.take(page, "domain-order")
+    await shots.take(page, "domain-order")
 
-    page.get_by_role("link", name="browserbrand.com").click()
-    expect(page.get_by_role("heading", name="browserbrand.com")).to_be_visible()
-    page.get_by_label("Username").fill("ana")
-    page.get_by_label("First name").fill("Ana")
-    page.get_by_role("button", name="Add mailbox").click()
-    expect(page.locator("[data-new-password]")).not_to_be_empty()
-    expect(page.locator("#hosted")).to_contain_text("ana@browserbrand.com")
+    await page.get_by_role("link", name="browserbrand.com").click()
+    await expect(page.get_by_role("heading", name="browserbrand.com")).to_be_visible()
+    await page.get_by_label("Username").fill("ana")
+    await page.get_by_label("First name").fill("Ana")
+    await page.get_by_role("button", name="Add mailbox").click()
+    await expect(page.locator("[data-new-password]")).not_to_be_empty()
+    await expect(page.locator("#hosted")).to_contain_text("ana@browserbrand.com")
 
-    page.get_by_label("Forward to").fill("https://www.example.com/")
-    page.get_by_role("button", name="Start forwarding").click()
-    expect(page.get_by_role("status")).to_contain_text("now forwards to https://www.example.com/")
-    page.get_by_role("button", name="Check propagation now").click()
-    expect(page.locator("[data-ns-status]")).to_have_text("propagated")
-    shots.take(page, "domain-hosted")
+    await page.get_by_label("Forward to").fill("https://www.example.com/")
+    await page.get_by_role("button", name="Start forwarding").click()
+    await expect(page.get_by_role("status")).to_contain_text(
+        "now forwards to https://www.example.com/"
+    )
+    await page.get_by_role("button", name="Check propagation now").click()
+    await expect(page.locator("[data-ns-status]")).to_have_text("propagated")
+    await shots.take(page, "domain-hosted")
 
 
-def test_switch_workspace_then_sign_out(page: Page, console: Console, shots: Shots) -> None:
-    sign_in(page, *OWNER)
-    shots.take(page, "overview")
-    page.get_by_role("link", name="Exports", exact=True).click()
-    page.get_by_label("Status").select_option("active")
-    with page.expect_download() as download:
-        page.get_by_role("button", name="Export").click()
-    exported = Path(download.value.path()).read_text()
+async def test_switch_workspace_then_sign_out(page: Page, console: Console, shots: Shots) -> None:
+    await sign_in(page, *OWNER)
+    await shots.take(page, "overview")
+    await page.get_by_role("link", name="Exports", exact=True).click()
+    await page.get_by_label("Status").select_option("active")
+    async with page.expect_download() as download:
+        await page.get_by_role("button", name="Export").click()
+    exported = await _downloaded(download.value)
     assert exported.startswith("email,")
-    page.reload()
-    expect(page.locator("[data-export-status]").first).to_have_text("COMPLETED")
-    shots.take(page, "exports")
-    page.get_by_label("Workspace").select_option(console.second_workspace_id)
-    page.get_by_role("button", name="Switch").click()
-    expect(page.get_by_role("status")).to_have_text("Switched to Agency B")
+    await page.reload()
+    await expect(page.locator("[data-export-status]").first).to_have_text("COMPLETED")
+    await shots.take(page, "exports")
+    await page.get_by_label("Workspace").select_option(console.second_workspace_id)
+    await page.get_by_role("button", name="Switch").click()
+    await expect(page.get_by_role("status")).to_have_text("Switched to Agency B")
     # The switch stays on the page it was made from; Agency B has no export yet.
-    expect(page.locator("#export-history")).to_contain_text("No export yet")
-    page.get_by_role("link", name="Overview", exact=True).click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Agency B")
-    page.get_by_role("link", name="Mailboxes", exact=True).click()
-    expect(page.locator("#mailbox-table")).to_contain_text("0 mailboxes")
-    page.get_by_role("link", name="Keys & members").click()
-    shots.take(page, "settings")
+    await expect(page.locator("#export-history")).to_contain_text("No export yet")
+    await page.get_by_role("link", name="Overview", exact=True).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Agency B")
+    await page.get_by_role("link", name="Mailboxes", exact=True).click()
+    await expect(page.locator("#mailbox-table")).to_contain_text("0 mailboxes")
+    await page.get_by_role("link", name="Keys & members").click()
+    await shots.take(page, "settings")
 
-    page.get_by_role("button", name="Sign out").click()
-    expect(page).to_have_url(re.compile(r"/login$"))
-    page.goto("/mailboxes")
-    expect(page).to_have_url(re.compile(r"/login\?next=%2Fmailboxes$"))
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    await page.goto("/mailboxes")
+    await expect(page).to_have_url(re.compile(r"/login\?next=%2Fmailboxes$"))
 
 
-def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
+async def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
     page: Page, console: Console
 ) -> None:
     mailbox = _api(console, "GET", "/v1/mailboxes", params={"limit": 1}).json()["data"]
-    sign_in(page, *VIEWER)
-    page.get_by_label("Workspace").select_option(console.workspace_id)
-    page.get_by_role("button", name="Switch").click()
-    expect(page.locator("[data-role]")).to_have_text("viewer")
+    await sign_in(page, *VIEWER)
+    await page.get_by_label("Workspace").select_option(console.workspace_id)
+    await page.get_by_role("button", name="Switch").click()
+    await expect(page.locator("[data-role]")).to_have_text("viewer")
 
     paths = ["/", "/mailboxes", "/domains", "/exports", "/webhooks", "/settings"]
     paths += [f"/mailboxes/{m['id']}" for m in mailbox]
     for path in paths:
-        page.goto(path)
-        actions = page.locator('form[method="post"]').evaluate_all(
+        await page.goto(path)
+        actions = await page.locator('form[method="post"]').evaluate_all(
             "forms => forms.map(f => f.getAttribute('action'))"
         )
         assert set(actions) <= {"/workspace", "/logout"}, (path, actions)
         for name in ("Add a mailbox", "Import a CSV", "Connect", "Delete", "Create a key"):
-            expect(page.get_by_role("button", name=name)).to_have_count(0)
-            expect(page.get_by_role("link", name=name)).to_have_count(0)
+            await expect(page.get_by_role("button", name=name)).to_have_count(0)
+            await expect(page.get_by_role("link", name=name)).to_have_count(0)
 
     # A forged write with the viewer's own valid session and token: refused by role.
-    token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    token = await page.locator('input[name="csrf_token"]').first.get_attribute("value")
     assert token
     target = mailbox[0]["id"] if mailbox else "none"
-    forged = page.request.post(f"/mailboxes/{target}/delete", form={"csrf_token": token})
+    forged = await page.request.post(f"/mailboxes/{target}/delete", form={"csrf_token": token})
     assert forged.status == 403
     # And a write without the session's token (another site's form): refused too.
-    cross_site = page.request.post("/domains", form={"domain": "forged.test"})
+    cross_site = await page.request.post("/domains", form={"domain": "forged.test"})
     assert cross_site.status == 403
     if mailbox:
         _api(console, "GET", f"/v1/mailboxes/{target}")
