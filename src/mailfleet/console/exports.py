@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from mailfleet.bulk.service import report_cell
-from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render
+from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render, undo
 from mailfleet.console.forms import form_text, validation_message
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
 from mailfleet.exports import service as exports
@@ -150,6 +150,7 @@ async def export_mailboxes(
     except ValidationError as exc:
         return redirect(request, "/exports", validation_message(exc, EXPORT_LABELS), "error")
     except MailfleetError as exc:
+        await undo(session, ctx)
         return redirect(request, "/exports", exc.message, "error")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Response(
@@ -193,5 +194,6 @@ async def add_account(
         labels = {"platform": "Platform", "api_key": "API key", "base_url": "Base URL"}
         return redirect(request, "/exports", validation_message(exc, labels), "error")
     except MailfleetError as exc:
+        await undo(session, ctx)
         return redirect(request, "/exports", exc.message, "error")
     return redirect(request, "/exports", f"Account {account.name or account.platform} added")

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from mailfleet.console.charts import bar_chart
-from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render
+from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render, undo
 from mailfleet.console.forms import form_number, form_text, validation_message
 from mailfleet.deps import DiscovererDep, SessionDep
 from mailfleet.kit.errors import MailfleetError
@@ -120,6 +120,7 @@ async def start_test(
         message = validation_message(exc, TEST_LABELS)
         return await _new_form(request, ctx, session, kept, status_code=400, error=message)
     except MailfleetError as exc:
+        await undo(session, ctx)
         return await _new_form(
             request, ctx, session, kept, status_code=exc.status_code, error=exc.message
         )
@@ -160,5 +161,6 @@ async def cancel_test(
     try:
         await placement.cancel_test(session, test)
     except MailfleetError as exc:
+        await undo(session, ctx)
         return redirect(request, back, exc.message, "error")
     return redirect(request, back, f"Placement test {test.name} canceled")
