@@ -106,3 +106,19 @@ async def test_a_csv_exports_page_and_an_unknown_one(
     assert "is not kept" in page.text
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("text/html")
+
+
+async def test_a_refused_export_says_why_and_records_nothing(
+    client: httpx.AsyncClient, owner: Account, database: Database, keyring: Keyring
+) -> None:
+    await make_mailboxes(database, keyring, owner.workspace_id, 1)
+    token = await sign_in(client, owner)
+    refused = await client.post(
+        "/exports", data={"csrf_token": token, "destination": "000000000000000000000000"}
+    )
+    assert refused.status_code == 303
+    page = await client.get(refused.headers["location"])
+    assert 'class="flash error"' in page.text
+    assert "No export yet" in page.text
+    history = await client.get("/v1/export-history", headers=owner.headers)
+    assert history.json()["data"] == []
