@@ -38,6 +38,7 @@ import asyncio
 import base64
 import csv
 import io
+import os
 import secrets
 import shutil
 import sys
@@ -296,6 +297,9 @@ def bench_one(label: str, database_url: str | None, n: int, requests: int) -> No
         MAILFLEET_SECRET_KEYS=secret,
         MAILFLEET_WORKER_ID="bench-fleet",
         MAILFLEET_LOG_LEVEL="WARNING",
+        # The server runs this checkout's code, not whatever the venv's editable
+        # install points at (the server's working directory is a temp dir).
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
     )
     url = (
         database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -308,7 +312,11 @@ def bench_one(label: str, database_url: str | None, n: int, requests: int) -> No
             workspace_id = _workspace_id(server.base, server.headers)
             started = time.perf_counter()
             fleet = load(url, workspace_id, n, keyring)
-            print(f"\n== {label}: {n} mailboxes loaded in {time.perf_counter() - started:.1f} s")
+            print(
+                f"\n== {label}: {n} mailboxes loaded in {time.perf_counter() - started:.1f} s"
+                f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
+                flush=True,
+            )
             asyncio.run(_measure(label, server, url, fleet, keyring, requests))
     except BaseException:
         print(f"(kept {workdir} for its serve.log)")
@@ -336,17 +344,37 @@ async def _measure(
             ).one()
         deep = Keyset(row[0], row[1])
         timings: list[Timing] = []
+
+        def report(timing: Timing) -> None:
+            timings.append(timing)
+            print(_line(timing), flush=True)
+
+        with httpx.Client(base_url=server.base, headers=headers, timeout=120) as client:
+            seconds, lines, before, peak = await asyncio.to_thread(
+                export_over_http, client, server.pid
+            )
+        direct_seconds, direct_lines = await direct.export(keyring)
+        print(
+            f"  CSV export of {lines - 1} mailboxes: {seconds:.2f} s over HTTP, "
+            f"{direct_seconds:.2f} s straight through SQLAlchemy ({direct_lines} rows) "
+            f"= {seconds / direct_seconds:.2f}x"
+        )
+        print(
+            f"  server RSS: {before:.0f} MB before the export, {peak:.0f} MB at most during it "
+            f"(+{peak - before:.0f} MB); VmHWM {peak_rss_mb(server.pid):.0f} MB",
+            flush=True,
+        )
+        print(f"  {requests} requests each; milliseconds", flush=True)
+        print(f"  {'':<34} {'HTTP p50':>7} {'p99':>7}   {'SQLA p50':>7} {'p99':>7}   HTTP/SQLA")
         with httpx.Client(base_url=server.base, headers=headers, timeout=120) as client:
             for case in cases(fleet, deep):
                 params = {"limit": str(PAGE), **case.params}
                 http = await asyncio.to_thread(time_http, client, "/v1/mailboxes", params, requests)
-                timings.append(
-                    Timing(case.name, http, await direct.time(direct.page(case), requests))
-                )
+                report(Timing(case.name, http, await direct.time(direct.page(case), requests)))
             http = await asyncio.to_thread(
                 time_http, client, "/v1/dashboard/mailbox-status-counts", {}, requests
             )
-            timings.append(
+            report(
                 Timing("status counts", http, await direct.time(direct.status_counts(), requests))
             )
             with httpx.Client(base_url=server.base, headers=bearer, timeout=120) as deeplead:
@@ -354,29 +382,9 @@ async def _measure(
                     time_http, deeplead, "/api/v1/inboxes", {"limit": str(PAGE)}, requests
                 )
             first = cases(fleet, deep)[0]
-            timings.append(
-                Timing("/api/v1/inboxes", http, await direct.time(direct.page(first), requests))
-            )
-            seconds, lines, before, peak = await asyncio.to_thread(
-                export_over_http, client, server.pid
-            )
-        direct_seconds, direct_lines = await direct.export(keyring)
+            report(Timing("/api/v1/inboxes", http, await direct.time(direct.page(first), requests)))
     finally:
         await direct.close()
-
-    print(f"  {requests} requests each; milliseconds")
-    print(f"  {'':<34} {'HTTP p50':>7} {'p99':>7}   {'SQLA p50':>7} {'p99':>7}   HTTP/SQLA")
-    for timing in timings:
-        print(_line(timing))
-    print(
-        f"  CSV export of {lines - 1} mailboxes: {seconds:.2f} s over HTTP, "
-        f"{direct_seconds:.2f} s straight through SQLAlchemy ({direct_lines} rows) "
-        f"= {seconds / direct_seconds:.2f}x"
-    )
-    print(
-        f"  server RSS: {before:.0f} MB before the export, {peak:.0f} MB at most during it "
-        f"(+{peak - before:.0f} MB); VmHWM {peak_rss_mb(server.pid):.0f} MB"
-    )
 
 
 def main() -> None:

@@ -44,7 +44,6 @@ from mailfleet.kit.errors import Conflict, Forbidden, ValidationFailed
 from mailfleet.kit.ids import new_id
 from mailfleet.kit.netguard import NetguardError, guard_url
 from mailfleet.kit.pagination import Page
-from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.repository import MailboxFilters, MailboxRepository
 from mailfleet.models import (
     EXPORT_STATUSES,
@@ -54,6 +53,8 @@ from mailfleet.models import (
     ExportStatus,
     Mailbox,
     PlatformAccount,
+    Tag,
+    mailbox_tags,
 )
 from mailfleet.platforms import adapter_for
 from mailfleet.platforms.base import (
@@ -499,26 +500,48 @@ async def select_mailboxes(
     return sorted(found.values(), key=lambda mailbox: (mailbox.created_at, mailbox.id))
 
 
-def _csv_row(mailbox: Mailbox, keyring: Keyring | None) -> MailboxRow:
+# What a CSV row is made of, read as plain rows: building (and dropping) a mapped
+# Mailbox with all its columns for each took most of an export's time.
+_CSV_COLUMNS: Final = (
+    Mailbox.id,
+    Mailbox.email,
+    Mailbox.display_name,
+    Mailbox.provider,
+    Mailbox.daily_send_limit,
+    Mailbox.signature,
+    Mailbox.smtp_host,
+    Mailbox.smtp_port,
+    Mailbox.smtp_secure,
+    Mailbox.smtp_username,
+    Mailbox.smtp_password_enc,
+    Mailbox.imap_host,
+    Mailbox.imap_port,
+    Mailbox.imap_secure,
+    Mailbox.imap_username,
+    Mailbox.imap_password_enc,
+)
+
+
+def _csv_row(row: Any, tags: Sequence[str], keyring: Keyring | None) -> MailboxRow:
     smtp_password = imap_password = None
     if keyring is not None:
-        credentials = mailboxes.mailbox_credentials(mailbox, keyring)
-        smtp_password, imap_password = credentials.smtp.password, credentials.imap.password
+        smtp_password = keyring.decrypt(row.smtp_password_enc)
+        imap_password = keyring.decrypt(row.imap_password_enc)
     return MailboxRow(
-        email=mailbox.email,
-        display_name=mailbox.display_name,
-        provider=mailbox.provider,
-        daily_limit=mailbox.daily_send_limit,
-        tags=tuple(tag.name for tag in mailbox.tags),
-        signature=mailbox.signature,
-        smtp_host=mailbox.smtp_host,
-        smtp_port=mailbox.smtp_port,
-        smtp_secure=mailbox.smtp_secure,
-        smtp_username=mailbox.smtp_username,
-        imap_host=mailbox.imap_host,
-        imap_port=mailbox.imap_port,
-        imap_secure=mailbox.imap_secure,
-        imap_username=mailbox.imap_username,
+        email=row.email,
+        display_name=row.display_name,
+        provider=row.provider,
+        daily_limit=row.daily_send_limit,
+        tags=tuple(tags),
+        signature=row.signature,
+        smtp_host=row.smtp_host,
+        smtp_port=row.smtp_port,
+        smtp_secure=row.smtp_secure,
+        smtp_username=row.smtp_username,
+        imap_host=row.imap_host,
+        imap_port=row.imap_port,
+        imap_secure=row.imap_secure,
+        imap_username=row.imap_username,
         smtp_password=smtp_password,
         imap_password=imap_password,
     )
@@ -597,17 +620,17 @@ async def begin_csv_export(
 
 async def _selected_batches(
     session: AsyncSession, workspace_id: str, data: MailboxExportRequest
-) -> AsyncIterator[Sequence[Mailbox]]:
-    """The selection oldest first, `_CSV_BATCH` mailboxes at a time, never all at once."""
+) -> AsyncIterator[Sequence[Any]]:
+    """The selection oldest first, `_CSV_BATCH` rows at a time, never all at once."""
     query = _selection_query(workspace_id, data)
+    columns = query.with_only_columns(*_CSV_COLUMNS)
     if data.mailbox_ids is None:
-        ordered = query.order_by(Mailbox.created_at, Mailbox.id)
+        ordered = columns.order_by(Mailbox.created_at, Mailbox.id)
         # A server-side cursor (PostgreSQL) or a stepped one (SQLite): rows arrive as
-        # they are written out, and each batch is loaded with its tags in one query.
-        result = await session.stream_scalars(ordered.execution_options(yield_per=_CSV_BATCH))
+        # they are written out.
+        result = await session.stream(ordered.execution_options(yield_per=_CSV_BATCH))
         async for batch in result.partitions():
             yield batch
-            _forget(session, batch)
         return
     # Named mailboxes: their order first (two short columns each), then the rows.
     keys: list[tuple[Any, str]] = []
@@ -617,23 +640,30 @@ async def _selected_batches(
     ordered_ids = [mailbox_id for _, mailbox_id in sorted(keys)]
     for start in range(0, len(ordered_ids), _CSV_BATCH):
         chunk = ordered_ids[start : start + _CSV_BATCH]
-        found = {m.id: m for m in await session.scalars(query.where(Mailbox.id.in_(chunk)))}
-        batch = [found[mailbox_id] for mailbox_id in chunk if mailbox_id in found]
-        yield batch
-        _forget(session, batch)
+        found = {row.id: row for row in await session.execute(columns.where(Mailbox.id.in_(chunk)))}
+        yield [found[mailbox_id] for mailbox_id in chunk if mailbox_id in found]
 
 
-def _forget(session: AsyncSession, written: Sequence[Mailbox]) -> None:
-    # Out of the session once written, so memory holds one batch, not the file.
-    for mailbox in written:
-        session.expunge(mailbox)
+async def _tag_names(session: AsyncSession, mailbox_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Each mailbox's tag names, by name, in one query for a batch."""
+    rows = await session.execute(
+        select(mailbox_tags.c.mailbox_id, Tag.name)
+        .join(Tag, Tag.id == mailbox_tags.c.tag_id)
+        .where(mailbox_tags.c.mailbox_id.in_(mailbox_ids))
+        .order_by(Tag.name)
+    )
+    names: dict[str, list[str]] = {}
+    for mailbox_id, name in rows:
+        names.setdefault(mailbox_id, []).append(name)
+    return names
 
 
 async def csv_chunks(session: AsyncSession, export: CsvExport) -> AsyncIterator[str]:
     """The export's CSV text: the header row, then one piece per batch of mailboxes."""
     yield render_csv(export.layout, [])
     async for batch in _selected_batches(session, export.workspace_id, export.selection):
-        rows = (_csv_row(mailbox, export.keyring) for mailbox in batch)
+        tags = await _tag_names(session, [row.id for row in batch])
+        rows = (_csv_row(row, tags.get(row.id, ()), export.keyring) for row in batch)
         yield render_csv(export.layout, rows, header=False)
 
 
