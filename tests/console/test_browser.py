@@ -464,13 +464,16 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
 
     paths = ["/", "/mailboxes", "/domains", "/exports", "/webhooks", "/settings"]
     paths += [f"/mailboxes/{m['id']}" for m in mailbox]
+    paths += ["/domains/buy?query=viewerbrand", "/domains/orders"]
+    domains = _api(console, "GET", "/v1/domains", params={"limit": 5}).json()["data"]
+    paths += [f"/domains/{d['id']}" for d in domains]
     for path in paths:
         await page.goto(path)
         actions = await page.locator('form[method="post"]').evaluate_all(
             "forms => forms.map(f => f.getAttribute('action'))"
         )
         assert set(actions) <= {"/workspace", "/logout"}, (path, actions)
-        for name in ("Add a mailbox", "Import a CSV", "Connect", "Delete", "Create a key"):
+        for name in ("Add a mailbox", "Import a CSV", "Connect", "Delete", "Create a key", "Buy"):
             await expect(page.get_by_role("button", name=name)).to_have_count(0)
             await expect(page.get_by_role("link", name=name)).to_have_count(0)
 

@@ -16,7 +16,7 @@ from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.mailserver.passwords import verify_dovecot_hash
 from mailfleet.models import DomainOrder, Mailbox
-from tests.billing.conftest import billing_on, fake_stripe  # noqa: F401
+from tests.billing.conftest import admin, billing_on, fake_stripe, grant  # noqa: F401
 from tests.billing.fake_stripe import FakeStripe
 from tests.conftest import Account, HeldMailbox, make_account
 from tests.console.test_console_http import sign_in
@@ -413,6 +413,7 @@ async def test_an_order_the_wallet_cannot_cover_links_to_checkout(
     owner: Account,
     porkbun: FakePorkbun,  # noqa: F811
     fake_stripe: FakeStripe,  # noqa: F811
+    admin: Account,  # noqa: F811
 ) -> None:
     token = await sign_in(client, owner)
     bought = await client.post(
@@ -433,6 +434,18 @@ async def test_an_order_the_wallet_cannot_cover_links_to_checkout(
     assert made.form["success_url"].endswith(bought.headers["location"])
     assert porkbun.posts("/domain/create/") == []
 
+    # A credit covers it before the checkout is paid: the order is charged and goes
+    # on, and asking to pay again says so.
+    await grant(client, admin, owner.workspace_id, 968)
+    again = await client.post(pay, data={"csrf_token": token})
+    assert again.status_code == 303
+    assert again.headers["location"] == bought.headers["location"]
+    page = await client.get(bought.headers["location"])
+    assert re.search(r'class="flash notice" role="status">Order \w+ is not waiting', page.text)
+    assert "data-order-status>pending_payment<" not in page.text
+    panel = await settled_page(client, bought.headers["location"].rsplit("/", 1)[1])
+    assert "data-item-status>connected<" in panel
+
 
 async def test_a_member_searches_but_does_not_buy(
     client: httpx.AsyncClient,
@@ -444,6 +457,7 @@ async def test_a_member_searches_but_does_not_buy(
     page = await client.get("/domains/buy", params={"query": "memberbrand"})
     assert 'data-result="memberbrand.com"' in page.text
     assert 'name="domains"' not in page.text
+    assert post_forms(page.text) <= {"/workspace", "/logout"}
     assert "Only the workspace's owners and admins buy domains" in page.text
     refused = await client.post(
         "/domains/orders", data={"csrf_token": token, "domains": "memberbrand.com"}

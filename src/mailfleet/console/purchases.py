@@ -267,7 +267,9 @@ async def pay_order(
             session, settings, provider, ctx.workspace, ctx.user, order_id, here, here
         )
     except MailfleetError as exc:
-        return redirect(request, back, exc.message, "error")
+        # Money came in meanwhile and the order is paid: news, not a failure.
+        paid = exc.extra.get("orderStatus") == OrderStatus.PROCESSING
+        return redirect(request, back, exc.message, "notice" if paid else "error")
     if not payment.checkout_url:
         return redirect(request, back, "The payment provider gave no checkout link", "error")
     return RedirectResponse(payment.checkout_url, status_code=303)
