@@ -13,10 +13,11 @@ import asyncio
 import contextvars
 import importlib
 import logging
+import math
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -89,6 +90,16 @@ WORKFLOW_MODULES: list[str] = [
 ]
 
 
+BULK_CHUNK_QUEUE: Final = "bulk_chunks"
+
+
+def bulk_chunks_per_worker(settings: Settings) -> int:
+    """Chunks one worker runs at once: four times what keeps twice
+    MAILFLEET_BULK_CONCURRENCY mailboxes busy (a chunk starts its logins only while
+    fewer are; the rest wait, loaded lazily, behind ones lingering on a slow host)."""
+    return 4 * math.ceil(2 * settings.bulk_concurrency / settings.bulk_chunk_size)
+
+
 def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
     """The one place queues are declared. Business areas add theirs here."""
     return {
@@ -107,6 +118,10 @@ def queue_specs(settings: Settings) -> dict[str, QueueSpec]:
         # the queue only bounds how many jobs one worker runs at once. Polled once a
         # second: a job that starts a second later costs nothing, polling does.
         "bulk_connect": QueueSpec(worker_concurrency=4, polling_interval_sec=1.0),
+        # One workflow per chunk of a bulk job, enqueued by the job's workflow: the
+        # queue, not the process running the job, decides where each chunk runs.
+        # A worker takes enough chunks to keep its logins busy while some linger.
+        BULK_CHUNK_QUEUE: QueueSpec(worker_concurrency=bulk_chunks_per_worker(settings)),
         # One workflow per domain DNS recheck; a few at once keeps resolvers unhurried.
         "domain_checks": QueueSpec(worker_concurrency=10),
         # Subscription renewals and wallet auto-recharges: one workflow each, short
@@ -130,6 +145,7 @@ QUEUE_NAMES = frozenset(
         "mailbox_verification",
         "webhook_delivery",
         "bulk_connect",
+        BULK_CHUNK_QUEUE,
         "domain_checks",
         "billing",
         "platform_export",
@@ -561,6 +577,18 @@ async def enqueue(
     if request_id:
         log.info("enqueued workflow %s on queue %s", enqueued, queue)
     return enqueued
+
+
+async def detached(call: Callable[[], Awaitable[R]]) -> R:
+    """Await `call()` outside any DBOS workflow or step context: inside a workflow,
+    DBOS records its own calls (listing workflows, cancelling) as steps, whose
+    order a timing-dependent loop could not keep the same on replay."""
+    task = asyncio.get_running_loop().create_task(_awaited(call), context=contextvars.Context())
+    return await task
+
+
+async def _awaited(call: Callable[[], Awaitable[R]]) -> R:
+    return await call()
 
 
 async def enqueue_named(

@@ -25,7 +25,8 @@ import socket
 from datetime import timedelta
 
 from dbos import DBOS
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
 from mailfleet.kit.clock import utcnow
@@ -65,6 +66,17 @@ async def beat() -> list[str]:
                 },
             )
     return await recover_dead_workers()
+
+
+async def living_count(session: AsyncSession, dead_after: float) -> int:
+    """Processes whose heartbeat is younger than `dead_after` seconds."""
+    cutoff = utcnow() - timedelta(seconds=dead_after)
+    count = await session.scalar(
+        select(func.count())
+        .select_from(WorkerHeartbeat)
+        .where(WorkerHeartbeat.last_seen_at >= cutoff)
+    )
+    return int(count or 0)
 
 
 async def recover_dead_workers() -> list[str]:

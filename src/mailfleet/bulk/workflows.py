@@ -34,8 +34,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from mailfleet import metrics
+from mailfleet import jobs, liveness, metrics
 from mailfleet.bulk import service
+from mailfleet.bulk.host_slots import SharedHostSlots
 from mailfleet.bulk.service import ChunkItem, ItemResult
 from mailfleet.config import Settings
 from mailfleet.db import Database
@@ -54,11 +55,13 @@ _GIVE_UP_PAGE: Final = 500
 
 class LoginLimiter:
     """Caps the mailboxes being logged in to: `total` across every bulk job of
-    this process, and `per_host` for any one mail host name (SMTP or IMAP)."""
+    this process, and `per_host` for any one mail host name (SMTP or IMAP): in
+    this process, or with `shared` (PostgreSQL) across every process."""
 
-    def __init__(self, total: int, per_host: int) -> None:
+    def __init__(self, total: int, per_host: int, shared: SharedHostSlots | None = None) -> None:
         self.total = total
         self.per_host = per_host
+        self.shared = shared
         self._slots = asyncio.Semaphore(total)
         self._hosts: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
 
@@ -79,21 +82,28 @@ class LoginLimiter:
 
     @contextlib.asynccontextmanager
     async def slot(self, hosts: Sequence[str]) -> AsyncIterator[None]:
-        # Hosts first, in sorted order, and the global slot last: a mailbox waiting
-        # for a busy host holds no global slot, and no two mailboxes can wait for
-        # each other's hosts.
+        # Hosts first, in sorted order (in every process alike), and the global
+        # slot last: a mailbox waiting for a busy host holds no global slot, and no
+        # two mailboxes can wait for each other's hosts.
         names = sorted(set(hosts))
+        async with contextlib.AsyncExitStack() as stack:
+            if self.shared is not None:
+                for host in names:
+                    await stack.enter_async_context(self.shared.slot(host))
+            else:
+                await stack.enter_async_context(self._local_hosts(names))
+            async with self._slots:
+                yield
+
+    @contextlib.asynccontextmanager
+    async def _local_hosts(self, names: list[str]) -> AsyncIterator[None]:
         held: list[asyncio.Semaphore] = []
         entries = [self._enter_host(host) for host in names]
         try:
             for semaphore in entries:
                 await semaphore.acquire()
                 held.append(semaphore)
-            await self._slots.acquire()
-            try:
-                yield
-            finally:
-                self._slots.release()
+            yield
         finally:
             for semaphore in held:
                 semaphore.release()
@@ -105,14 +115,22 @@ _limiter: LoginLimiter | None = None
 
 
 def login_limiter(settings: Settings) -> LoginLimiter:
+    """This process's limiter. On PostgreSQL the per-host cap is held in the
+    database (`SharedHostSlots`): it holds across every worker."""
     global _limiter
+    url = None if settings.is_sqlite else settings.app_database_url
+    current = _limiter
     if (
-        _limiter is None
-        or _limiter.total != settings.bulk_concurrency
-        or _limiter.per_host != settings.bulk_per_host
+        current is None
+        or current.total != settings.bulk_concurrency
+        or current.per_host != settings.bulk_per_host
+        or (current.shared.url if current.shared else None) != url
     ):
-        _limiter = LoginLimiter(settings.bulk_concurrency, settings.bulk_per_host)
-    return _limiter
+        if current is not None and current.shared is not None:
+            current.shared.close()
+        shared = SharedHostSlots(url, settings.bulk_per_host) if url else None
+        _limiter = current = LoginLimiter(settings.bulk_concurrency, settings.bulk_per_host, shared)
+    return current
 
 
 def worth_retrying(outcome: LoginOutcome) -> bool:
@@ -154,6 +172,7 @@ async def _attempt(
         key = (job_id, chunk)
         if key in _busy:
             _busy[key] -= 1
+            _room_freed()
 
 
 def login_retry_policy(
@@ -210,8 +229,9 @@ async def run_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
         return again
 
     def waiting(state: RetryCallState) -> None:
-        # Nothing of this chunk is busy while it waits: the workflow may start others.
+        # Nothing of this chunk is busy while it waits: this process may start others.
         _busy[key] = 0
+        _room_freed()
 
     try:
         async with current.database.transaction() as session:
@@ -241,9 +261,66 @@ async def begin_bulk_job(job_id: str) -> dict[str, int] | None:
     return {"chunks": math.ceil(last_row / size), "chunkSize": size}
 
 
+def chunk_workflow_id(job_id: str, chunk: int) -> str:
+    return f"{service.job_workflow_id(job_id)}-chunk-{chunk}"
+
+
+class _Signals:
+    """Events of this process's event loop: room freed among the busy mailboxes,
+    a chunk workflow ended (made again for a new loop, as tests run several)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.room = asyncio.Event()
+        self.chunk_ended = asyncio.Event()
+
+    def current(self) -> _Signals:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            self.loop, self.room, self.chunk_ended = loop, asyncio.Event(), asyncio.Event()
+        return self
+
+
+_signals = _Signals()
+
+
+def _room_freed() -> None:
+    with contextlib.suppress(RuntimeError):
+        _signals.current().room.set()
+
+
+async def _wait_for_room(key: tuple[str, int], chunk_size: int) -> None:
+    """A chunk starts (loads its mailboxes) only while this process has fewer than
+    twice MAILFLEET_BULK_CONCURRENCY mailboxes busy: the queue hands a worker more
+    chunks than that, so one lingering on a slow mailbox does not hold others back."""
+    target = 2 * runtime().settings.bulk_concurrency
+    while sum(_busy.values()) >= target:
+        room = _signals.current().room
+        room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(room.wait(), _WINDOW_CHECK)
+    _busy[key] = chunk_size
+
+
 @DBOS.step(retries_allowed=True, max_attempts=3, interval_seconds=2.0)
 async def verify_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
-    return await run_chunk(job_id, chunk, chunk_size)
+    key = (job_id, chunk)
+    await _wait_for_room(key, chunk_size)
+    try:
+        return await run_chunk(job_id, chunk, chunk_size)
+    finally:
+        _busy.pop(key, None)
+        _room_freed()
+
+
+@DBOS.workflow()
+async def run_bulk_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
+    """One chunk of a bulk job, on the chunk queue: whichever worker dequeues it
+    runs it, so one job's chunks spread over every worker."""
+    try:
+        return await verify_chunk(job_id, chunk, chunk_size)
+    finally:
+        _signals.current().chunk_ended.set()
 
 
 async def _give_up_pending(job_id: str, code: str, message: str) -> None:
@@ -283,36 +360,79 @@ async def fail_bulk_job(job_id: str, reason: str) -> str:
         return await service.close_job(session, job_id, status=BulkJobStatus.FAILED, error=reason)
 
 
-async def _run_chunks(job_id: str, chunks: int, chunk_size: int) -> None:
+class ChunkFailed(Exception):
+    pass
+
+
+_CHUNK_FAILED: Final = frozenset({"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
+
+
+async def _bulk_workers() -> int:
+    """Processes alive by their heartbeats (at least this one)."""
     settings = runtime().settings
-    target = 2 * settings.bulk_concurrency
-    # Bounds what the chunks hold in memory when many linger on slow mailboxes.
-    max_running = 4 * math.ceil(target / chunk_size)
-    running: dict[asyncio.Future[dict[str, int]], int] = {}
+    if settings.is_sqlite:
+        return 1
+    async with runtime().database.transaction() as session:
+        return max(1, await liveness.living_count(session, settings.worker_dead_after))
+
+
+async def _run_chunks(job_id: str, chunks: int, chunk_size: int) -> None:
+    """Enqueue the job's chunks on the chunk queue, in row order, keeping a window
+    of unfinished ones (enough to fill every living worker's share,
+    `jobs.bulk_chunks_per_worker`), and wait for them all.
+
+    The chunk workflows have deterministic ids and are enqueued outside this
+    workflow's context (not as recorded children): a replay enqueues them again,
+    a no-op for those that exist, and waits for the same ones."""
+    settings = runtime().settings
+    per_worker = jobs.bulk_chunks_per_worker(settings)
+    outstanding: dict[str, int] = {}
     next_chunk = 0
-
-    def busy() -> int:
-        return sum(_busy.get((job_id, chunk), chunk_size) for chunk in running.values())
-
+    window = 0
+    counted_at = -math.inf
+    check_every = 1.0 if settings.is_sqlite else 0.5
+    loop = asyncio.get_running_loop()
     try:
-        while next_chunk < chunks or running:
-            while next_chunk < chunks and len(running) < max_running and busy() < target:
-                # Chunk k is always the k-th step started, whatever the timing: a
-                # replay after a crash maps each recorded step to the same chunk.
-                started = asyncio.ensure_future(verify_chunk(job_id, next_chunk, chunk_size))
-                running[started] = next_chunk
+        while next_chunk < chunks or outstanding:
+            if loop.time() - counted_at > 5.0:
+                window = per_worker * await jobs.detached(_bulk_workers)
+                counted_at = loop.time()
+            while next_chunk < chunks and len(outstanding) < window:
+                workflow_id = chunk_workflow_id(job_id, next_chunk)
+                await jobs.enqueue(
+                    jobs.BULK_CHUNK_QUEUE,
+                    run_bulk_chunk,
+                    job_id,
+                    next_chunk,
+                    chunk_size,
+                    workflow_id=workflow_id,
+                )
+                outstanding[workflow_id] = next_chunk
                 next_chunk += 1
-            done, _ = await asyncio.wait(
-                running, timeout=_WINDOW_CHECK, return_when=asyncio.FIRST_COMPLETED
+            # A chunk ending here says so at once; one ending on another worker is
+            # seen at the next look.
+            ended = _signals.current().chunk_ended
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), check_every)
+            ended.clear()
+            statuses = await jobs.detached(
+                lambda: DBOS.list_workflows_async(
+                    workflow_ids=list(outstanding), load_input=False, load_output=False
+                )
             )
-            for finished in done:
-                running.pop(finished)
-                finished.result()
-    finally:
-        for unfinished in running:
-            unfinished.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+            for status in statuses:
+                if status.status == "SUCCESS":
+                    outstanding.pop(status.workflow_id, None)
+                elif status.status in _CHUNK_FAILED:
+                    raise ChunkFailed(
+                        f"chunk {outstanding[status.workflow_id]} ended {status.status}"
+                    )
+    except BaseException:
+        # The job ends here: chunks not yet run need not run.
+        if outstanding:
+            with contextlib.suppress(Exception):
+                await jobs.detached(lambda: DBOS.cancel_workflows_async(list(outstanding)))
+        raise
 
 
 @DBOS.workflow()
