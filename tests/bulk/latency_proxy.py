@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 __all__ = ["LatencyProxy", "latency_proxy_in_thread"]
@@ -40,6 +40,11 @@ class LatencyProxy:
         self.connections = 0
         self.active = 0
         self.peak = 0
+        # Clients connected at once, from the accept to the client's hang-up (the
+        # proxy's own sides close up to a delay later): what a per-host login cap
+        # bounds, since a login's slot is freed once its client has hung up.
+        self.clients = 0
+        self.peak_clients = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -83,6 +88,16 @@ class LatencyProxy:
             task.add_done_callback(self._tasks.discard)
         self.active += 1
         self.peak = max(self.peak, self.active)
+        self.clients += 1
+        self.peak_clients = max(self.peak_clients, self.clients)
+        client_gone = False
+
+        def hung_up() -> None:
+            nonlocal client_gone
+            if not client_gone:
+                client_gone = True
+                self.clients -= 1
+
         try:
             # The connection itself costs a round trip, as a TCP handshake would.
             await asyncio.sleep(self.delay * 2)
@@ -94,17 +109,24 @@ class LatencyProxy:
                 return
             try:
                 await asyncio.gather(
-                    self._pump(client_reader, server_writer),
+                    self._pump(client_reader, server_writer, on_eof=hung_up),
                     self._pump(server_reader, client_writer),
                 )
             finally:
                 server_writer.close()
         finally:
+            hung_up()
             self.active -= 1
             client_writer.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Copy one direction, each chunk delivered `delay` seconds after it arrived."""
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_eof: Callable[[], None] | None = None,
+    ) -> None:
+        """Copy one direction, each chunk delivered `delay` seconds after it arrived;
+        `on_eof` is called as soon as the reading side has hung up."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
 
@@ -124,6 +146,8 @@ class LatencyProxy:
         except (ConnectionError, OSError):
             pass
         finally:
+            if on_eof is not None:
+                on_eof()
             queue.put_nowait(None)
             with contextlib.suppress(ConnectionError, OSError):
                 await delivery

@@ -1,10 +1,11 @@
-"""Several workers on one PostgreSQL survive each other's death: a worker SIGKILLed
-in the middle of a bulk job never comes back, and another worker, seeing its
-heartbeat stop, takes the job over; it finishes with every mailbox connected once.
+"""Several workers on one PostgreSQL share a bulk job and survive each other's death.
 
-An API-only `serve` (MAILFLEET_WORKER_QUEUES=default) accepts the job, so the bulk
-job runs on one of the two `mailfleet worker` processes, not on the process that
-accepted it."""
+An API-only `serve` (MAILFLEET_WORKER_QUEUES=default) accepts the job; its workflow
+runs on one of two `mailfleet worker` processes, and its chunks on both (the chunk
+queue decides). Logins to the one mail host never exceed MAILFLEET_BULK_PER_HOST at
+the server, counting both workers. The worker running the job is SIGKILLed and never
+comes back; the other, seeing its heartbeat stop, takes the job and the dead
+worker's chunks over, and the job finishes with every mailbox connected once."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from mailfleet.bulk.service import job_workflow_id
+from mailfleet.bulk.workflows import chunk_workflow_id
 from tests.bulk.conftest import item, make_users
 from tests.bulk.latency_proxy import latency_proxy_in_thread
 from tests.bulk.test_bulk_crash import Server, _bootstrap, _job
@@ -30,6 +32,7 @@ from tests.test_cli import MAILFLEET, _clean_env
 
 COUNT = 150
 DEAD_AFTER = 15
+PER_HOST = 4
 
 pytestmark = [
     pytest.mark.db,
@@ -65,21 +68,34 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
 
-def _holder(sync_url: str, job_id: str) -> str | None:
-    """The executor running the job's workflow, per DBOS's own table."""
+def _executors(sync_url: str, statuses: list[str], pattern: str) -> set[str]:
+    """The executors of the workflows whose ids are LIKE `pattern` and whose status
+    is one of `statuses`, per DBOS's own table."""
     engine = sa.create_engine(sync_url)
     try:
         with engine.connect() as connection:
             found = connection.execute(
                 sa.text(
-                    "SELECT executor_id FROM dbos.workflow_status "
-                    "WHERE workflow_uuid = :id AND status = 'PENDING'"
+                    "SELECT DISTINCT executor_id FROM dbos.workflow_status "
+                    "WHERE workflow_uuid LIKE :pattern AND status = ANY(:statuses)"
                 ),
-                {"id": job_workflow_id(job_id)},
-            ).scalar()
+                {"pattern": pattern, "statuses": statuses},
+            ).scalars()
+            return {str(executor) for executor in found}
     finally:
         engine.dispose()
-    return str(found) if found else None
+
+
+def _holder(sync_url: str, job_id: str) -> str | None:
+    """The executor running the job's workflow."""
+    found = _executors(sync_url, ["PENDING"], job_workflow_id(job_id))
+    return found.pop() if found else None
+
+
+def _chunk_executors(sync_url: str, job_id: str) -> set[str]:
+    """The executors that have run (or are running) the job's chunk workflows."""
+    chunks = chunk_workflow_id(job_id, 0).removesuffix("0") + "%"
+    return _executors(sync_url, ["PENDING", "SUCCESS", "ERROR"], chunks)
 
 
 def _a_dead_worker_s_bulk_job_finishes_on_another(
@@ -93,8 +109,10 @@ def _a_dead_worker_s_bulk_job_finishes_on_another(
         MAILFLEET_DATABASE_URL=server_db.create_database(name),
         MAILFLEET_ALLOW_PRIVATE_NETWORKS="true",
         MAILFLEET_BULK_CONCURRENCY="10",
-        MAILFLEET_BULK_PER_HOST="10",
-        MAILFLEET_BULK_CHUNK_SIZE="10",
+        # Each worker alone may log in to PER_HOST mailboxes at once: without a cap
+        # held across workers, the two together would reach twice that.
+        MAILFLEET_BULK_PER_HOST=str(PER_HOST),
+        MAILFLEET_BULK_CHUNK_SIZE="5",
         MAILFLEET_WORKER_DEAD_AFTER=str(DEAD_AFTER),
     )
     sync_url = f"postgresql+psycopg://postgres@127.0.0.1:{server_db.port}/{name}"
@@ -128,6 +146,10 @@ def _a_dead_worker_s_bulk_job_finishes_on_another(
                 time.sleep(0.1)
             holder = _holder(sync_url, job_id)
             assert holder in ("worker-1", "worker-2"), holder
+            # Both workers run chunks of the one job.
+            while (spread := _chunk_executors(sync_url, job_id)) != {"worker-1", "worker-2"}:
+                assert time.monotonic() < deadline, spread
+                time.sleep(0.1)
             [victim] = [w for w in workers if w.name == holder]
             [survivor] = [w for w in workers if w.name != holder]
             victim.process.kill()
@@ -158,6 +180,10 @@ def _a_dead_worker_s_bulk_job_finishes_on_another(
     assert job["counts"]["connected"] == COUNT, job
     assert {mailbox["status"] for mailbox in listed["data"]} == {"active"}
     assert len(listed["data"]) == COUNT
+    # At the servers, never more logins at once than the cap, both workers together
+    # (one host name, 127.0.0.1, for SMTP and IMAP: one cap for both).
+    assert 1 < smtp_proxy.peak_clients <= PER_HOST, smtp_proxy.peak_clients
+    assert 1 < imap_proxy.peak_clients <= PER_HOST, imap_proxy.peak_clients
     engine = sa.create_engine(sync_url)
     try:
         with engine.connect() as connection:

@@ -1,19 +1,23 @@
 """The bulk connect job: one durable workflow per job, verifying mailboxes in chunks.
 
-A chunk is a DBOS step covering a range of rows (MAILFLEET_BULK_CHUNK_SIZE). It
-loads its pending items, logs every one in to SMTP and IMAP at once, and records
-the results in one transaction: the checkpoint is per chunk, never per mailbox,
-which at thousands of mailboxes would cost more than the logins.
+A chunk covers a range of rows (MAILFLEET_BULK_CHUNK_SIZE) and is a workflow of its
+own on the chunk queue (`run_bulk_chunk`), so whichever worker dequeues it runs it:
+one job's chunks spread over every worker. Its one step loads the chunk's pending
+items, logs every one in to SMTP and IMAP at once, and records the results in one
+transaction: the checkpoint is per chunk, never per mailbox, which at thousands of
+mailboxes would cost more than the logins.
 
-Many chunks run at once. The workflow starts chunk after chunk, always in row
-order (so a resumed workflow replays the same step for the same chunk), while
-fewer than twice MAILFLEET_BULK_CONCURRENCY mailboxes are busy; a chunk whose
-last mailbox waits out a timeout or a retry does not hold the others back. The
-logins themselves are capped per process by `LoginLimiter`: in total, and per
-mail host.
+The job's workflow enqueues its chunks in row order, under ids made of the job id
+and the chunk number, keeping enough unfinished to feed every living worker, and
+waits for them. A worker takes several chunks at once, and starts one while fewer
+than twice MAILFLEET_BULK_CONCURRENCY of its mailboxes are busy: a chunk whose last
+mailbox waits out a timeout or a retry does not hold the others back. The logins
+themselves are capped by `LoginLimiter`: per process in total, and per mail host
+(on PostgreSQL across every process: `host_slots`).
 
 Crash safety: a chunk cut off by a crash runs again on resume and skips items
-already recorded, so every mailbox ends in exactly one final state.
+already recorded, so every mailbox ends in exactly one final state; a replayed job
+workflow enqueues the same chunk ids again, which changes nothing.
 """
 
 from __future__ import annotations
