@@ -9,7 +9,10 @@ trip added in each direction, bytes kept in order). Then:
 
   (a) Mailfleet: a real `mailfleet serve` on a fresh SQLite data dir (or
       --database-url), one POST /v1/mailboxes/bulk of N mailboxes, polled with
-      GET /v1/jobs/{id} until it completes;
+      GET /v1/jobs/{id} until it completes. With --workers W (PostgreSQL only),
+      once per worker count 1..W: an API-only serve and that many `mailfleet
+      worker` processes, each run on a fresh database made beside --database-url's
+      (the role must be allowed to CREATE DATABASE);
   (b) sequential: smtplib + imaplib logging in to --sample mailboxes one after
       the other, scaled to mailboxes/s;
   (c) ceiling: a bare asyncio client (Mailfleet's probe functions, nothing
@@ -24,17 +27,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import imaplib
 import multiprocessing
 import os
 import shutil
 import smtplib
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -45,8 +51,17 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench.common import cpu_seconds, mailfleet_env, mailfleet_serve, peak_rss_mb  # noqa: E402
+from bench.common import (  # noqa: E402
+    MAILFLEET,
+    cpu_seconds,
+    mailfleet_env,
+    mailfleet_serve,
+    peak_rss_mb,
+    stop,
+    wait_healthy,
+)
 from tests.bulk.latency_proxy import LatencyProxy  # noqa: E402
+from tests.servers.common import unused_tcp_port  # noqa: E402
 from tests.servers.dovecot import DovecotServer  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402
 
@@ -177,6 +192,44 @@ class MailfleetRun:
     status: str = ""
 
 
+@contextlib.contextmanager
+def mailfleet_workers(workdir: Path, env: dict[str, str], count: int) -> Iterator[list[int]]:
+    """`count` `mailfleet worker` processes, each answering /health/ready; their pids."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for number in range(1, count + 1):
+            port = unused_tcp_port()
+            log = workdir / f"worker-{number}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [*MAILFLEET, "worker", "--health-port", str(port)],
+                    cwd=workdir,
+                    env={**env, "MAILFLEET_WORKER_ID": f"bench-worker-{number}"},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append(process)
+            wait_healthy(f"http://127.0.0.1:{port}/health/ready", process, log)
+        yield [process.pid for process in processes]
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """A new, empty database on --database-url's server; its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 def measure_mailfleet(
     users: list[tuple[str, str]],
     smtp_port: int,
@@ -185,7 +238,11 @@ def measure_mailfleet(
     concurrency: int,
     database_url: str | None,
     workdir: Path,
+    workers: int = 0,
 ) -> MailfleetRun:
+    """With `workers`, the serve answers the API only and that many workers run
+    the job; without, the one serve does everything."""
+    workdir.mkdir(parents=True, exist_ok=True)
     env = mailfleet_env(
         database_url,
         MAILFLEET_ALLOW_PRIVATE_NETWORKS="true",
@@ -206,15 +263,22 @@ def measure_mailfleet(
         }
         for email, pw in users
     ]
+    serve_env = {**env, "MAILFLEET_WORKER_QUEUES": "default"} if workers else env
     with (
-        mailfleet_serve(workdir, env, "bench@example.test") as server,
+        mailfleet_serve(workdir, serve_env, "bench@example.test") as server,
+        mailfleet_workers(workdir, env, workers) as worker_pids,
         httpx.Client(base_url=server.base, headers=server.headers, timeout=600) as client,
     ):
-        cpu_before = cpu_seconds(server.pid)
+        pids = [server.pid, *worker_pids]
+
+        def cpu() -> float:
+            return sum(cpu_seconds(pid) for pid in pids)
+
+        cpu_before = cpu()
         started = time.perf_counter()
         response = client.post("/v1/mailboxes/bulk", json=items)
         run.accept_seconds = time.perf_counter() - started
-        cpu_accepted = cpu_seconds(server.pid)
+        cpu_accepted = cpu()
         run.accept_cpu = cpu_accepted - cpu_before
         if response.status_code != 202:
             raise SystemExit(f"bulk request refused: {response.status_code} {response.text}")
@@ -227,11 +291,11 @@ def measure_mailfleet(
                 break
             time.sleep(0.25)
         run.wall_seconds = time.perf_counter() - started
-        run.verify_cpu = cpu_seconds(server.pid) - cpu_accepted
+        run.verify_cpu = cpu() - cpu_accepted
         run.status = job["status"]
         run.counts = job["counts"]
         run.connected = job["counts"]["connected"]
-        run.peak_rss_mb = peak_rss_mb(server.pid)
+        run.peak_rss_mb = max(peak_rss_mb(pid) for pid in pids)
     return run
 
 
@@ -248,37 +312,60 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=50, help="mailboxes for the sequential run")
     parser.add_argument("--concurrency", type=int, default=200, help="logins in flight")
     parser.add_argument("--database-url", help="PostgreSQL for Mailfleet (default: fresh SQLite)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run (a) with 1, 2 ... this many `mailfleet worker` processes (PostgreSQL)",
+    )
     args = parser.parse_args()
+    if args.workers and not args.database_url:
+        parser.error("--workers needs --database-url (several processes share PostgreSQL)")
     # aiosmtpd warns once per login about its own deprecated attribute.
     warnings.filterwarnings("ignore")
     import logging
 
     logging.getLogger("mail.log").setLevel(logging.ERROR)
 
-    mailfleet_users = _users("a", args.n)
+    worker_counts = list(range(1, args.workers + 1)) or [0]
+    # Fresh users for each run of (a): a mailbox logged in once is not logged in again.
+    mailfleet_users = {count: _users(f"a{count}-", args.n) for count in worker_counts}
     sequential_users = _users("b", args.sample)
     ceiling_users = _users("c", args.n)
-    everyone = dict(mailfleet_users + sequential_users + ceiling_users)
+    everyone = dict(
+        [user for users in mailfleet_users.values() for user in users]
+        + sequential_users
+        + ceiling_users
+    )
     workdir = Path(tempfile.mkdtemp(prefix="mailfleet-bench-"))
     print(
         f"bulk connect bench: n={args.n} rtt={args.rtt_ms:g}ms concurrency={args.concurrency} "
         f"sample={args.sample} cores={os.cpu_count()} database="
-        f"{'postgresql' if args.database_url else 'sqlite'}",
+        f"{'postgresql' if args.database_url else 'sqlite'} workers={args.workers or 'serve'} "
+        f"load={os.getloadavg()[0]:.1f}",
         flush=True,
     )
+    runs: dict[int, MailfleetRun] = {}
     with SmtpServer(everyone) as smtp, DovecotServer(everyone) as dovecot:
         proxies = ProxyProcess([smtp.port, dovecot.port], args.rtt_ms)
         smtp_port, imap_port = proxies.ports
         try:
-            print("(a) mailfleet bulk job ...", flush=True)
-            mailfleet = measure_mailfleet(
-                mailfleet_users,
-                smtp_port,
-                imap_port,
-                concurrency=args.concurrency,
-                database_url=args.database_url,
-                workdir=workdir,
-            )
+            for count in worker_counts:
+                print(f"(a) mailfleet bulk job{_on_workers(count)} ...", flush=True)
+                database_url = args.database_url
+                if count and database_url:
+                    database_url = fresh_database(
+                        database_url, f"mailfleet_bench_{os.getpid()}_{count}"
+                    )
+                runs[count] = measure_mailfleet(
+                    mailfleet_users[count],
+                    smtp_port,
+                    imap_port,
+                    concurrency=args.concurrency,
+                    database_url=database_url,
+                    workdir=workdir / f"run-{count}",
+                    workers=count,
+                )
             print("(b) sequential smtplib + imaplib ...", flush=True)
             sequential_seconds, sequential_ok = measure_sequential(
                 sequential_users, smtp_port, imap_port
@@ -291,50 +378,65 @@ def main() -> None:
             proxies.stop()
     shutil.rmtree(workdir, ignore_errors=True)
 
-    rate_a = args.n / mailfleet.wall_seconds
     rate_b = args.sample / sequential_seconds
     rate_c = args.n / ceiling_seconds
-    polls = sorted(mailfleet.poll_ms)
-    p50 = statistics.median(polls)
-    p95 = polls[min(len(polls) - 1, int(len(polls) * 0.95))]
-    rows: list[tuple[str, str]] = [
-        (
-            "(a) mailfleet bulk job",
-            f"{rate_a:8.1f} mailboxes/s  "
-            f"({mailfleet.connected}/{args.n} connected, {mailfleet.status})",
-        ),
+    rows: list[tuple[str, str]] = []
+    for count, run in runs.items():
+        rate_a = args.n / run.wall_seconds
+        polls = sorted(run.poll_ms)
+        p95 = polls[min(len(polls) - 1, int(len(polls) * 0.95))]
+        on = _on_workers(count)
+        rows += [
+            (
+                f"(a) mailfleet bulk job{on}",
+                f"{rate_a:8.1f} mailboxes/s  ({run.connected}/{args.n} connected, {run.status})",
+            ),
+            (
+                f"    job wall time{on}",
+                f"{run.wall_seconds:8.1f} s "
+                f"(of which accepting the request {run.accept_seconds:.1f} s)",
+            ),
+            (f"    peak RSS{on}", f"{run.peak_rss_mb:8.0f} MB (largest process)"),
+            (
+                f"    CPU per mailbox{on}",
+                f"{run.accept_cpu / args.n * 1000:.2f} ms accepting + "
+                f"{run.verify_cpu / args.n * 1000:.2f} ms verifying (all processes)",
+            ),
+            (
+                f"    GET /v1/jobs/{{id}} while running{on}",
+                f"p50 {statistics.median(polls):.1f} ms, p95 {p95:.1f} ms ({len(polls)} polls)",
+            ),
+        ]
+    first = next(iter(runs.values()))
+    rate_first = args.n / first.wall_seconds
+    rows += [
         (
             "(b) sequential, scaled",
             f"{rate_b:8.1f} mailboxes/s  ({sequential_ok}/{args.sample} ok)",
         ),
         ("(c) bare asyncio ceiling", f"{rate_c:8.1f} mailboxes/s  ({ceiling_ok}/{args.n} ok)"),
-        ("a/b", f"{rate_a / rate_b:8.1f}x"),
-        ("a/c", f"{rate_a / rate_c:8.2f}"),
-        (
-            "job wall time",
-            f"{mailfleet.wall_seconds:8.1f} s "
-            f"(of which accepting the request {mailfleet.accept_seconds:.1f} s)",
-        ),
-        ("server peak RSS", f"{mailfleet.peak_rss_mb:8.0f} MB"),
-        (
-            "CPU per mailbox",
-            f"mailfleet {mailfleet.accept_cpu / args.n * 1000:.2f} ms accepting + "
-            f"{mailfleet.verify_cpu / args.n * 1000:.2f} ms verifying; "
-            f"bare client {ceiling_cpu / args.n * 1000:.2f} ms",
-        ),
-        (
-            "GET /v1/jobs/{id} while running",
-            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms ({len(polls)} polls)",
-        ),
+        ("a/b", f"{rate_first / rate_b:8.1f}x"),
+        ("a/c", f"{rate_first / rate_c:8.2f}"),
+        ("bare client CPU per mailbox", f"{ceiling_cpu / args.n * 1000:8.2f} ms"),
     ]
+    for count, run in runs.items():
+        if count > 1:
+            rows.append(
+                (f"{count} workers / 1 worker", f"{first.wall_seconds / run.wall_seconds:8.2f}x")
+            )
     width = max(len(label) for label, _ in rows)
     print()
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
     if ceiling_failures:
         print(f"bare client failures (not retried): {ceiling_failures}")
-    if mailfleet.counts.get("connected") != args.n:
-        print(f"warning: not every mailbox connected: {mailfleet.counts}")
+    for run in runs.values():
+        if run.counts.get("connected") != args.n:
+            print(f"warning: not every mailbox connected: {run.counts}")
+
+
+def _on_workers(count: int) -> str:
+    return f", {count} worker{'s' if count > 1 else ''}" if count else ""
 
 
 if __name__ == "__main__":

@@ -343,6 +343,7 @@ async def launch(settings: Settings) -> None:
     DBOS.launch()
     specs = queue_specs(settings)
     assert set(specs) == QUEUE_NAMES, "declare every queue in both queue_specs and QUEUE_NAMES"
+    served = served_queues(settings.worker_queues)
     for name, spec in specs.items():
         queue = await DBOS.register_queue_async(
             name,
@@ -354,7 +355,7 @@ async def launch(settings: Settings) -> None:
         )
         # MAILFLEET_WORKER_QUEUES: the queues this process serves (an API-only serve
         # serves none); DBOS's own internal queue is always served.
-        if settings.worker_queues is None or name in settings.worker_queues:
+        if name in served:
             _start_queue_worker(instance, queue, spec.idle_polling_interval_sec, capped=spec.capped)
     _start_wake_link(settings)
     await _apply_sweepers()
@@ -367,6 +368,18 @@ async def launch(settings: Settings) -> None:
     global _launched
     _launched = True
     log.info("job engine launched (mailfleet %s)", __version__)
+
+
+def served_queues(named: list[str] | None) -> frozenset[str]:
+    """The queues a process serves: those MAILFLEET_WORKER_QUEUES names (all when
+    unset). A process serving bulk jobs serves their chunks too, so a setting
+    written before jobs had chunk workflows keeps its jobs running."""
+    if named is None:
+        return QUEUE_NAMES
+    served = set(named)
+    if "bulk_connect" in served:
+        served.add(BULK_CHUNK_QUEUE)
+    return frozenset(served)
 
 
 def _start_queue_worker(

@@ -88,20 +88,26 @@ class SharedHostSlots:
         self._kick = asyncio.Event()
         self._generation = 0
         self._task: asyncio.Task[None] | None = None
+        self._locks: Any = None  # the asyncpg connection holding the slots
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._loop is not loop:
+            self._closing = False
             self._loop = loop
             self._kick = asyncio.Event()
             self._forget()
             self._task = loop.create_task(self._run(), name="host-login-slots")
 
     def close(self) -> None:
-        """Stop (its connection closes, and every slot of this process is free)."""
+        """Stop: the connection closes at once, and with it every slot it held."""
+        self._closing = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self._locks is not None and not self._locks.is_closed():
+            self._locks.terminate()
 
     @contextlib.asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
@@ -161,6 +167,8 @@ class SharedHostSlots:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
+                    if self._closing:
+                        return
                     log.warning("login slots: PostgreSQL connection lost; reopening")
                 self._forget()
                 await asyncio.sleep(1)
@@ -172,6 +180,7 @@ class SharedHostSlots:
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
             locks: Any = raw.driver_connection  # asyncpg's connection
+            self._locks = locks
             while not locks.is_closed():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._kick.wait(), POLL_INTERVAL)
