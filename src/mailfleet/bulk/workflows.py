@@ -1,15 +1,18 @@
 """The bulk connect job: one durable workflow per job, verifying mailboxes in chunks.
 
-A chunk covers a range of rows (MAILFLEET_BULK_CHUNK_SIZE) and is a workflow of its
-own on the chunk queue (`run_bulk_chunk`), so whichever worker dequeues it runs it:
-one job's chunks spread over every worker. Its one step loads the chunk's pending
+A chunk covers a range of rows (MAILFLEET_BULK_CHUNK_SIZE). On PostgreSQL it is a
+workflow of its own on the chunk queue (`run_bulk_chunk`), so whichever worker
+dequeues it runs it: one job's chunks spread over every worker. On SQLite (one
+process) it is a step of the job's workflow, which spares it a workflow's writes.
+Its one step loads the chunk's pending
 items, logs every one in to SMTP and IMAP at once, and records the results in one
 transaction: the checkpoint is per chunk, never per mailbox, which at thousands of
 mailboxes would cost more than the logins.
 
 The job's workflow enqueues its chunks in row order, under ids made of the job id
 and the chunk number, keeping enough unfinished to feed every living worker, and
-waits for them. A worker takes several chunks at once, and starts one while fewer
+waits for them (on SQLite it starts the steps itself, in row order). A worker
+takes several chunks at once, and starts one while fewer
 than twice MAILFLEET_BULK_CONCURRENCY of its mailboxes are busy: a chunk whose last
 mailbox waits out a timeout or a retry does not hold the others back. The logins
 themselves are capped by `LoginLimiter`: per process in total, and per mail host
@@ -26,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
@@ -270,60 +274,77 @@ def chunk_workflow_id(job_id: str, chunk: int) -> str:
 
 
 class _Signals:
-    """Events of this process's event loop: room freed among the busy mailboxes,
-    a chunk workflow ended (made again for a new loop, as tests run several)."""
+    """This process's chunks waiting for room among the busy mailboxes (first come,
+    first woken), and an event for a chunk workflow that ended; bound to the running
+    event loop (made again for a new one, as tests run several)."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.room = asyncio.Event()
+        self.waiting: deque[asyncio.Future[None]] = deque()
         self.chunk_ended = asyncio.Event()
 
     def current(self) -> _Signals:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:
-            self.loop, self.room, self.chunk_ended = loop, asyncio.Event(), asyncio.Event()
+            self.loop, self.waiting, self.chunk_ended = loop, deque(), asyncio.Event()
         return self
 
 
 _signals = _Signals()
 
 
+def _has_room() -> bool:
+    return sum(_busy.values()) < 2 * runtime().settings.bulk_concurrency
+
+
 def _room_freed() -> None:
-    with contextlib.suppress(RuntimeError):
-        _signals.current().room.set()
+    """Wake the next waiting chunk if there is room now: one, not all (a login
+    ending frees room for a mailbox, not for every chunk waiting)."""
+    waiting = _signals.waiting
+    while waiting and _has_room():
+        waiter = waiting.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
 
 
 async def _wait_for_room(key: tuple[str, int], chunk_size: int) -> None:
     """A chunk starts (loads its mailboxes) only while this process has fewer than
     twice MAILFLEET_BULK_CONCURRENCY mailboxes busy: the queue hands a worker more
     chunks than that, so one lingering on a slow mailbox does not hold others back."""
-    target = 2 * runtime().settings.bulk_concurrency
-    while sum(_busy.values()) >= target:
-        room = _signals.current().room
-        room.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(room.wait(), _WINDOW_CHECK)
+    signals = _signals.current()
+    while signals.waiting and signals.waiting[0].done():
+        signals.waiting.popleft()
+    if signals.waiting or not _has_room():
+        while True:
+            waiter = asyncio.get_running_loop().create_future()
+            signals.waiting.append(waiter)
+            # The timeout only guards against a wake-up lost to a cancelled waiter.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, _WINDOW_CHECK * 5)
+            if _has_room():
+                break
     _busy[key] = chunk_size
+    # Room for more than this one: pass it on.
+    _room_freed()
 
 
 @DBOS.step(retries_allowed=True, max_attempts=3, interval_seconds=2.0)
 async def verify_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
-    key = (job_id, chunk)
-    await _wait_for_room(key, chunk_size)
-    try:
-        return await run_chunk(job_id, chunk, chunk_size)
-    finally:
-        _busy.pop(key, None)
-        _room_freed()
+    return await run_chunk(job_id, chunk, chunk_size)
 
 
 @DBOS.workflow()
 async def run_bulk_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
     """One chunk of a bulk job, on the chunk queue: whichever worker dequeues it
     runs it, so one job's chunks spread over every worker."""
+    key = (job_id, chunk)
+    await _wait_for_room(key, chunk_size)
     try:
         return await verify_chunk(job_id, chunk, chunk_size)
     finally:
+        _busy.pop(key, None)
+        _room_freed()
         _signals.current().chunk_ended.set()
 
 
@@ -374,13 +395,45 @@ _CHUNK_FAILED: Final = frozenset({"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_E
 async def _bulk_workers() -> int:
     """Processes alive by their heartbeats (at least this one)."""
     settings = runtime().settings
-    if settings.is_sqlite:
-        return 1
     async with runtime().database.transaction() as session:
         return max(1, await liveness.living_count(session, settings.worker_dead_after))
 
 
-async def _run_chunks(job_id: str, chunks: int, chunk_size: int) -> None:
+async def _run_chunks_here(job_id: str, chunks: int, chunk_size: int) -> None:
+    """The job's chunks as steps of its own workflow, in this process: on SQLite,
+    where there is one process, this spares each chunk a workflow of its own."""
+    settings = runtime().settings
+    target = 2 * settings.bulk_concurrency
+    # Bounds what the chunks hold in memory when many linger on slow mailboxes.
+    max_running = 4 * math.ceil(target / chunk_size)
+    running: dict[asyncio.Future[dict[str, int]], int] = {}
+    next_chunk = 0
+
+    def busy() -> int:
+        return sum(_busy.get((job_id, chunk), chunk_size) for chunk in running.values())
+
+    try:
+        while next_chunk < chunks or running:
+            while next_chunk < chunks and len(running) < max_running and busy() < target:
+                # Chunk k is always the k-th step started, whatever the timing: a
+                # replay after a crash maps each recorded step to the same chunk.
+                started = asyncio.ensure_future(verify_chunk(job_id, next_chunk, chunk_size))
+                running[started] = next_chunk
+                next_chunk += 1
+            done, _ = await asyncio.wait(
+                running, timeout=_WINDOW_CHECK, return_when=asyncio.FIRST_COMPLETED
+            )
+            for finished in done:
+                running.pop(finished)
+                finished.result()
+    finally:
+        for unfinished in running:
+            unfinished.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _run_chunks_on_queue(job_id: str, chunks: int, chunk_size: int) -> None:
     """Enqueue the job's chunks on the chunk queue, in row order, keeping a window
     of unfinished ones (enough to fill every living worker's share,
     `jobs.bulk_chunks_per_worker`), and wait for them all.
@@ -394,7 +447,7 @@ async def _run_chunks(job_id: str, chunks: int, chunk_size: int) -> None:
     next_chunk = 0
     window = 0
     counted_at = -math.inf
-    check_every = 1.0 if settings.is_sqlite else 0.5
+    check_every = 0.5
     loop = asyncio.get_running_loop()
     try:
         while next_chunk < chunks or outstanding:
@@ -445,7 +498,10 @@ async def run_bulk_job(job_id: str) -> str:
     if plan is None:
         return "skipped"
     try:
-        await _run_chunks(job_id, plan["chunks"], plan["chunkSize"])
+        # Branching on the backend is deterministic: a database is never resumed
+        # by a process on the other backend.
+        run_chunks = _run_chunks_here if runtime().settings.is_sqlite else _run_chunks_on_queue
+        await run_chunks(job_id, plan["chunks"], plan["chunkSize"])
     except Exception as exc:
         log.exception("bulk job %s failed", job_id)
         return await fail_bulk_job(
