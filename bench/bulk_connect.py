@@ -248,8 +248,9 @@ def measure_mailfleet(
         MAILFLEET_ALLOW_PRIVATE_NETWORKS="true",
         MAILFLEET_BULK_CONCURRENCY=str(concurrency),
         # Every mailbox of the bench is on one host (127.0.0.1); the per-host cap
-        # would otherwise be what is measured.
-        MAILFLEET_BULK_PER_HOST=str(concurrency),
+        # (on PostgreSQL one for all workers together) would otherwise be what is
+        # measured.
+        MAILFLEET_BULK_PER_HOST=str(concurrency * max(1, workers)),
         MAILFLEET_BULK_MAX_ITEMS=str(max(len(users), 10_000)),
         MAILFLEET_BULK_MAX_UPLOAD_BYTES=str(256 * 1024 * 1024),
         MAILFLEET_WORKER_ID="bench",
