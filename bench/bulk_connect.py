@@ -339,6 +339,9 @@ def main() -> None:
         + ceiling_users
     )
     workdir = Path(tempfile.mkdtemp(prefix="mailfleet-bench-"))
+    # Other work on the machine moves every figure; the 1-minute load average says
+    # how busy it was.
+    load_before = os.getloadavg()[0]
     print(
         f"bulk connect bench: n={args.n} rtt={args.rtt_ms:g}ms concurrency={args.concurrency} "
         f"sample={args.sample} cores={os.cpu_count()} database="
@@ -378,6 +381,7 @@ def main() -> None:
         finally:
             proxies.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+    load_after = os.getloadavg()[0]
 
     rate_b = args.sample / sequential_seconds
     rate_c = args.n / ceiling_seconds
@@ -419,6 +423,7 @@ def main() -> None:
         ("a/b", f"{rate_first / rate_b:8.1f}x"),
         ("a/c", f"{rate_first / rate_c:8.2f}"),
         ("bare client CPU per mailbox", f"{ceiling_cpu / args.n * 1000:8.2f} ms"),
+        ("load average (1 min)", f"{load_before:8.1f} at start, {load_after:.1f} at end"),
     ]
     for count, run in runs.items():
         if count > 1:
