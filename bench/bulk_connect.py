@@ -190,6 +190,7 @@ class MailfleetRun:
     verify_cpu: float = 0.0
     poll_ms: list[float] = field(default_factory=list)
     status: str = ""
+    chunks_by_worker: dict[str, int] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -228,6 +229,21 @@ def fresh_database(server_url: str, name: str) -> str:
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _chunks_by_worker(database_url: str, job_id: str) -> dict[str, int]:
+    """How many of the job's chunk workflows each worker ran, per DBOS's table."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False)) as connection:
+        rows = connection.execute(
+            "SELECT executor_id, count(*) FROM dbos.workflow_status "
+            "WHERE workflow_uuid LIKE %s GROUP BY executor_id ORDER BY executor_id",
+            (f"bulk-job-{job_id}-chunk-%",),
+        ).fetchall()
+    return {str(executor): int(count) for executor, count in rows}
 
 
 def measure_mailfleet(
@@ -297,6 +313,8 @@ def measure_mailfleet(
         run.counts = job["counts"]
         run.connected = job["counts"]["connected"]
         run.peak_rss_mb = max(peak_rss_mb(pid) for pid in pids)
+    if workers and database_url:
+        run.chunks_by_worker = _chunks_by_worker(database_url, job_id)
     return run
 
 
@@ -402,6 +420,10 @@ def main() -> None:
                 f"(of which accepting the request {run.accept_seconds:.1f} s)",
             ),
             (f"    peak RSS{on}", f"{run.peak_rss_mb:8.0f} MB (largest process)"),
+            (
+                f"    chunks run per worker{on}",
+                ", ".join(f"{name} {count}" for name, count in run.chunks_by_worker.items()) or "-",
+            ),
             (
                 f"    CPU per mailbox{on}",
                 f"{run.accept_cpu / args.n * 1000:.2f} ms accepting + "
