@@ -29,7 +29,7 @@ from mailfleet.accounts import service as accounts
 from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.kit.crypto import Keyring
-from mailfleet.kit.errors import Forbidden, NotFound, Unauthorized
+from mailfleet.kit.errors import Forbidden, MailfleetError, NotFound, Unauthorized
 from mailfleet.mail.discovery import Discoverer
 from mailfleet.models import ApiKey, User, Workspace
 from mailfleet.workspaces import service as workspaces
@@ -50,10 +50,16 @@ def get_keyring(request: Request) -> Keyring:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request, committed after the endpoint returns."""
+    """One transaction per request, committed after the endpoint returns (or raises
+    an error that keeps its writes); rolled back on any other error."""
     database: Database = request.app.state.database
     async with database.transaction() as session:
-        yield session
+        try:
+            yield session
+        except MailfleetError as exc:
+            if exc.keeps_writes:
+                await session.commit()
+            raise
 
 
 def get_discoverer(request: Request) -> Discoverer:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from mailfleet.billing import ledger
 from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.dns.resolver import make_resolver
@@ -492,3 +493,39 @@ async def test_concurrent_purchases_of_a_name_charge_once(
     assert len(porkbun.posts("/domain/create/")) == 1
     assert await order_count(database) == 1
     assert await assert_ledger_consistent(client, owner, database) == 5000 - 968
+
+
+async def test_payment_link_for_an_order_the_wallet_covers_now_charges_it(
+    client: httpx.AsyncClient,
+    porkbun: FakePorkbun,
+    fake_stripe: FakeStripe,
+    owner: Account,
+    database: Database,
+) -> None:
+    """Money that came in without charging the waiting order (its credit listener
+    failed, say): the payment link charges the order instead, answers 409 saying
+    so, and the charge stands although the answer is an error."""
+    response = await buy(client, owner, ["coveredbrand.com"], dnsProvider="manual")
+    created = response.json()["data"]
+    assert created["status"] == "pending_payment"
+    async with database.transaction() as session:
+        account = await ledger.lock_account(session, owner.workspace_id, "usd")
+        await ledger.post_entry(
+            session,
+            account,
+            amount=5_000,
+            kind="credit",
+            description="credit whose listener did not run",
+            key="test-credit-without-listener",
+        )
+
+    link = await client.get(
+        "/v1/domains/payment-link", params={"orderId": created["id"]}, headers=owner.headers
+    )
+    assert link.status_code == 409, link.text
+    assert link.json()["error"]["orderStatus"] != "pending_payment"
+    assert fake_stripe.posts("/v1/checkout/sessions") == []
+    order = await settled(client, owner, created["id"])
+    assert order["charged"] is True
+    assert len(porkbun.posts("/domain/create/")) == 1
+    assert await assert_ledger_consistent(client, owner, database) == 5_000 - 968

@@ -84,6 +84,13 @@ class RegistrarFailed(MailfleetError):
     code = "REGISTRAR_ERROR"
 
 
+class PaidFromWallet(Conflict):
+    """Asked for a payment link, the order was covered by the wallet meanwhile and
+    is charged now: a 409 that says so, with the charge kept."""
+
+    keeps_writes = True
+
+
 class OrderRepository(Repository[DomainOrder], model=DomainOrder, noun="Order"): ...
 
 
@@ -650,7 +657,9 @@ async def payment_link(
     if missing <= 0:
         # Covered already (money came in since): charge it now instead.
         await charge_order(session, settings, order, await order_items(session, order.id))
-        raise Conflict(f"Order {order.id} is paid from the wallet now", orderStatus=order.status)
+        raise PaidFromWallet(
+            f"Order {order.id} is paid from the wallet now", orderStatus=order.status
+        )
     topup = TopUpIn.model_validate(
         {
             "amount": missing,

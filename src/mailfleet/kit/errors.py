@@ -12,6 +12,9 @@ from typing import Any, ClassVar
 class MailfleetError(Exception):
     status_code: ClassVar[int] = 400
     code: ClassVar[str] = "BAD_REQUEST"
+    # An error that reports what the request did rather than what it refused:
+    # the request's writes are committed before the error is answered.
+    keeps_writes: ClassVar[bool] = False
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
