@@ -37,6 +37,7 @@ from mailfleet.console.context import (
     handle_login_required,
     redirect,
     render,
+    undo,
 )
 from mailfleet.console.domains import router as domains_router
 from mailfleet.console.exports import router as exports_router
@@ -307,6 +308,7 @@ async def add_mailbox(
     try:
         mailbox = await mailboxes.create_mailbox(session, keyring, ctx.workspace_id, body)
     except MailfleetError as exc:
+        await undo(session, ctx)
         return render(
             request,
             "mailbox_new.html",
@@ -438,6 +440,7 @@ async def start_import(
             field="file",
         )
     except MailfleetError as exc:
+        await undo(session, ctx)
         return render(
             request, "import_new.html", ctx, status_code=exc.status_code, error=exc.message
         )
@@ -529,6 +532,7 @@ async def add_member(request: Request, ctx: ContextDep, session: SessionDep) -> 
             session, ctx.workspace, ctx.role, email=form_text(form, "email"), role=role
         )
     except MailfleetError as exc:
+        await undo(session, ctx)
         return redirect(request, "/settings", exc.message, "error")
     return redirect(request, "/settings", f"{user.email} added as {role}")
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render
+from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render, undo
 from mailfleet.console.forms import form_text, validation_message
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
 from mailfleet.kit.errors import MailfleetError
@@ -67,6 +67,7 @@ async def add_webhook(
         message = validation_message(exc, {"url": "URL", "event_types": "Events"})
         return redirect(request, "/webhooks", message, "error")
     except MailfleetError as exc:
+        await undo(session, ctx)
         return redirect(request, "/webhooks", exc.message, "error")
     # The signing secret is shown on this answer only: never in a redirect or a cookie.
     return await _page(request, ctx, session, new_secret=secret, new_url=endpoint.url)
@@ -104,5 +105,6 @@ async def webhook_action(
             await webhooks.delete_endpoint(session, endpoint)
             return redirect(request, "/webhooks", f"Webhook {endpoint.url} deleted")
     except MailfleetError as exc:
+        await undo(session, ctx)
         return redirect(request, back, exc.message, "error")
     return redirect(request, back, f"No action {action!r}", "error")
