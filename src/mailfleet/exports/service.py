@@ -45,6 +45,7 @@ from mailfleet.kit.ids import new_id
 from mailfleet.kit.netguard import NetguardError, guard_url
 from mailfleet.kit.pagination import Page
 from mailfleet.mailboxes.repository import MailboxFilters, MailboxRepository
+from mailfleet.mailboxes.service import LOGIN_COLUMNS
 from mailfleet.models import (
     EXPORT_STATUSES,
     ConnectInboxRecord,
@@ -509,16 +510,7 @@ _CSV_COLUMNS: Final = (
     Mailbox.provider,
     Mailbox.daily_send_limit,
     Mailbox.signature,
-    Mailbox.smtp_host,
-    Mailbox.smtp_port,
-    Mailbox.smtp_secure,
-    Mailbox.smtp_username,
-    Mailbox.smtp_password_enc,
-    Mailbox.imap_host,
-    Mailbox.imap_port,
-    Mailbox.imap_secure,
-    Mailbox.imap_username,
-    Mailbox.imap_password_enc,
+    *LOGIN_COLUMNS,
 )
 
 
