@@ -18,10 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
 from mailfleet.billing import invoices, plans, subscriptions, wallet
-from mailfleet.billing.ledger import PaymentProviderFailed
 from mailfleet.billing.money import format_amount
-from mailfleet.billing.payments import provider_for
-from mailfleet.billing.payments.base import PaymentProviderError
 from mailfleet.billing.payments.stripe import StripeProvider
 from mailfleet.billing.schemas import (
     AutoRechargeIn,
@@ -473,10 +470,7 @@ async def add_balance(
     received, credited at once. Honours Idempotency-Key."""
 
     async def run() -> tuple[int, Envelope[Any]]:
-        try:
-            provider = provider_for(settings)
-        except PaymentProviderError as exc:
-            raise PaymentProviderFailed(exc.message) from None
+        provider = wallet.payment_provider(settings)
         payment = await wallet.start_topup(
             session, settings, provider, ctx.workspace, ctx.user, body
         )

@@ -25,6 +25,7 @@ from mailfleet.billing.payments import (
     OffSessionCharge,
     PaymentProvider,
     PaymentProviderError,
+    provider_for,
 )
 from mailfleet.billing.repository import PaymentRepository, WalletEntryRepository
 from mailfleet.billing.schemas import AutoRechargeIn, TopUpIn
@@ -50,6 +51,15 @@ log = logging.getLogger(__name__)
 class WalletSummary:
     account: BillingAccount
     balance: int
+
+
+def payment_provider(settings: Settings) -> PaymentProvider:
+    """The configured payment provider; one that cannot be set up (Stripe without
+    its key, say) is a PaymentProviderFailed, as its calls' failures are."""
+    try:
+        return provider_for(settings)
+    except PaymentProviderError as exc:
+        raise PaymentProviderFailed(exc.message) from None
 
 
 async def summary(session: AsyncSession, settings: Settings, workspace_id: str) -> WalletSummary:

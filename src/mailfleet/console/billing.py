@@ -12,10 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from mailfleet.billing import invoices, plans, subscriptions, wallet
-from mailfleet.billing.ledger import PaymentProviderFailed
 from mailfleet.billing.money import format_amount, minor_unit_digits
-from mailfleet.billing.payments import provider_for
-from mailfleet.billing.payments.base import PaymentProviderError
 from mailfleet.billing.schemas import SubscriptionCreate, SubscriptionUpdate, TopUpIn
 from mailfleet.console.context import (
     ConsoleError,
@@ -140,10 +137,7 @@ async def top_up(
                 "cancelUrl": back,
             }
         )
-        try:
-            provider = provider_for(settings)
-        except PaymentProviderError as exc:
-            raise PaymentProviderFailed(exc.message) from None
+        provider = wallet.payment_provider(settings)
         payment = await wallet.start_topup(
             session, settings, provider, ctx.workspace, ctx.user, data
         )

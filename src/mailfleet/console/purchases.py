@@ -13,9 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from mailfleet.billing.ledger import PaymentProviderFailed
+from mailfleet.billing import wallet
 from mailfleet.billing.money import format_amount
-from mailfleet.billing.payments import PaymentProviderError, provider_for
 from mailfleet.console.context import ConsoleError, ConsoleRoute, ContextDep, redirect, render
 from mailfleet.console.forms import form_text, validation_message
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
@@ -259,10 +258,7 @@ async def pay_order(
     back = f"/domains/orders/{order_id}"
     here = str(request.base_url).rstrip("/") + back
     try:
-        try:
-            provider = provider_for(settings)
-        except PaymentProviderError as exc:
-            raise PaymentProviderFailed(exc.message) from None
+        provider = wallet.payment_provider(settings)
         _, payment = await purchases.payment_link(
             session, settings, provider, ctx.workspace, ctx.user, order_id, here, here
         )

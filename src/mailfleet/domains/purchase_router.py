@@ -11,8 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import HttpUrl
 
-from mailfleet.billing.ledger import PaymentProviderFailed
-from mailfleet.billing.payments import PaymentProviderError, provider_for
+from mailfleet.billing import wallet
 from mailfleet.deps import (
     KeyringDep,
     SessionDep,
@@ -209,10 +208,7 @@ async def domain_payment_link(
 ) -> Envelope[PaymentLinkOut]:
     """A Stripe Checkout link for what the wallet lacks to pay a waiting order (the
     same link while it is open). Once paid, the order is charged and goes on."""
-    try:
-        provider = provider_for(settings)
-    except PaymentProviderError as exc:
-        raise PaymentProviderFailed(exc.message) from None
+    provider = wallet.payment_provider(settings)
     order, payment = await purchases.payment_link(
         session,
         settings,
