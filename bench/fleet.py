@@ -394,8 +394,10 @@ async def _measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--n", type=int, default=100_000, help="mailboxes in the workspace")
+    parser.add_argument(
+        "--requests", type=int, default=200, help="requests per query, for p50 and p99"
+    )
     parser.add_argument(
         "--databases", default="sqlite,postgresql", help="sqlite, postgresql or both (a,b)"
     )
