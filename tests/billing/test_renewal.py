@@ -30,10 +30,14 @@ from tests.billing.conftest import (
 )
 from tests.billing.fake_stripe import FakeStripe
 from tests.conftest import Account
+from tests.jobs.ticks import clear_of_sweeper_ticks
 
 
 async def make_due(database: Database, subscription_id: str, ago: timedelta) -> None:
-    """Move the subscription's period so that it ended `ago` (time travel by data)."""
+    """Move the subscription's period so that it ended `ago` (time travel by data),
+    at a moment when the scheduled sweeper will not renew it before the test's own
+    sweep does."""
+    await clear_of_sweeper_ticks(window=5.0)
     async with database.transaction() as session:
         subscription = await session.get(Subscription, subscription_id)
         assert subscription is not None

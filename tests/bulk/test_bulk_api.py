@@ -19,6 +19,7 @@ from mailfleet.kit.crypto import Keyring
 from mailfleet.models import BulkJobItem, ConnectionTest, Mailbox
 from tests.bulk.conftest import item, make_users, report_rows, wait_for_job
 from tests.conftest import Account, make_account
+from tests.jobs.ticks import clear_of_sweeper_ticks
 from tests.servers.dovecot import DovecotServer
 from tests.servers.http_receiver import HttpReceiver
 from tests.servers.smtp import SmtpServer
@@ -288,6 +289,7 @@ async def test_lost_enqueue_is_picked_up_by_the_sweeper(
 ) -> None:
     ((email, password),) = make_users(smtp_plain, dovecot, 1)
     rows = [parse_item(1, item(email, password, smtp_plain, dovecot))]
+    await clear_of_sweeper_ticks()
     async with database.transaction() as session:
         job, created = await bulk_service.accept_job(
             session,

@@ -16,6 +16,7 @@ from mailfleet.models import PlatformAccount
 from tests.conftest import Account
 from tests.exports.conftest import API_KEY, add_account, make_mailboxes, wait_for_export
 from tests.exports.fakes import FakePlatform, Reply
+from tests.jobs.ticks import clear_of_sweeper_ticks
 
 
 async def test_an_export_whose_enqueue_was_lost_is_swept_up(
@@ -30,6 +31,7 @@ async def test_an_export_whose_enqueue_was_lost_is_swept_up(
     await make_mailboxes(database, keyring, owner.workspace_id, 2)
     # Committed outside Database.transaction: its after-commit enqueue never runs,
     # as when the process dies right after the commit.
+    await clear_of_sweeper_ticks()
     async with database.sessionmaker() as session:
         history, created = await service.push_export(
             session,

@@ -12,6 +12,7 @@ from mailfleet.mailboxes import service
 from mailfleet.mailboxes.schemas import MailboxCreate
 from mailfleet.mailboxes.workflows import requeue_pending_tests
 from tests.conftest import Account, HeldMailbox, make_account
+from tests.jobs.ticks import clear_of_sweeper_ticks
 from tests.mailboxes.test_mailboxes_api import mailbox_body, new_user, wait_for_test
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
@@ -196,6 +197,7 @@ async def test_sweeper_enqueues_a_test_whose_enqueue_was_lost(
     """A crash between the commit and the enqueue leaves a pending test; the sweeper runs it."""
     email, password = new_user(smtp_plain, dovecot)
     body = MailboxCreate.model_validate(mailbox_body(email, password, smtp_plain, dovecot))
+    await clear_of_sweeper_ticks()
     async with database.transaction() as session:
         mailbox = await service.create_mailbox(session, keyring, owner.workspace_id, body)
         session.info.clear()  # the process "dies" before its after-commit enqueue

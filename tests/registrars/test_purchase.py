@@ -24,6 +24,7 @@ from tests.billing.conftest import WEBHOOK_SECRET, assert_ledger_consistent, gra
 from tests.billing.fake_stripe import FakeStripe, event, sign
 from tests.conftest import Account
 from tests.domains.fake_cloudflare import FakeCloudflare
+from tests.jobs.ticks import clear_of_sweeper_ticks
 from tests.registrars.conftest import NAMESERVERS, buy, settled
 from tests.registrars.fakes import (
     NAMECHEAP_IP,
@@ -430,6 +431,7 @@ async def test_sweeper_settles_a_name_left_registering(
     """An order whose workflow never ran (its enqueue lost to a crash) with a name a
     create may have reached: the sweeper starts it, and the name is found ours at
     the registrar rather than bought again."""
+    await clear_of_sweeper_ticks()
     async with database.transaction() as session:
         order = DomainOrder(
             workspace_id=owner.workspace_id,

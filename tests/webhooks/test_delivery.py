@@ -17,6 +17,7 @@ from mailfleet.models import WebhookDelivery, WebhookEvent
 from mailfleet.webhooks import service
 from mailfleet.webhooks.service import emit
 from tests.conftest import Account
+from tests.jobs.ticks import clear_of_sweeper_ticks
 from tests.servers.dnsserver import LocalDnsServer
 from tests.servers.http_receiver import HttpReceiver, Reply
 from tests.servers.tls import LoopbackTLS
@@ -356,6 +357,7 @@ async def test_sweeper_enqueues_a_delivery_whose_enqueue_was_lost(
 
     webhook = await register(client, owner, receiver.url())
     receiver.secret = webhook["secret"]
+    await clear_of_sweeper_ticks()
     async with database.sessionmaker() as session:
         await emit(session, owner.workspace_id, "mailbox.deleted", {"mailboxId": "m1"})
         # Commit by hand: Database.transaction would run the after-commit enqueue.
