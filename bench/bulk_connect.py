@@ -255,6 +255,7 @@ def measure_mailfleet(
     database_url: str | None,
     workdir: Path,
     workers: int = 0,
+    login_process: bool = True,
 ) -> MailfleetRun:
     """With `workers`, the serve answers the API only and that many workers run
     the job; without, the one serve does everything."""
@@ -270,6 +271,7 @@ def measure_mailfleet(
         MAILFLEET_BULK_MAX_ITEMS=str(max(len(users), 10_000)),
         MAILFLEET_BULK_MAX_UPLOAD_BYTES=str(256 * 1024 * 1024),
         MAILFLEET_WORKER_ID="bench",
+        MAILFLEET_BULK_LOGIN_PROCESS=str(login_process).lower(),
     )
     run = MailfleetRun()
     items = [
@@ -337,6 +339,13 @@ def main() -> None:
         default=0,
         help="run (a) with 1, 2 ... this many `mailfleet worker` processes (PostgreSQL)",
     )
+    parser.add_argument(
+        "--login-process",
+        choices=("on", "off"),
+        default="on",
+        help="MAILFLEET_BULK_LOGIN_PROCESS for (a): logins in a child process, or on the\n"
+        "server's own event loop",
+    )
     args = parser.parse_args()
     if args.workers and not args.database_url:
         parser.error("--workers needs --database-url (several processes share PostgreSQL)")
@@ -387,6 +396,7 @@ def main() -> None:
                     database_url=database_url,
                     workdir=workdir / f"run-{count}",
                     workers=count,
+                    login_process=args.login_process == "on",
                 )
             print("(b) sequential smtplib + imaplib ...", flush=True)
             sequential_seconds, sequential_ok = measure_sequential(
@@ -419,7 +429,7 @@ def main() -> None:
                 f"{run.wall_seconds:8.1f} s "
                 f"(of which accepting the request {run.accept_seconds:.1f} s)",
             ),
-            (f"    peak RSS{on}", f"{run.peak_rss_mb:8.0f} MB (largest process)"),
+            (f"    peak RSS{on}", f"{run.peak_rss_mb:8.0f} MB (largest process with its children)"),
             (
                 f"    chunks run per worker{on}",
                 ", ".join(f"{name} {count}" for name, count in run.chunks_by_worker.items()) or "-",

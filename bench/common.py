@@ -19,18 +19,42 @@ from tests.servers.common import unused_tcp_port
 MAILFLEET = [sys.executable, "-m", "mailfleet.cli"]
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children(pid: int) -> list[int]:
+    """The living child processes of `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system time of every thread of the process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system time of every thread of the process and of its descendants (a
+    server's bulk login process): living ones' own, ended ones' as the kernel adds
+    them to their waiting parent. In seconds."""
+    fields = _stat(pid)
+    ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    own = ticks / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) for child in children(pid))
 
 
 def peak_rss_mb(pid: int) -> float:
-    """VmHWM: the resident set's high-water mark, kept by the kernel."""
+    """VmHWM, the resident set's high-water mark kept by the kernel, of the process
+    plus each living descendant's: an upper bound of what they held at once."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+            total = int(line.split()[1]) / 1024
+    return total + sum(peak_rss_mb(child) for child in children(pid))
 
 
 def mailfleet_env(database_url: str | None, **settings: str) -> dict[str, str]:

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     bulk_chunk_size: int = Field(default=25, ge=1, le=1000)
     bulk_max_attempts: int = Field(default=3, ge=1, le=10)
     bulk_retry_delay: float = Field(default=2.0, ge=0)
+    # Bulk logins run in a child process (mail.login_process), off the event loop
+    # that answers requests; off, they run in this process as single tests do.
+    bulk_login_process: bool = True
     # Hosted mail (`mailfleet mailserver`): the host name published as MX target and
     # given to clients as their SMTP/IMAP host (default: this machine's FQDN); its TLS
     # certificate and key (outside production a self-signed pair is generated into the

@@ -55,6 +55,7 @@ async def start(settings: Settings, *, launch_jobs: bool) -> Runtime:
 
 async def stop(current: Runtime, *, jobs_launched: bool) -> None:
     from mailfleet import jobs
+    from mailfleet.mail import login_process
 
     if jobs_launched:
         # First let the sweeps and pollers end, while the database is still open: a
@@ -62,5 +63,6 @@ async def stop(current: Runtime, *, jobs_launched: bool) -> None:
         # connection that will never answer, holding up the process's exit.
         await jobs.stop_background_tasks()
         jobs.shutdown()
+        await login_process.close_shared()
     set_runtime(None)
     await current.database.dispose()

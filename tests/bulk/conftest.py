@@ -43,6 +43,23 @@ def item(
     return body
 
 
+def items_through(
+    users: list[tuple[str, str]],
+    smtp: SmtpServer,
+    dovecot: DovecotServer,
+    smtp_port: int,
+    imap_port: int,
+) -> list[dict[str, Any]]:
+    """`item` for each user, reaching the servers through other ports (a latency proxy)."""
+    items = []
+    for email, password in users:
+        body = item(email, password, smtp, dovecot)
+        body["smtp"]["port"] = smtp_port
+        body["imap"]["port"] = imap_port
+        items.append(body)
+    return items
+
+
 async def wait_for_job(
     client: httpx.AsyncClient, account: Account, job_id: str, within: float = 60
 ) -> dict[str, Any]:

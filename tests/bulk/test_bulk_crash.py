@@ -17,7 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.bulk.conftest import item, make_users
+from tests.bulk.conftest import items_through, make_users
 from tests.bulk.latency_proxy import latency_proxy_in_thread
 from tests.conftest import BACKEND
 from tests.servers.common import unused_tcp_port
@@ -141,12 +141,7 @@ def _bulk_job_survives_sigkill(
         latency_proxy_in_thread(smtp_plain.port, rtt_ms=200) as smtp_proxy,
         latency_proxy_in_thread(dovecot.port, rtt_ms=200) as imap_proxy,
     ):
-        items = []
-        for email, password in users:
-            body = item(email, password, smtp_plain, dovecot)
-            body["smtp"]["port"] = smtp_proxy.port
-            body["imap"]["port"] = imap_proxy.port
-            items.append(body)
+        items = items_through(users, smtp_plain, dovecot, smtp_proxy.port, imap_proxy.port)
         try:
             server.start()
             accepted = httpx.post(

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.models import BulkJobItem
-from tests.bulk.conftest import item, make_users, report_rows, wait_for_job
+from tests.bulk.conftest import item, items_through, make_users, report_rows, wait_for_job
 from tests.bulk.latency_proxy import LatencyProxy
 from tests.conftest import Account
 from tests.servers.blackhole import BlackholeServer
@@ -108,12 +108,7 @@ async def test_logins_per_host_are_capped(
         LatencyProxy(smtp_plain.port, rtt_ms=40) as smtp_proxy,
         LatencyProxy(dovecot.port, rtt_ms=40) as imap_proxy,
     ):
-        items = []
-        for email, password in users:
-            body = item(email, password, smtp_plain, dovecot)
-            body["smtp"]["port"] = smtp_proxy.port
-            body["imap"]["port"] = imap_proxy.port
-            items.append(body)
+        items = items_through(users, smtp_plain, dovecot, smtp_proxy.port, imap_proxy.port)
         response = await client.post("/v1/mailboxes/bulk", json=items, headers=owner.headers)
         job = await wait_for_job(client, owner, response.json()["data"]["id"])
     assert job["counts"]["connected"] == 20

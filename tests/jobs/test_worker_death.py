@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from mailfleet.bulk.service import job_workflow_id
 from mailfleet.bulk.workflows import chunk_workflow_id
-from tests.bulk.conftest import item, make_users
+from tests.bulk.conftest import items_through, make_users
 from tests.bulk.latency_proxy import latency_proxy_in_thread
 from tests.bulk.test_bulk_crash import Server, _bootstrap, _job
 from tests.conftest import BACKEND
@@ -126,12 +126,7 @@ def _a_dead_worker_s_bulk_job_finishes_on_another(
         latency_proxy_in_thread(smtp_plain.port, rtt_ms=200) as smtp_proxy,
         latency_proxy_in_thread(dovecot.port, rtt_ms=200) as imap_proxy,
     ):
-        items = []
-        for email, password in users:
-            body = item(email, password, smtp_plain, dovecot)
-            body["smtp"]["port"] = smtp_proxy.port
-            body["imap"]["port"] = imap_proxy.port
-            items.append(body)
+        items = items_through(users, smtp_plain, dovecot, smtp_proxy.port, imap_proxy.port)
         try:
             api.start()
             workers = [Worker(tmp_path, env, f"worker-{n}") for n in (1, 2)]

@@ -31,7 +31,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Final
+from typing import Final, cast
 
 from dbos import DBOS
 from tenacity import (
@@ -48,7 +48,8 @@ from mailfleet.bulk.host_slots import SharedHostSlots
 from mailfleet.bulk.service import ChunkItem, ItemResult
 from mailfleet.config import Settings
 from mailfleet.db import Database
-from mailfleet.mailboxes.service import LoginOutcome
+from mailfleet.mail.login_process import shared as shared_login_process
+from mailfleet.mailboxes.service import LoginOutcome, probe_options
 from mailfleet.mailboxes.service import probe_credentials as probe_logins
 from mailfleet.models import BulkJobStatus
 from mailfleet.runtime import runtime
@@ -175,7 +176,11 @@ async def _attempt(
         if item.credentials is None:
             return {"missing": True}
         async with limiter.slot(item.hosts):
-            return await probe_logins(item.credentials, settings)
+            if not settings.bulk_login_process:
+                return await probe_logins(item.credentials, settings)
+            login_process = shared_login_process(probe_options(settings))
+            outcome = await login_process.probe(item.credentials.smtp, item.credentials.imap)
+            return cast(LoginOutcome, outcome)
     finally:
         key = (job_id, chunk)
         if key in _busy:

@@ -43,6 +43,7 @@ __all__ = [
     "ImapSettings",
     "ListEntry",
     "ProbeCode",
+    "ProbeOptions",
     "ProbeProtocol",
     "ProbeResult",
     "Security",
@@ -51,6 +52,7 @@ __all__ = [
     "list_entries",
     "parse_list_response",
     "probe_imap",
+    "probe_logins",
     "probe_smtp",
     "security_for",
 ]
@@ -919,3 +921,31 @@ async def probe_imap(
         nameservers=nameservers,
     )
     return await probe.run()
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOptions:
+    """How probes connect, from the settings: plain data, so that the bulk login
+    process (`mail.login_process`) can be handed it as JSON."""
+
+    timeout: float = 15.0
+    ca_file: str | None = None
+    allow_private: bool = False
+    nameservers: tuple[str, ...] = ()
+
+
+async def probe_logins(
+    smtp: SmtpSettings, imap: ImapSettings, options: ProbeOptions
+) -> dict[str, dict[str, Any]]:
+    """SMTP and IMAP logins at once: `{"smtp": result, "imap": result}` as dicts,
+    no secrets."""
+    keywords: dict[str, Any] = {
+        "timeout": options.timeout,
+        "tls_context": client_context(options.ca_file),
+        "allow_private": options.allow_private,
+        "nameservers": options.nameservers or None,
+    }
+    smtp_result, imap_result = await asyncio.gather(
+        probe_smtp(smtp, **keywords), probe_imap(imap, **keywords)
+    )
+    return {"smtp": smtp_result.to_dict(), "imap": imap_result.to_dict()}

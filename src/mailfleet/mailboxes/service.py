@@ -6,12 +6,11 @@ decrypted only inside the verification step.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, cast
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,8 +26,13 @@ from mailfleet.kit.errors import Conflict, Forbidden, NotFound
 from mailfleet.kit.ids import new_id
 from mailfleet.kit.pagination import Keyset, Page
 from mailfleet.kit.sql import insert_ignoring_conflict
-from mailfleet.kit.tls import client_context
-from mailfleet.mail.probes import ImapSettings, SmtpSettings, probe_imap, probe_smtp, security_for
+from mailfleet.mail.probes import (
+    ImapSettings,
+    ProbeOptions,
+    SmtpSettings,
+    probe_logins,
+    security_for,
+)
 from mailfleet.mailboxes.repository import (
     MailboxFilters as MailboxFilters,
 )
@@ -373,18 +377,19 @@ class LoginOutcome(TypedDict, total=False):
     missing: bool
 
 
+def probe_options(settings: Settings) -> ProbeOptions:
+    return ProbeOptions(
+        timeout=settings.mail_timeout,
+        ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
+        allow_private=settings.allow_private_networks,
+        nameservers=tuple(settings.dns_nameservers),
+    )
+
+
 async def probe_credentials(credentials: MailboxCredentials, settings: Settings) -> LoginOutcome:
     """SMTP and IMAP logins at once: `{"smtp": result, "imap": result}` as dicts, no secrets."""
-    options: dict[str, Any] = {
-        "timeout": settings.mail_timeout,
-        "tls_context": client_context(settings.tls_ca_file),
-        "allow_private": settings.allow_private_networks,
-        "nameservers": settings.dns_nameservers or None,
-    }
-    smtp_result, imap_result = await asyncio.gather(
-        probe_smtp(credentials.smtp, **options), probe_imap(credentials.imap, **options)
-    )
-    return {"smtp": smtp_result.to_dict(), "imap": imap_result.to_dict()}
+    outcome = await probe_logins(credentials.smtp, credentials.imap, probe_options(settings))
+    return cast(LoginOutcome, outcome)
 
 
 def first_failure(outcome: LoginOutcome) -> dict[str, Any] | None:
