@@ -56,7 +56,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
 
 from bench import common  # noqa: E402
@@ -64,8 +64,9 @@ from bench.common import mailfleet_env, mailfleet_serve, peak_rss_mb  # noqa: E4
 from mailfleet.db import create_engine_for  # noqa: E402
 from mailfleet.kit.crypto import Keyring, parse_secret_keys  # noqa: E402
 from mailfleet.kit.pagination import Keyset, Page  # noqa: E402
+from mailfleet.mailboxes import service as mailboxes_service  # noqa: E402
 from mailfleet.mailboxes.repository import MailboxFilters, MailboxRepository  # noqa: E402
-from mailfleet.models import ConnectionTest, Mailbox  # noqa: E402
+from mailfleet.models import Mailbox  # noqa: E402
 from tests.scale.fleet_data import Fleet, load_fleet  # noqa: E402
 from tests.servers.postgres import PostgresServer  # noqa: E402
 
@@ -203,18 +204,9 @@ class Direct:
 
     def status_counts(self) -> Callable[[Any], Awaitable[Any]]:
         async def run(session: Any) -> Any:
-            rows = await session.execute(
-                select(Mailbox.status, func.count())
-                .where(Mailbox.workspace_id == self.workspace_id)
-                .group_by(Mailbox.status)
-            )
-            pending = await session.scalar(
-                select(func.count()).where(
-                    ConnectionTest.workspace_id == self.workspace_id,
-                    ConnectionTest.status == "pending",
-                )
-            )
-            return list(rows), pending
+            # The service's own reads: the maintained counts (mailbox_counts) and the
+            # pending tests' count.
+            return await mailboxes_service.status_counts(session, self.workspace_id)
 
         return run
 

@@ -790,13 +790,7 @@ async def pending_test_ids(session: AsyncSession, limit: int = 1000) -> list[tup
 
 async def status_counts(session: AsyncSession, workspace_id: str) -> dict[str, int]:
     counts: dict[str, Any] = {"inactive": 0, "active": 0, "paused": 0, "error": 0}
-    rows = await session.execute(
-        select(Mailbox.status, func.count())
-        .where(Mailbox.workspace_id == workspace_id)
-        .group_by(Mailbox.status)
-    )
-    for status, count in rows:
-        counts[status] = count
+    counts.update(await MailboxRepository(session).counts_by_status(workspace_id))
     counts["total"] = sum(counts.values())
     counts["pending_tests"] = (
         await session.scalar(
