@@ -515,25 +515,45 @@ _CSV_COLUMNS: Final = (
 
 
 def _csv_row(row: Any, tags: Sequence[str], keyring: Keyring | None) -> MailboxRow:
+    # Unpacked by position (the order of _CSV_COLUMNS), not read by name: 16 named
+    # reads of a Row per mailbox were a tenth of a 100,000-mailbox export.
+    (
+        _,
+        email,
+        display_name,
+        provider,
+        daily_send_limit,
+        signature,
+        smtp_host,
+        smtp_port,
+        smtp_secure,
+        smtp_username,
+        smtp_password_enc,
+        imap_host,
+        imap_port,
+        imap_secure,
+        imap_username,
+        imap_password_enc,
+    ) = row
     smtp_password = imap_password = None
     if keyring is not None:
-        smtp_password = keyring.decrypt(row.smtp_password_enc)
-        imap_password = keyring.decrypt(row.imap_password_enc)
+        smtp_password = keyring.decrypt(smtp_password_enc)
+        imap_password = keyring.decrypt(imap_password_enc)
     return MailboxRow(
-        email=row.email,
-        display_name=row.display_name,
-        provider=row.provider,
-        daily_limit=row.daily_send_limit,
+        email=email,
+        display_name=display_name,
+        provider=provider,
+        daily_limit=daily_send_limit,
         tags=tuple(tags),
-        signature=row.signature,
-        smtp_host=row.smtp_host,
-        smtp_port=row.smtp_port,
-        smtp_secure=row.smtp_secure,
-        smtp_username=row.smtp_username,
-        imap_host=row.imap_host,
-        imap_port=row.imap_port,
-        imap_secure=row.imap_secure,
-        imap_username=row.imap_username,
+        signature=signature,
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_secure=smtp_secure,
+        smtp_username=smtp_username,
+        imap_host=imap_host,
+        imap_port=imap_port,
+        imap_secure=imap_secure,
+        imap_username=imap_username,
         smtp_password=smtp_password,
         imap_password=imap_password,
     )
@@ -636,26 +656,50 @@ async def _selected_batches(
         yield [found[mailbox_id] for mailbox_id in chunk if mailbox_id in found]
 
 
-async def _tag_names(session: AsyncSession, mailbox_ids: Sequence[str]) -> dict[str, list[str]]:
-    """Each mailbox's tag names, by name, in one query for a batch."""
-    rows = await session.execute(
-        select(mailbox_tags.c.mailbox_id, Tag.name)
-        .join(Tag, Tag.id == mailbox_tags.c.tag_id)
-        .where(mailbox_tags.c.mailbox_id.in_(mailbox_ids))
-        .order_by(Tag.name)
-    )
-    names: dict[str, list[str]] = {}
-    for mailbox_id, name in rows:
-        names.setdefault(mailbox_id, []).append(name)
-    return names
+class _TagNames:
+    """Each mailbox's tag names, sorted by name as the database sorts them, a batch at
+    a time: the workspace's tags (a few dozen) are read once, in that order, and each
+    batch reads only its mailbox_tags links (an index range per mailbox, no join, no
+    sort). A tag the links name but the first read missed (created since) reads the
+    tags again."""
+
+    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
+        self.session = session
+        self.workspace_id = workspace_id
+        self.ranked: dict[str, tuple[int, str]] = {}
+
+    async def _read_tags(self) -> None:
+        rows = await self.session.execute(
+            select(Tag.id, Tag.name).where(Tag.workspace_id == self.workspace_id).order_by(Tag.name)
+        )
+        self.ranked = {tag_id: (rank, name) for rank, (tag_id, name) in enumerate(rows)}
+
+    async def of(self, mailbox_ids: Sequence[str]) -> dict[str, list[str]]:
+        links = (
+            await self.session.execute(
+                select(mailbox_tags.c.mailbox_id, mailbox_tags.c.tag_id).where(
+                    mailbox_tags.c.mailbox_id.in_(mailbox_ids)
+                )
+            )
+        ).all()
+        if any(tag_id not in self.ranked for _, tag_id in links):
+            await self._read_tags()
+        ranked: dict[str, list[tuple[int, str]]] = {}
+        for mailbox_id, tag_id in links:
+            if (tag := self.ranked.get(tag_id)) is not None:
+                ranked.setdefault(mailbox_id, []).append(tag)
+        return {
+            mailbox_id: [name for _, name in sorted(tags)] for mailbox_id, tags in ranked.items()
+        }
 
 
 async def csv_chunks(session: AsyncSession, export: CsvExport) -> AsyncIterator[str]:
     """The export's CSV text: the header row, then one piece per batch of mailboxes."""
     yield render_csv(export.layout, [])
+    tag_names = _TagNames(session, export.workspace_id)
     async for batch in _selected_batches(session, export.workspace_id, export.selection):
-        tags = await _tag_names(session, [row.id for row in batch])
-        rows = (_csv_row(row, tags.get(row.id, ()), export.keyring) for row in batch)
+        tags = await tag_names.of([row[0] for row in batch])
+        rows = (_csv_row(row, tags.get(row[0], ()), export.keyring) for row in batch)
         yield render_csv(export.layout, rows, header=False)
 
 
