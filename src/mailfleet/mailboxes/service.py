@@ -521,8 +521,9 @@ async def record_test_outcomes(
     each test's verdict; a test no longer pending keeps (and answers) its own."""
     if not outcomes:
         return {}
-    subscribed = await webhooks.subscribed_events(
-        session, workspace_id, (events.MAILBOX_VERIFIED, events.MAILBOX_VERIFICATION_FAILED)
+    endpoints = await webhooks.enabled_endpoints(session, workspace_id)
+    subscribed = webhooks.subscribed_to(
+        endpoints, (events.MAILBOX_VERIFIED, events.MAILBOX_VERIFICATION_FAILED)
     )
     columns = _EVENT_COLUMNS if subscribed else (Mailbox.id,)
     rows = await session.execute(
@@ -607,8 +608,7 @@ async def record_test_outcomes(
             .where(Mailbox.id.in_(deleted))
             .execution_options(synchronize_session=False)
         )
-    for event_type, data in emitted:
-        await emit(session, workspace_id, event_type, data)
+    await webhooks.emit_many(session, workspace_id, emitted, endpoints=endpoints)
     return verdicts
 
 
