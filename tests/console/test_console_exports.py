@@ -48,6 +48,16 @@ async def test_export_as_csv_from_the_console(
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert sorted(row["Email"] for row in rows) == sorted(m["email"] for m in made)
     assert {row["SMTP Password"] for row in rows} == {m["password"] for m in made}
+    # Streamed as the API streams it (no length known up front), the same bytes.
+    assert "content-length" not in response.headers
+    assert response.headers["x-credentials-included"] == "true"
+    api = await client.post(
+        "/v1/exports/mailboxes",
+        json={"domain": "fleet.test", "layout": "instantly", "includeCredentials": True},
+        headers=owner.headers,
+    )
+    assert api.status_code == 200, api.text
+    assert response.content == api.content
     page = await client.get("/exports")
     assert re.search(r"<td>instantly</td>\s*<td>csv</td>", page.text)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,6 +16,7 @@ from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render
 from mailfleet.console.forms import form_text, validation_message
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
 from mailfleet.exports import service as exports
+from mailfleet.exports.router import csv_download
 from mailfleet.exports.schemas import MailboxExportRequest, PlatformAccountCreate
 from mailfleet.kit.errors import MailfleetError
 from mailfleet.kit.pagination import Page
@@ -144,7 +144,7 @@ async def export_mailboxes(
         if ctx.can_manage:
             values["include_credentials"] = form.get("include_credentials") is not None
         data = MailboxExportRequest.model_validate(values)
-        text, history = await exports.export_csv(
+        export = await exports.begin_csv_export(
             session, keyring, ctx.workspace_id, ctx.user.id, ctx.role, data
         )
     except ValidationError as exc:
@@ -152,17 +152,7 @@ async def export_mailboxes(
     except MailfleetError as exc:
         await undo(session, ctx)
         return redirect(request, "/exports", exc.message, "error")
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Response(
-        content=text.encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "content-disposition": f'attachment; filename="mailfleet-{data.layout}-{stamp}.csv"',
-            # The file may hold passwords: no cache keeps a copy.
-            "cache-control": "no-store",
-            "x-export-id": history.id,
-        },
-    )
+    return csv_download(request.app.state.database, export)
 
 
 @router.post("/exports/accounts")

@@ -175,6 +175,26 @@ async def _csv_file(database: Database, export: service.CsvExport) -> AsyncItera
             yield piece.encode("utf-8")
 
 
+def csv_download(database: Database, export: service.CsvExport) -> StreamingResponse:
+    """The export's file as a download written a batch at a time (`csv_chunks`), for
+    the API and the console alike: however many mailboxes, one batch in memory."""
+    history = export.history
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return StreamingResponse(
+        _csv_file(database, export),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "content-disposition": (
+                f'attachment; filename="mailfleet-{export.layout}-{stamp}.csv"'
+            ),
+            # The file may hold passwords: no cache keeps a copy.
+            "cache-control": "no-store",
+            "x-export-id": history.id,
+            "x-credentials-included": "true" if history.credentials_included else "false",
+        },
+    )
+
+
 @router.post(
     "/exports/mailboxes",
     operation_id="exports:create",
@@ -218,19 +238,7 @@ async def export_mailboxes(
     export = await service.begin_csv_export(
         session, keyring, ctx.workspace_id, ctx.user.id, ctx.role, body
     )
-    history = export.history
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return StreamingResponse(
-        _csv_file(request.app.state.database, export),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "content-disposition": f'attachment; filename="mailfleet-{body.layout}-{stamp}.csv"',
-            # The file may hold passwords: no cache keeps a copy.
-            "cache-control": "no-store",
-            "x-export-id": history.id,
-            "x-credentials-included": "true" if history.credentials_included else "false",
-        },
-    )
+    return csv_download(request.app.state.database, export)
 
 
 # Export history

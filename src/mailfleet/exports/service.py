@@ -703,21 +703,6 @@ async def csv_chunks(session: AsyncSession, export: CsvExport) -> AsyncIterator[
         yield render_csv(export.layout, rows, header=False)
 
 
-async def export_csv(
-    session: AsyncSession,
-    keyring: Keyring,
-    workspace_id: str,
-    user_id: str,
-    role: str,
-    data: MailboxExportRequest,
-) -> tuple[str, ExportHistory]:
-    """The whole CSV as one string, and its history row (for a caller that cannot
-    stream; the API streams `csv_chunks`)."""
-    export = await begin_csv_export(session, keyring, workspace_id, user_id, role, data)
-    text = "".join([chunk async for chunk in csv_chunks(session, export)])
-    return text, export.history
-
-
 async def push_export(
     session: AsyncSession,
     workspace_id: str,
