@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from mailfleet.config import Settings
+from mailfleet.console.context import SESSION_ONLY_PATHS
 from mailfleet.db import Database
 from mailfleet.kit.clock import utcnow
 from mailfleet.models import Mailbox, PlacementResult, PlacementTest, WalletEntry
@@ -36,6 +37,21 @@ async def sign_in(client: httpx.AsyncClient, account: Account) -> str:
     page = await client.get("/")
     assert page.status_code == 200
     return _token(page.text)
+
+
+async def change_password(
+    client: httpx.AsyncClient, token: str, current: str, new: str
+) -> httpx.Response:
+    """The settings page's password form, the new password typed twice alike."""
+    return await client.post(
+        "/settings/password",
+        data={
+            "csrf_token": token,
+            "current_password": current,
+            "new_password": new,
+            "confirm_password": new,
+        },
+    )
 
 
 async def test_pages_need_a_session(client: httpx.AsyncClient) -> None:
@@ -169,12 +185,17 @@ async def test_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
         page = await client.get(path)
         assert page.status_code == 200, path
         forms = re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', page.text)
-        assert set(forms) <= {"/workspace", "/logout"}, (path, forms)
+        # Only what changes the viewer's own session or password.
+        assert set(forms) <= SESSION_ONLY_PATHS, (path, forms)
     forged = await client.post(f"/mailboxes/{mailbox_id}/delete", data={"csrf_token": token})
     assert forged.status_code == 403
     assert "read-only" in forged.text
     still = await client.get(f"/v1/mailboxes/{mailbox_id}", headers=owner.headers)
     assert still.status_code == 200
+    own = await change_password(client, token, viewer.password, "viewer-passphrase")
+    assert own.status_code == 303
+    assert own.headers["location"] == "/settings"
+    assert "other sessions are signed out" in (await client.get("/settings")).text
 
 
 async def test_switching_to_a_workspace_not_yours_is_refused(

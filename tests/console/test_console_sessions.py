@@ -18,7 +18,7 @@ from mailfleet.db import Database
 from mailfleet.kit.clock import utcnow
 from mailfleet.models import ConsoleSession
 from tests.conftest import Account, make_account
-from tests.console.test_console_http import sign_in
+from tests.console.test_console_http import change_password, sign_in
 
 
 @asynccontextmanager
@@ -147,3 +147,58 @@ async def test_a_removed_member_is_signed_out(
         assert (await browser.get("/")).status_code == 303
     # The owner's own session is untouched.
     assert (await client.get("/")).status_code == 200
+
+
+async def test_changing_the_password_ends_the_other_sessions(
+    app: FastAPI, client: httpx.AsyncClient, owner: Account, database: Database
+) -> None:
+    token = await sign_in(client, owner)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://mailfleet.test") as laptop:
+        await sign_in(laptop, owner)
+        async with copy_of(app, laptop) as thief:
+            assert (await thief.get("/")).status_code == 200
+            assert len(await _rows(database)) == 2
+
+            wrong = await change_password(client, token, "not-it", "a-new-passphrase")
+            assert wrong.status_code == 303
+            page = await client.get("/settings")
+            assert "The current password is wrong" in page.text
+            short = await change_password(client, token, owner.password, "short")
+            assert short.status_code == 303
+            assert "New password: " in (await client.get("/settings")).text
+            typo = await client.post(
+                "/settings/password",
+                data={
+                    "csrf_token": token,
+                    "current_password": owner.password,
+                    "new_password": "a-new-passphrase",
+                    "confirm_password": "a-new-passphrasf",
+                },
+            )
+            assert typo.status_code == 303
+            assert "The new passwords differ" in (await client.get("/settings")).text
+            # Refused changes end nothing.
+            assert (await thief.get("/")).status_code == 200
+
+            changed = await change_password(client, token, owner.password, "a-new-passphrase")
+            assert changed.status_code == 303
+            assert changed.headers["location"] == "/settings"
+            assert "other sessions are signed out" in (await client.get("/settings")).text
+
+            for other in (thief, laptop):
+                refused = await other.get("/")
+                assert refused.status_code == 303
+                assert refused.headers["location"] == "/login"
+    [kept] = await _rows(database)
+    assert kept.user_id == owner.user_id
+    assert (await client.get("/")).status_code == 200
+
+    old = await client.post(
+        "/v1/auth/login", json={"email": owner.email, "password": owner.password}
+    )
+    assert old.status_code == 401
+    new = await client.post(
+        "/v1/auth/login", json={"email": owner.email, "password": "a-new-passphrase"}
+    )
+    assert new.status_code == 200

@@ -10,6 +10,7 @@ from mailfleet.accounts.schemas import (
     ApiKeyOut,
     LoginRequest,
     LoginResult,
+    PasswordChange,
     UserCreate,
     UserOut,
 )
@@ -45,6 +46,33 @@ async def login(
 @router.get("/users/me", operation_id="users:me", responses=errors(401))
 async def me(actor: ActorDep) -> Envelope[UserOut]:
     return ok(UserOut.model_validate(actor.user))
+
+
+@router.post(
+    "/users/me/password",
+    operation_id="users:change_password",
+    responses={**AUTH_ERRORS, **errors(429)},
+)
+async def change_password(
+    body: PasswordChange,
+    request: Request,
+    actor: UserActorDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Envelope[None]:
+    """Change your own password (a user key or login token, not a workspace key): 403
+    when `currentPassword` is wrong, throttled as logins are. Ends your console
+    sessions; API keys and login tokens already issued stay valid."""
+    address = request.client.host if request.client else "unknown"
+    await accounts.change_password(
+        session,
+        settings,
+        actor.user,
+        current=body.current_password,
+        new=body.new_password,
+        address=address,
+    )
+    return ok(None, "Password changed")
 
 
 @router.post(

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from mailfleet.kit.envelope import ApiModel, ApiOut, Timestamp, example
 from mailfleet.kit.validation import EmailAddress
+
+# A password a user chooses (signing up or changing it); one they sign in with may be
+# any length, so a rule tightened later does not lock anyone out.
+NewPassword = Annotated[str, Field(min_length=8, max_length=1024)]
 
 
 class LoginRequest(ApiModel):
@@ -64,5 +68,14 @@ class UserCreate(ApiModel):
     )
 
     email: EmailAddress
-    password: str = Field(min_length=8, max_length=1024)
+    password: NewPassword
     name: str = Field(default="", max_length=200)
+
+
+class PasswordChange(ApiModel):
+    model_config = example(
+        {"currentPassword": "correct horse battery staple", "newPassword": "a longer passphrase"}
+    )
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: NewPassword

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.accounts import security, usage
 from mailfleet.accounts.repository import ApiKeyRepository
+from mailfleet.accounts.throttle import login_throttle
+from mailfleet.config import Settings
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Conflict, Forbidden, Unauthorized
-from mailfleet.models import ApiKey, User, Workspace
+from mailfleet.models import ApiKey, ConsoleSession, User, Workspace
 from mailfleet.workspaces import service as workspaces
 
 
@@ -37,6 +39,37 @@ async def login(session: AsyncSession, *, email: str, password: str) -> User:
     if not security.verify_password(user.password_hash, password) or not user.is_active:
         raise Unauthorized("Invalid email or password")
     return user
+
+
+async def change_password(
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    *,
+    current: str,
+    new: str,
+    address: str,
+    keep_console_session: str | None = None,
+) -> None:
+    """Replace the user's password once `current` is proved, and end their console
+    sessions but `keep_console_session` (the one asking, if any): a stolen cookie
+    dies with the old password. API keys stay; they are revoked one by one.
+
+    A wrong `current` is 403 and counts as a failed login of the user's email from
+    `address` (`login_throttle`), so a borrowed session cannot guess the password
+    faster than the login form could; past the limit, 429.
+    """
+    login_throttle.check(address, user.email, settings)
+    if not security.verify_password(user.password_hash, current):
+        login_throttle.failed(address, user.email, settings)
+        raise Forbidden("The current password is wrong")
+    login_throttle.succeeded(user.email)
+    user.password_hash = security.hash_password(new)
+    others = delete(ConsoleSession).where(ConsoleSession.user_id == user.id)
+    if keep_console_session is not None:
+        others = others.where(ConsoleSession.id != keep_console_session)
+    await session.execute(others.execution_options(synchronize_session=False))
+    await session.flush()
 
 
 async def get_active_user(session: AsyncSession, user_id: str) -> User | None:

@@ -26,8 +26,8 @@ from mailfleet.workspaces import service as workspaces
 TEMPLATES_DIR: Final = Path(__file__).parent / "templates"
 STATIC_DIR: Final = Path(__file__).parent / "static"
 templates: Final = Jinja2Templates(directory=TEMPLATES_DIR)
-# POSTs a viewer may make: they change only their own session.
-SESSION_ONLY_PATHS: Final = frozenset({"/logout", "/workspace"})
+# POSTs a viewer may make: they change only their own session or password.
+SESSION_ONLY_PATHS: Final = frozenset({"/logout", "/workspace", "/settings/password"})
 # Extra room over the bulk upload limit for the multipart framing and the token.
 FORM_OVERHEAD: Final = 64 * 1024
 

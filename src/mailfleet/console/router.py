@@ -19,6 +19,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.staticfiles import StaticFiles
 
 from mailfleet.accounts import service as accounts
+from mailfleet.accounts.schemas import PasswordChange
 from mailfleet.accounts.throttle import login_throttle
 from mailfleet.bulk import formats
 from mailfleet.bulk import service as bulk
@@ -519,6 +520,45 @@ async def revoke_api_key(
 ) -> Response:
     key = await accounts.revoke_api_key(session, ctx.user, key_id)
     return redirect(request, "/settings", f"API key {key.name} revoked")
+
+
+PASSWORD_LABELS: Final = {
+    "current_password": "Current password",
+    "new_password": "New password",
+}
+
+
+@router.post("/settings/password")
+async def change_password(
+    request: Request, ctx: ContextDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """POST /v1/users/me/password for the signed-in user; this session stays, their
+    others end."""
+    form = await request.form(max_files=0, max_fields=10)
+    if form_text(form, "new_password") != form_text(form, "confirm_password"):
+        return redirect(request, "/settings", "The new passwords differ; type it twice", "error")
+    try:
+        body = PasswordChange.model_validate(
+            {
+                "current_password": form_text(form, "current_password"),
+                "new_password": form_text(form, "new_password"),
+            }
+        )
+        await accounts.change_password(
+            session,
+            settings,
+            ctx.user,
+            current=body.current_password,
+            new=body.new_password,
+            address=request.client.host if request.client else "unknown",
+            keep_console_session=ctx.session.id,
+        )
+    except ValidationError as exc:
+        return redirect(request, "/settings", validation_message(exc, PASSWORD_LABELS), "error")
+    except MailfleetError as exc:
+        await undo(session, ctx)
+        return redirect(request, "/settings", exc.message, "error")
+    return redirect(request, "/settings", "Password changed; your other sessions are signed out")
 
 
 @router.post("/settings/members")
