@@ -39,12 +39,12 @@ VIEWER_MESSAGE: Final = "Viewers have read-only access to this workspace"
 MANAGER_MESSAGE: Final = "Only the workspace's owners and admins may do this"
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_keyring(request: Request) -> Keyring:
+async def get_keyring(request: Request) -> Keyring:
     keyring: Keyring = request.app.state.keyring
     return keyring
 
@@ -62,7 +62,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-def get_discoverer(request: Request) -> Discoverer:
+async def get_discoverer(request: Request) -> Discoverer:
     """One discoverer per app, so its cache serves every request."""
     discoverer: Discoverer | None = getattr(request.app.state, "discoverer", None)
     if discoverer is None:
@@ -153,7 +153,7 @@ async def authenticate(
 ActorDep = Annotated[Actor, Depends(authenticate)]
 
 
-def require_user_credential(actor: ActorDep) -> Actor:
+async def require_user_credential(actor: ActorDep) -> Actor:
     """Keys and workspaces are managed by the user themselves, not by a key bound to
     one workspace."""
     if actor.workspace_scope is not None:
@@ -169,10 +169,14 @@ def _is_superuser(actor: Actor) -> bool:
     return actor.user.is_superuser and actor.workspace_scope is None
 
 
-def require_superuser(actor: ActorDep) -> Actor:
+def _require_superuser(actor: Actor) -> Actor:
     if not _is_superuser(actor):
         raise Forbidden("Only a superuser (with a user key or login) may do this")
     return actor
+
+
+async def require_superuser(actor: ActorDep) -> Actor:
+    return _require_superuser(actor)
 
 
 SuperuserDep = Annotated[Actor, Depends(require_superuser)]
@@ -229,7 +233,7 @@ PERMISSION_LEVELS: dict[Callable[..., object], Level] = {}
 
 def _check(ctx: WorkspaceContext, level: Level, superuser_reach: bool) -> None:
     if level == "superuser":
-        require_superuser(ctx.actor)
+        _require_superuser(ctx.actor)
     elif level == "manage":
         if ctx.role not in workspaces.MANAGE_ROLES and not (
             superuser_reach and ctx.user.is_superuser

@@ -8,6 +8,7 @@ when it takes one, and the Idempotency-Key header where it is honoured.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -242,3 +243,22 @@ async def test_a_generated_client_authenticates_with_the_declared_schemes(
     anonymous = await client.get("/v1/users/me")
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+def test_no_endpoint_or_dependency_runs_in_the_thread_pool(application: FastAPI) -> None:
+    """FastAPI runs a plain `def` endpoint or dependency in its thread pool: a hop
+    to a worker thread and back on every request using it, which on a busy server
+    costs more than the function (a status poll had several, for reading the
+    settings and the like). Endpoints and dependencies are `async def`."""
+
+    def in_thread_pool(call: Callable[..., Any]) -> bool:
+        target = call if inspect.isroutine(call) else type(call).__call__
+        return not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target))
+
+    sync = {
+        f"{route.path}: {getattr(call, '__qualname__', call)}"
+        for route in api_routes(application.routes)
+        for call in [route.dependant.call, *_calls(route.dependant)]
+        if call is not None and in_thread_pool(call)
+    }
+    assert sorted(sync) == []

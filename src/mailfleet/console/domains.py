@@ -42,7 +42,7 @@ HOSTED_SHOWN: Final = 200
 FORWARDING_LABELS: Final = {"url": "URL", "permanent": "Permanent", "keep_path": "Keep path"}
 
 
-def _domain_env(settings: SettingsDep, keyring: KeyringDep) -> domains.Env:
+async def _domain_env(settings: SettingsDep, keyring: KeyringDep) -> domains.Env:
     return domains.Env(settings, keyring)
 
 

@@ -51,7 +51,7 @@ PURCHASE_LABELS: Final = {
 }
 
 
-def _env(settings: SettingsDep, keyring: KeyringDep) -> Env:
+async def _env(settings: SettingsDep, keyring: KeyringDep) -> Env:
     return Env(settings, keyring)
 
 

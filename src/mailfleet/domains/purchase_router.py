@@ -54,7 +54,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _env(settings: SettingsDep, keyring: KeyringDep) -> Env:
+async def _env(settings: SettingsDep, keyring: KeyringDep) -> Env:
     return Env(settings, keyring)
 
 

@@ -41,7 +41,7 @@ from mailfleet.models import DkimKey, DnsRecord, Domain
 router = APIRouter(prefix="/v1", tags=["domains"], responses=WORKSPACE_ERRORS)
 
 
-def domain_env(settings: SettingsDep, keyring: KeyringDep) -> service.Env:
+async def domain_env(settings: SettingsDep, keyring: KeyringDep) -> service.Env:
     return service.Env(settings, keyring)
 
 
@@ -123,7 +123,7 @@ async def _detail(session: SessionDep, domain: Domain) -> DomainDetailOut:
     )
 
 
-def _listing(
+async def _listing(
     status_filter: Annotated[
         str | None, Query(alias="status", description="pending, active or misconfigured")
     ] = None,

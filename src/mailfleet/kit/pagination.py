@@ -36,7 +36,7 @@ class Page:
         )
 
 
-def page_params(
+async def page_params(
     limit: LimitQuery = DEFAULT_LIMIT,
     skip: SkipQuery = 0,
 ) -> Page:
