@@ -183,7 +183,10 @@ async def list_inboxes(
         pool_id=pool_id, status=STATUS_FROM_DEEPLEAD[status] if status else None
     )
     page = Page(limit=limit, skip=skip)
-    mailboxes, total = await service.list_mailboxes(session, ctx.workspace_id, filters, page)
+    # An inbox shows no tags: a page of 100 reads none (one query and 100 lists fewer).
+    mailboxes, total = await service.list_mailboxes(
+        session, ctx.workspace_id, filters, page, with_tags=False
+    )
     return InboxList(inboxes=[_inbox_out(m) for m in mailboxes], pagination=page.describe(total))
 
 

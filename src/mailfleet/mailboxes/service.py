@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypedDict, cast
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from mailfleet import jobs
 from mailfleet.billing import seats as billing
@@ -656,13 +657,18 @@ async def page_mailboxes(
     filters: MailboxFilters,
     page: Page,
     after: Keyset | None = None,
+    *,
+    with_tags: bool = True,
 ) -> MailboxPage:
     """A page of the matching mailboxes newest first, from `page.skip` or after a
     cursor; `total` counts every match, whichever page this is (a cursor carries the
-    count its first page made, for the same filters)."""
+    count its first page made, for the same filters). `with_tags=False` leaves the
+    mailboxes' tags unread (reading them then raises) for a caller that shows none."""
     repository = MailboxRepository(session)
     scope = filters.fingerprint()
     query = repository.filtered(workspace_id, filters)
+    if not with_tags:
+        query = query.options(raiseload(Mailbox.tags))
     mailboxes, has_more = await repository.newest_page(query, page, after)
     if after is not None and after.total is not None and after.scope == scope:
         total = after.total
@@ -675,9 +681,14 @@ async def page_mailboxes(
 
 
 async def list_mailboxes(
-    session: AsyncSession, workspace_id: str, filters: MailboxFilters, page: Page
+    session: AsyncSession,
+    workspace_id: str,
+    filters: MailboxFilters,
+    page: Page,
+    *,
+    with_tags: bool = True,
 ) -> tuple[list[Mailbox], int]:
-    found = await page_mailboxes(session, workspace_id, filters, page)
+    found = await page_mailboxes(session, workspace_id, filters, page, with_tags=with_tags)
     return found.mailboxes, found.total
 
 
