@@ -6,6 +6,7 @@ registrar and Stripe faked at their HTTP boundary), and what a viewer may not do
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from typing import Any
 
@@ -131,7 +132,9 @@ async def test_web_forwarding_set_refused_and_removed(
     assert redirected.headers["location"] == "https://target.test/landing/a/b"
     page = await client.get(f"/domains/{domain['id']}")
     assert "data-forward-url>https://target.test/landing<" in page.text
-    assert re.search(rf'value="{re.escape(PUBLIC_IP)}".*?managed: forwarding', page.text, re.S)
+    assert re.search(
+        rf"<td[^>]*>{re.escape(PUBLIC_IP)}</td>.*?managed: forwarding", page.text, re.S
+    )
 
     previous, settings.public_ip = settings.public_ip, None
     try:
@@ -147,6 +150,57 @@ async def test_web_forwarding_set_refused_and_removed(
     again = await client.post(url, data={"csrf_token": token, "action": "remove"})
     assert again.status_code == 404
     assert "has no forwarding" in alert(again.text)
+
+
+# The records editor
+
+
+async def test_records_the_api_refuses_to_change_are_shown_read_only(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    """Save and Delete are offered on exactly the records the API would change: the
+    nameserver records, the forwarding record and the DKIM key's record are shown
+    read-only with the reason the API gives."""
+    domain = await connect(client, owner, "locked-console.test")
+    token = await sign_in(client, owner)
+    forwarded = await client.post(
+        f"/domains/{domain['id']}/forwarding",
+        data={"csrf_token": token, "url": "https://target.test/"},
+    )
+    assert forwarded.status_code == 303, forwarded.text
+    listed = await client.get(f"/v1/domains/{domain['id']}/dns-records", headers=owner.headers)
+    records = listed.json()["data"]
+    page = (await client.get(f"/domains/{domain['id']}")).text
+    forms = post_forms(page)
+
+    refused: dict[str, str] = {}
+    for record in records:
+        # The same values back: it changes nothing, and tells what the API allows.
+        body = {key: record[key] for key in ("type", "name", "content", "ttl", "priority")}
+        answer = await client.put(
+            f"/v1/domains/{domain['id']}/dns-records/{record['id']}",
+            json=body,
+            headers=owner.headers,
+        )
+        assert answer.status_code in (200, 409), answer.text
+        if answer.status_code == 409:
+            refused[record["id"]] = answer.json()["error"]["message"]
+    assert {r["purpose"] for r in records if r["id"] in refused} >= {"ns", "forwarding", "dkim"}
+    assert len(refused) < len(records)
+
+    for record in records:
+        row = re.search(rf'<tr id="record-{record["id"]}">(.*?)</tr>', page, re.S)
+        assert row is not None, record
+        editable = f"/domains/{domain['id']}/records/{record['id']}" in forms
+        if record["id"] in refused:
+            assert not editable, record
+            assert "<input" not in row.group(1)
+            locked = re.search(r"data-locked>([^<]*)<", row.group(1))
+            assert locked is not None
+            assert refused[record["id"]] in html.unescape(locked.group(1))
+        else:
+            assert editable, record
+            assert "data-locked" not in row.group(1)
 
 
 # Hosted mail

@@ -151,6 +151,7 @@ async def domain_view(
         status_code=status_code,
         domain=domain,
         records=records,
+        locked=await domains.locked_records(session, domain, records),
         mailbox_count=count,
         nameservers=expected_nameservers(request.app.state.settings, domain),
         routing=routing,

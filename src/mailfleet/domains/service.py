@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -419,18 +419,38 @@ def _validated(domain: Domain, data: DnsRecordIn) -> RecordData:
         raise invalid(exc) from None
 
 
-async def _guard(session: AsyncSession, domain: Domain, row: DnsRecord) -> None:
+def record_lock(row: DnsRecord, dkim_selectors: Collection[str]) -> str | None:
+    """Why `update_record` and `delete_record` refuse `row` (409), or None when they
+    may change it. `dkim_selectors` are the selectors of the domain's DKIM keys."""
     reason = _GUARDED_PURPOSES.get(row.purpose or "")
     if reason:
-        raise Conflict(reason)
+        return reason
     if row.purpose == "dkim":
         selector = row.name.split("._domainkey.", 1)[0]
-        for key in await dkim_keys(session, domain.id):
-            if key.selector == selector:
-                raise Conflict(
-                    f"DKIM selector {selector} holds Mailfleet's key; rotate it with "
-                    "POST /v1/domains/{id}/dkim/rotate"
-                )
+        if selector in dkim_selectors:
+            return (
+                f"DKIM selector {selector} holds Mailfleet's key; rotate it with "
+                "POST /v1/domains/{id}/dkim/rotate"
+            )
+    return None
+
+
+async def locked_records(
+    session: AsyncSession, domain: Domain, rows: Sequence[DnsRecord]
+) -> dict[str, str]:
+    """`record_lock` of each of `rows` that is locked, by record id: what a records
+    editor shows read-only instead of offering a change the API refuses."""
+    selectors = {key.selector for key in await dkim_keys(session, domain.id)}
+    return {row.id: reason for row in rows if (reason := record_lock(row, selectors))}
+
+
+async def _guard(session: AsyncSession, domain: Domain, row: DnsRecord) -> None:
+    selectors: set[str] = set()
+    if row.purpose == "dkim":
+        selectors = {key.selector for key in await dkim_keys(session, domain.id)}
+    reason = record_lock(row, selectors)
+    if reason:
+        raise Conflict(reason)
 
 
 async def create_record(
