@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated
 
@@ -26,8 +27,13 @@ def normalize_email(value: str) -> str:
 EmailAddress = Annotated[str, AfterValidator(normalize_email)]
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_hostname(value: str) -> str:
-    """A DNS name or IP literal, IDNA-encoded (UTS 46) and lowercased; no scheme, path or port."""
+    """A DNS name or IP literal, IDNA-encoded (UTS 46) and lowercased; no scheme, path or port.
+
+    Cached: a bulk import names the same few servers on every row (a refused name
+    raises each time; only answers are cached).
+    """
     import ipaddress
 
     host = value.strip().rstrip(".").lower()
