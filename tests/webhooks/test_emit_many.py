@@ -124,3 +124,45 @@ async def test_a_chunk_of_results_makes_its_deliveries_in_one_go(
                 "AUTH_FAILED",
             )
     assert {r.payload["type"] for r in received if r.path == "/verified"} == {"mailbox.verified"}
+
+
+async def test_a_batch_of_new_mailboxes_announces_each_in_one_go(
+    client: httpx.AsyncClient,
+    owner: Account,
+    database: Database,
+    keyring: Keyring,
+    receiver: HttpReceiver,
+) -> None:
+    """Bulk accept creates 500 mailboxes at a time: their mailbox.created events are
+    one insert of events and one of deliveries, one per mailbox, as `emit` made."""
+    endpoint = await register(
+        client, owner, receiver.url("/created"), eventTypes=["mailbox.created"]
+    )
+    receiver.secret = endpoint["secret"]
+    emails = [f"new{n}@example.test" for n in range(4)]
+    batch = [
+        MailboxCreate.model_validate({"email": email, "smtp": {"host": "h.test", "password": "x"}})
+        for email in emails
+    ]
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    engine = database.engine.sync_engine
+    async with database.transaction() as session:
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            mailbox_ids = await mailboxes.create_mailbox_batch(
+                session, keyring, owner.workspace_id, batch, job_id="no-such-job"
+            )
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+    assert len([s for s in statements if s.startswith("insert into webhook_events")]) == 1
+    assert len([s for s in statements if s.startswith("insert into webhook_deliveries")]) == 1
+    received = await receiver.wait_for(4)
+    assert all(r.verified for r in received), [r.verification_error for r in received]
+    assert {r.payload["type"] for r in received} == {"mailbox.created"}
+    assert {(r.payload["data"]["id"], r.payload["data"]["email"]) for r in received} == set(
+        zip(mailbox_ids, emails, strict=True)
+    )

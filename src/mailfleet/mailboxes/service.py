@@ -294,9 +294,11 @@ async def create_mailbox_batch(
     if events.MAILBOX_CREATED in await webhooks.subscribed_events(
         session, workspace_id, (events.MAILBOX_CREATED,)
     ):
-        for values in mailbox_rows:
-            event = mailbox_event_data(Mailbox(**values))
-            await emit(session, workspace_id, events.MAILBOX_CREATED, event)
+        created = [
+            (events.MAILBOX_CREATED, mailbox_event_data(Mailbox(**values)))
+            for values in mailbox_rows
+        ]
+        await webhooks.emit_many(session, workspace_id, created)
     return [values["id"] for values in mailbox_rows]
 
 
