@@ -82,6 +82,11 @@ class DovecotServer:
             self.users[username] = password
 
     @property
+    def pid(self) -> int | None:
+        """The Dovecot master's process id while it runs (it forks the logins)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def config_path(self) -> Path:
         return self._dir / "dovecot.conf"
 
