@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _LINE_LIMIT: Final = 1 << 20
 _CLOSE_GRACE: Final = 5.0
+_NICENESS: Final = 10
 
 Outcome = dict[str, dict[str, Any]]
 
@@ -237,6 +238,9 @@ def main() -> None:
     # Ctrl-C reaches the whole process group; the server decides when this ends
     # (it closes our input at shutdown).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Bulk logins are background work: when the cores are busy, the server's
+    # requests (a job's status polls among them) go first.
+    os.nice(_NICENESS)
     logging.basicConfig(
         level=os.environ.get("MAILFLEET_LOG_LEVEL", "INFO").upper(),
         stream=sys.stderr,
