@@ -4,8 +4,10 @@ COUNT of the mailboxes through every kind of write, on each backend; the listing
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
 
 from mailfleet.db import Database
 from mailfleet.kit.crypto import Keyring
@@ -55,12 +57,27 @@ async def test_counts_stay_exact_through_every_write(
         other.workspace_id: {"inactive": 1},
     }
 
-    # A bulk import's batch: one multi-row insert.
-    async with database.transaction() as session:
-        batch = [_body(f"bulk{i}@counts.test") for i in range(30)]
-        ids = await service.create_mailbox_batch(
-            session, keyring, owner.workspace_id, batch, job_id="held-by-test"
-        )
+    # A bulk import's batch: multi-row INSERTs, never an executemany (a statement
+    # per row to the driver, and a trigger run per row on PostgreSQL).
+    inserts: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO MAILBOXES "):
+            inserts.append(statement)
+
+    engine = database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        async with database.transaction() as session:
+            batch = [_body(f"bulk{i}@counts.test") for i in range(30)]
+            ids = await service.create_mailbox_batch(
+                session, keyring, owner.workspace_id, batch, job_id="held-by-test"
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    # One statement carrying all 30 rows (an executemany sends one row's VALUES).
+    assert len(inserts) == 1
+    assert inserts[0].count("), (") == 29, inserts[0][:300]
     assert (await _assert_exact(database, owner.workspace_id))[owner.workspace_id] == {
         "inactive": 31,
         "active": 1,

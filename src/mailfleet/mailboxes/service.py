@@ -278,7 +278,12 @@ async def create_mailbox_batch(
         tag_names.update(dict.fromkeys(data.tags))
     tag_ids = {tag.name: tag.id for tag in await tags_by_name(session, workspace_id, [*tag_names])}
     try:
-        await session.execute(insert(Mailbox), mailbox_rows)
+        # With RETURNING, SQLAlchemy sends the rows as multi-row INSERT statements
+        # ("insertmanyvalues"), not as the driver's executemany (one statement per
+        # row): on PostgreSQL each statement runs mailbox_counts' trigger, and 10,000
+        # of them in one transaction re-updated the same counter row 10,000 times,
+        # each update walking the row versions the ones before it left.
+        await session.execute(insert(Mailbox).returning(Mailbox.id), mailbox_rows)
     except IntegrityError as exc:
         raise Conflict(
             "Another request created some of these mailboxes at the same time; send this one again"
