@@ -39,6 +39,12 @@ VIEWER_MESSAGE: Final = "Viewers have read-only access to this workspace"
 MANAGER_MESSAGE: Final = "Only the workspace's owners and admins may do this"
 
 
+def client_address(request: Request) -> str:
+    """Who is calling, for the login throttle. Behind a proxy, uvicorn's
+    proxy_headers puts the forwarded client address here."""
+    return request.client.host if request.client else "unknown"
+
+
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings

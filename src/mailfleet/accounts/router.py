@@ -15,7 +15,14 @@ from mailfleet.accounts.schemas import (
     UserOut,
 )
 from mailfleet.accounts.throttle import login_throttle
-from mailfleet.deps import ActorDep, SessionDep, SettingsDep, SuperuserDep, UserActorDep
+from mailfleet.deps import (
+    ActorDep,
+    SessionDep,
+    SettingsDep,
+    SuperuserDep,
+    UserActorDep,
+    client_address,
+)
 from mailfleet.kit.envelope import AUTH_ERRORS, Envelope, errors, ok
 from mailfleet.kit.errors import Unauthorized
 from mailfleet.models import ApiKey
@@ -28,8 +35,7 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 async def login(
     body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Envelope[LoginResult]:
-    # Behind a proxy, uvicorn's proxy_headers puts the forwarded client address here.
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     login_throttle.check(address, body.email, settings)
     try:
         user = await accounts.login(session, email=body.email, password=body.password)
@@ -63,14 +69,13 @@ async def change_password(
     """Change your own password (a user key or login token, not a workspace key): 403
     when `currentPassword` is wrong, throttled as logins are. Ends your console
     sessions; API keys and login tokens already issued stay valid."""
-    address = request.client.host if request.client else "unknown"
     await accounts.change_password(
         session,
         settings,
         actor.user,
         current=body.current_password,
         new=body.new_password,
-        address=address,
+        address=client_address(request),
     )
     return ok(None, "Password changed")
 

@@ -49,7 +49,7 @@ from mailfleet.console.purchases import router as purchases_router
 from mailfleet.console.webhooks import router as webhooks_router
 from mailfleet.dashboard import service as dashboard
 from mailfleet.db import Database
-from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
+from mailfleet.deps import KeyringDep, SessionDep, SettingsDep, client_address
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import MailfleetError, Unauthorized
 from mailfleet.kit.pagination import Page
@@ -111,7 +111,7 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
 
     if not email or not isinstance(password, str) or not password:
         return again("Enter your email and password.", 400)
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     try:
         login_throttle.check(address, email, settings)
     except MailfleetError as exc:
@@ -550,7 +550,7 @@ async def change_password(
             ctx.user,
             current=body.current_password,
             new=body.new_password,
-            address=request.client.host if request.client else "unknown",
+            address=client_address(request),
             keep_console_session=ctx.session.id,
         )
     except ValidationError as exc:
