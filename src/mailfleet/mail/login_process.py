@@ -150,6 +150,13 @@ class LoginProcess:
             await self._child.close()
             self._child = None
 
+    def terminate(self) -> None:
+        """End the child without waiting (for when its event loop is gone)."""
+        child, self._child = self._child, None
+        if child is not None and child.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.terminate()
+
 
 _shared: tuple[asyncio.AbstractEventLoop, LoginProcess] | None = None
 
@@ -170,25 +177,21 @@ def current() -> LoginProcess | None:
 
 
 def _abandon() -> None:
-    """Drop a login process left by an earlier event loop (tests start several) or
-    other options: its input closes with its pipe, which ends it."""
+    """Stop a login process left by an earlier event loop (tests start several) or
+    made for other options: without its loop it cannot be closed, only ended."""
     global _shared
     if _shared is not None:
-        child = _shared[1]._child
-        if child is not None and child.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.process.terminate()
+        _shared[1].terminate()
     _shared = None
 
 
 async def close_shared() -> None:
     """End this process's login process (at shutdown)."""
     global _shared
-    current, _shared = _shared, None
-    if current is not None and current[0] is asyncio.get_running_loop():
-        await current[1].close()
-    elif current is not None:
-        _shared = current
+    if _shared is not None and _shared[0] is asyncio.get_running_loop():
+        process, _shared = _shared[1], None
+        await process.close()
+    else:
         _abandon()
 
 
