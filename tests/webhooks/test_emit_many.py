@@ -3,7 +3,9 @@ endpoints and one insert per table, with the deliveries `emit` would have made."
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +19,34 @@ from mailfleet.models import ConnectionTest
 from tests.conftest import Account
 from tests.servers.http_receiver import HttpReceiver
 from tests.webhooks.conftest import deliveries_of, register
+
+
+def batch_of(emails: list[str]) -> list[MailboxCreate]:
+    return [
+        MailboxCreate.model_validate({"email": email, "smtp": {"host": "h.test", "password": "x"}})
+        for email in emails
+    ]
+
+
+@contextlib.contextmanager
+def sql_of_this_task(database: Database) -> Iterator[list[str]]:
+    """The statements this task runs inside the block, normalized: workflows and
+    pollers share the engine, so theirs are left out."""
+    mine: contextvars.ContextVar[bool] = contextvars.ContextVar("mine", default=False)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if mine.get():
+            statements.append(" ".join(statement.split()).lower())
+
+    engine = database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    token = mine.set(True)
+    try:
+        yield statements
+    finally:
+        mine.reset(token)
+        event.remove(engine, "before_cursor_execute", seen)
 
 
 def login(protocol: str, ok: bool) -> dict[str, Any]:
@@ -51,10 +81,7 @@ async def test_a_chunk_of_results_makes_its_deliveries_in_one_go(
     # Both endpoints share no secret; the receiver checks the first one's signatures.
     receiver.secret = both["secret"]
     emails = [f"box{n}@example.test" for n in range(5)]
-    batch = [
-        MailboxCreate.model_validate({"email": email, "smtp": {"host": "h.test", "password": "x"}})
-        for email in emails
-    ]
+    batch = batch_of(emails)
     async with database.transaction() as session:
         mailbox_ids = await mailboxes.create_mailbox_batch(
             session, keyring, owner.workspace_id, batch, job_id="no-such-job"
@@ -71,23 +98,9 @@ async def test_a_chunk_of_results_makes_its_deliveries_in_one_go(
         for mailbox_id in mailbox_ids
     }
 
-    in_chunk: contextvars.ContextVar[bool] = contextvars.ContextVar("in_chunk", default=False)
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        # Only this chunk's statements: workflows and pollers share the engine.
-        if in_chunk.get():
-            statements.append(" ".join(statement.split()).lower())
-
-    engine = database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    token = in_chunk.set(True)
-    try:
+    with sql_of_this_task(database) as statements:
         async with database.transaction() as session:
             verdicts = await mailboxes.record_test_outcomes(session, owner.workspace_id, outcomes)
-    finally:
-        in_chunk.reset(token)
-        event.remove(engine, "before_cursor_execute", seen)
 
     assert sorted(v.status for v in verdicts.values()) == ["failed"] * 2 + ["success"] * 3
     endpoint_reads = [s for s in statements if "from webhook_endpoints" in s]
@@ -140,24 +153,11 @@ async def test_a_batch_of_new_mailboxes_announces_each_in_one_go(
     )
     receiver.secret = endpoint["secret"]
     emails = [f"new{n}@example.test" for n in range(4)]
-    batch = [
-        MailboxCreate.model_validate({"email": email, "smtp": {"host": "h.test", "password": "x"}})
-        for email in emails
-    ]
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(" ".join(statement.split()).lower())
-
-    engine = database.engine.sync_engine
-    async with database.transaction() as session:
-        event.listen(engine, "before_cursor_execute", seen)
-        try:
+    with sql_of_this_task(database) as statements:
+        async with database.transaction() as session:
             mailbox_ids = await mailboxes.create_mailbox_batch(
-                session, keyring, owner.workspace_id, batch, job_id="no-such-job"
+                session, keyring, owner.workspace_id, batch_of(emails), job_id="no-such-job"
             )
-        finally:
-            event.remove(engine, "before_cursor_execute", seen)
     assert len([s for s in statements if s.startswith("insert into webhook_events")]) == 1
     assert len([s for s in statements if s.startswith("insert into webhook_deliveries")]) == 1
     received = await receiver.wait_for(4)
