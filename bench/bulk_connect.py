@@ -192,8 +192,8 @@ class MailfleetRun:
     peak_rss_mb: float = 0.0
     accept_cpu: float = 0.0
     verify_cpu: float = 0.0
-    rig_cpu: float = 0.0
-    """CPU the test servers, the proxy and this process (polls) spent during the run."""
+    rig_cpu: dict[str, float] = field(default_factory=dict)
+    """CPU the test servers, the proxy and this process (polls) spent during the run, by part."""
     poll_ms: list[float] = field(default_factory=list)
     status: str = ""
     chunks_by_worker: dict[str, int] = field(default_factory=dict)
@@ -262,7 +262,7 @@ def measure_mailfleet(
     workdir: Path,
     workers: int = 0,
     login_process: bool = True,
-    rig: Callable[[], float] = lambda: 0.0,
+    rig: Callable[[], dict[str, float]] = dict,
 ) -> MailfleetRun:
     """With `workers`, the serve answers the API only and that many workers run
     the job; without, the one serve does everything."""
@@ -318,7 +318,7 @@ def measure_mailfleet(
             time.sleep(0.25)
         run.wall_seconds = time.perf_counter() - started
         run.verify_cpu = cpu() - cpu_accepted
-        run.rig_cpu = rig() - rig_before
+        run.rig_cpu = {part: spent - rig_before[part] for part, spent in rig().items()}
         run.status = job["status"]
         run.counts = job["counts"]
         run.connected = job["counts"]["connected"]
@@ -388,11 +388,14 @@ def main() -> None:
     with SmtpServer(everyone) as smtp, DovecotServer(everyone) as dovecot:
         proxies = ProxyProcess([smtp.port, dovecot.port], args.rtt_ms)
 
-        def rig_cpu() -> float:
+        def rig_cpu() -> dict[str, float]:
             """This process (the SMTP server's thread, the polls), the proxy, and
             Dovecot with the login processes it forked."""
-            others = [pid for pid in (proxies.pid, dovecot.pid) if pid is not None]
-            return time.process_time() + sum(cpu_seconds(pid) for pid in others)
+            return {
+                "SMTP server and polls": time.process_time(),
+                "Dovecot": cpu_seconds(dovecot.pid) if dovecot.pid else 0.0,
+                "proxy": cpu_seconds(proxies.pid) if proxies.pid else 0.0,
+            }
 
         smtp_port, imap_port = proxies.ports
         try:
@@ -435,6 +438,8 @@ def main() -> None:
         polls = sorted(run.poll_ms)
         p95 = polls[min(len(polls) - 1, int(len(polls) * 0.95))]
         on = _on_workers(count)
+        rig_total = sum(run.rig_cpu.values())
+        cores = os.cpu_count() or 1
         rows += [
             (
                 f"(a) mailfleet bulk job{on}",
@@ -457,10 +462,13 @@ def main() -> None:
             ),
             (
                 f"    test servers' CPU per mailbox{on}",
-                f"{run.rig_cpu / args.n * 1000:.2f} ms (SMTP server, Dovecot, proxy, polls); "
-                f"with Mailfleet's, the job needs "
-                f"{(run.accept_cpu + run.verify_cpu + run.rig_cpu) / (os.cpu_count() or 1):.1f} s "
-                f"at best on {os.cpu_count()} cores",
+                f"{rig_total / args.n * 1000:.2f} ms ("
+                + ", ".join(
+                    f"{part} {spent / args.n * 1000:.2f}" for part, spent in run.rig_cpu.items()
+                )
+                + "); with Mailfleet's, the job needs "
+                f"{(run.accept_cpu + run.verify_cpu + rig_total) / cores:.1f} s "
+                f"at best on {cores} cores",
             ),
             (
                 f"    GET /v1/jobs/{{id}} while running{on}",
