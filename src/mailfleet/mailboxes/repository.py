@@ -18,7 +18,7 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from mailfleet.kit.pagination import Keyset, Page
 from mailfleet.kit.repository import Repository
-from mailfleet.models import Mailbox, MailboxCount, Pool, Tag, mailbox_tags
+from mailfleet.models import Mailbox, MailboxCount, MailboxTagCount, Pool, Tag, mailbox_tags
 from mailfleet.models.common import UTCDateTime
 
 # The listing order; the ix_mailboxes_workspace_* indexes hold it under each equality
@@ -59,7 +59,8 @@ class MailboxFilters:
 
     @property
     def only_tags(self) -> bool:
-        """Whether tags are the only filter (their count comes from mailbox_tags)."""
+        """Whether tags are the only filter (their count comes from the tags' own
+        tables: `count_tagged`)."""
         return bool(self.tag_names) and self == MailboxFilters(tag=self.tag, tags=self.tags)
 
     def fingerprint(self) -> str:
@@ -126,13 +127,34 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
             counts = await self.counts_by_status(workspace_id)
             return counts.get(filters.status, 0) if filters.status else sum(counts.values())
         if filters.only_tags:
-            # A tag's mailboxes from ix_mailbox_tags_tag_mailbox alone, instead of a
-            # probe of every mailbox of the workspace (a tag belongs to one workspace,
-            # so its mailboxes are that workspace's).
-            tagged = self._tagged(workspace_id, filters.tag_names)
-            counted = tagged.with_only_columns(func.count(mailbox_tags.c.mailbox_id.distinct()))
-            return await self.session.scalar(counted) or 0
+            return await self.count_tagged(workspace_id, filters.tag_names)
         return await self.count(self.filtered(workspace_id, filters))
+
+    async def count_tagged(self, workspace_id: str, names: Sequence[str]) -> int:
+        """How many of the workspace's mailboxes carry any of the tags `names` (ids
+        or names). When they match one tag, its count is read from
+        `mailbox_tag_counts` (kept exact by triggers, migration 0019): a few rows,
+        however many mailboxes carry it."""
+        matched, maintained = (
+            await self.session.execute(
+                select(func.count(Tag.id.distinct()), func.sum(MailboxTagCount.n))
+                .select_from(Tag)
+                .outerjoin(MailboxTagCount, MailboxTagCount.tag_id == Tag.id)
+                .where(
+                    Tag.workspace_id == workspace_id,
+                    or_(Tag.id.in_(names), Tag.name.in_(names)),
+                )
+            )
+        ).one()
+        if matched <= 1:
+            return int(maintained or 0)
+        # A mailbox carrying two of the tags counts once: the per-tag counts cannot
+        # be added up. The links are counted from ix_mailbox_tags_tag_mailbox alone,
+        # instead of a probe of every mailbox of the workspace (a tag belongs to one
+        # workspace, so its mailboxes are that workspace's).
+        tagged = self._tagged(workspace_id, names)
+        counted = tagged.with_only_columns(func.count(mailbox_tags.c.mailbox_id.distinct()))
+        return await self.session.scalar(counted) or 0
 
     async def newest_page(
         self, query: Select[Any], page: Page, after: Keyset | None = None

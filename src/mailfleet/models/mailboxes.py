@@ -170,6 +170,23 @@ class MailboxCount(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class MailboxTagCount(Base):
+    """How many mailboxes carry a tag, kept by the database itself as MailboxCount
+    is: triggers on `mailbox_tags` (migration 0019) add each link inserted or
+    deleted (a mailbox's cascade included) here, in the same transaction. The count
+    of a tag is the sum of its rows over `slot` (slot 0 alone on SQLite, `txid % 64`
+    on PostgreSQL); its rows go with the tag.
+    """
+
+    __tablename__ = "mailbox_tag_counts"
+
+    tag_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class ConnectionTest(Timestamps, Base):
     """One verification of a mailbox's SMTP and IMAP logins.
 
