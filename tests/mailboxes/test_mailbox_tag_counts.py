@@ -82,7 +82,7 @@ async def test_tag_counts_stay_exact_through_every_write(
         other.workspace_id: {"a": 1},
     }
 
-    # A bulk import's batch: its links go in as one insert for the whole batch.
+    # A bulk import's batch: its links go in as one executemany for the whole batch.
     async with database.transaction() as session:
         batch = [
             _body(f"bulk{i}@tagcounts.test", *(["a", "c"] if i % 2 else ["c"])) for i in range(30)
