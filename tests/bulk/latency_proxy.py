@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
+from typing import cast
 
 __all__ = ["LatencyProxy", "latency_proxy_in_thread"]
 
@@ -114,8 +115,8 @@ class _Side(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's does not subclass asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
         self.link.made(self)
 
     def data_received(self, data: bytes) -> None:
