@@ -75,6 +75,10 @@ def serve(
         # Mailfleet logs one access line per request itself, with its request id.
         access_log=False,
         proxy_headers=True,
+        # Named rather than "auto", so a missing one fails the start instead of
+        # quietly costing every request more CPU.
+        loop="uvloop",
+        http="httptools",
     )
 
 
@@ -95,6 +99,7 @@ def worker(
     """Run background workers only (no HTTP). Start as many as you like on one PostgreSQL."""
     from mailfleet import runtime
     from mailfleet.health import serve_worker_health
+    from mailfleet.kit import loops
     from mailfleet.logconfig import configure_logging
 
     settings = _settings()
@@ -117,7 +122,7 @@ def worker(
             await server.wait_closed()
         await runtime.stop(current, jobs_launched=True)
 
-    asyncio.run(run())
+    loops.run(run())
 
 
 @app.command()

@@ -33,6 +33,7 @@ import signal
 import sys
 from typing import Any, Final
 
+from mailfleet.kit import loops
 from mailfleet.mail.probes import ImapSettings, ProbeOptions, SmtpSettings, probe_logins
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s login-process %(name)s %(message)s",
     )
-    asyncio.run(_serve())
+    loops.run(_serve())
 
 
 if __name__ == "__main__":
