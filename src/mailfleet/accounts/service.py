@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import String, and_, case, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.accounts import security, usage
@@ -13,7 +13,7 @@ from mailfleet.accounts.throttle import login_throttle
 from mailfleet.config import Settings
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Conflict, Forbidden, Unauthorized
-from mailfleet.models import ApiKey, ConsoleSession, User, Workspace
+from mailfleet.models import ApiKey, ConsoleSession, Membership, User, Workspace
 from mailfleet.workspaces import service as workspaces
 
 
@@ -128,14 +128,39 @@ async def revoke_api_key(session: AsyncSession, user: User, key_id: str) -> ApiK
     return key
 
 
-async def find_usable_api_key(session: AsyncSession, secret: str) -> tuple[ApiKey, User] | None:
+@dataclass(frozen=True)
+class KeyHolder:
+    """A live API key, its active user, and the workspace the request acts in with
+    the user's role there (`membership`, None when the user is no member of it)."""
+
+    key: ApiKey
+    user: User
+    membership: tuple[Workspace, str] | None
+
+
+async def find_usable_api_key(
+    session: AsyncSession, secret: str, requested_workspace: str | None = None
+) -> KeyHolder | None:
     """The live key behind a presented secret and its active user, in one query.
     Its use is noted in memory (`usage`), not written here: a request that only
-    reads stays a reader."""
+    reads stays a reader.
+
+    The same query reads the workspace the request will act in (a workspace key's
+    own; for a user key `requested_workspace`, else the user's default) and the
+    user's role there, which a workspace route would otherwise ask for in a second
+    query. Whether the request may act there is still decided by the caller."""
+    target = case(
+        (ApiKey.scope == "workspace", ApiKey.workspace_id),
+        else_=func.coalesce(literal(requested_workspace, String), User.default_workspace_id),
+    )
     row = (
         await session.execute(
-            select(ApiKey, User)
+            select(ApiKey, User, Workspace, Membership.role)
             .join(User, User.id == ApiKey.user_id)
+            .outerjoin(
+                Membership, and_(Membership.user_id == User.id, Membership.workspace_id == target)
+            )
+            .outerjoin(Workspace, Workspace.id == Membership.workspace_id)
             .where(
                 ApiKey.digest == security.digest_api_key(secret),
                 ApiKey.revoked_at.is_(None),
@@ -145,9 +170,10 @@ async def find_usable_api_key(session: AsyncSession, secret: str) -> tuple[ApiKe
     ).first()
     if row is None:
         return None
-    key, user = row
+    key, user, workspace, role = row
     usage.note_use(key, utcnow())
-    return key, user
+    membership = (workspace, role) if workspace is not None and role is not None else None
+    return KeyHolder(key=key, user=user, membership=membership)
 
 
 @dataclass(frozen=True)
