@@ -294,7 +294,9 @@ async def create_mailbox_batch(
         for name in dict.fromkeys(data.tags)
     ]
     if links:
-        await session.execute(insert(mailbox_tags), links)
+        # Multi-row too (RETURNING makes SQLAlchemy batch it), for the same reason:
+        # each link statement would otherwise run the tag-count trigger again.
+        await session.execute(insert(mailbox_tags).returning(mailbox_tags.c.mailbox_id), links)
     await session.execute(insert(ConnectionTest), test_rows)
     if events.MAILBOX_CREATED in await webhooks.subscribed_events(
         session, workspace_id, (events.MAILBOX_CREATED,)
