@@ -267,6 +267,7 @@ def measure_mailfleet(
     workdir: Path,
     workers: int = 0,
     login_process: bool = True,
+    chunk_size: int | None = None,
     rig: Callable[[], dict[str, float]] = dict,
 ) -> MailfleetRun:
     """With `workers`, the serve answers the API only and that many workers run
@@ -284,6 +285,7 @@ def measure_mailfleet(
         MAILFLEET_BULK_MAX_UPLOAD_BYTES=str(256 * 1024 * 1024),
         MAILFLEET_WORKER_ID="bench",
         MAILFLEET_BULK_LOGIN_PROCESS=str(login_process).lower(),
+        **({"MAILFLEET_BULK_CHUNK_SIZE": str(chunk_size)} if chunk_size else {}),
     )
     run = MailfleetRun()
     items = [
@@ -348,6 +350,9 @@ def main() -> None:
     parser.add_argument("--rtt-ms", type=float, default=100.0, help="round trip added (0: raw)")
     parser.add_argument("--sample", type=int, default=50, help="mailboxes for the sequential run")
     parser.add_argument("--concurrency", type=int, default=200, help="logins in flight")
+    parser.add_argument(
+        "--chunk-size", type=int, help="MAILFLEET_BULK_CHUNK_SIZE (default: the server's)"
+    )
     parser.add_argument("--database-url", help="PostgreSQL for Mailfleet (default: fresh SQLite)")
     parser.add_argument(
         "--workers",
@@ -423,6 +428,7 @@ def main() -> None:
                     workdir=workdir / f"run-{count}",
                     workers=count,
                     login_process=args.login_process == "on",
+                    chunk_size=args.chunk_size,
                     rig=rig_cpu,
                 )
             print("(b) sequential smtplib + imaplib ...", flush=True)
