@@ -24,16 +24,33 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def children(pid: int) -> list[int]:
-    """The living child processes of `pid`."""
-    found = []
+def _process_tree() -> dict[int, list[int]]:
+    """Each living process's children, from one pass over /proc (a pass per process
+    would cost seconds once Dovecot has a hundred imap processes)."""
+    tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if int(_stat(int(entry.name))[1]) == pid:
-                    found.append(int(entry.name))
+                parent = int(_stat(int(entry.name))[1])
             except (FileNotFoundError, ProcessLookupError, IndexError):
                 continue
+            tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def children(pid: int) -> list[int]:
+    """The living child processes of `pid`."""
+    return _process_tree().get(pid, [])
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every living process below it."""
+    tree = _process_tree()
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(tree.get(current, []))
     return found
 
 
@@ -41,20 +58,28 @@ def cpu_seconds(pid: int) -> float:
     """User + system time of every thread of the process and of its descendants (a
     server's bulk login process): living ones' own, ended ones' as the kernel adds
     them to their waiting parent. In seconds."""
-    fields = _stat(pid)
-    ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-    own = ticks / os.sysconf("SC_CLK_TCK")
-    return own + sum(cpu_seconds(child) for child in children(pid))
+    ticks = 0
+    for process in descendants(pid):
+        try:
+            ticks += sum(int(value) for value in _stat(process)[11:15])  # utime stime cutime cstime
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue  # ended since the tree was read: its parent counts it now
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
     """VmHWM, the resident set's high-water mark kept by the kernel, of the process
     plus each living descendant's: an upper bound of what they held at once."""
     total = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            total = int(line.split()[1]) / 1024
-    return total + sum(peak_rss_mb(child) for child in children(pid))
+    for process in descendants(pid):
+        try:
+            status = Path(f"/proc/{process}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def mailfleet_env(database_url: str | None, **settings: str) -> dict[str, str]:
