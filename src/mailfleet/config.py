@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     bulk_max_upload_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     bulk_concurrency: int = Field(default=200, ge=1)
     bulk_per_host: int = Field(default=20, ge=1)
-    bulk_chunk_size: int = Field(default=25, ge=1, le=1000)
+    bulk_chunk_size: int = Field(default=100, ge=1, le=1000)
     bulk_max_attempts: int = Field(default=3, ge=1, le=10)
     bulk_retry_delay: float = Field(default=2.0, ge=0)
     # Bulk logins run in a child process (mail.login_process), off the event loop

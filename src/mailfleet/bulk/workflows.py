@@ -30,7 +30,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final, cast
 
 from dbos import DBOS
@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 # running chunks are (it may start more while one lingers on a slow mailbox).
 _WINDOW_CHECK: Final = 0.2
 _GIVE_UP_PAGE: Final = 500
+# A chunk records its final results this many at a time as they come in: a short
+# transaction each (the requests of a one-process server wait less behind it) while
+# the chunk, one checkpoint of the job, stays large enough that the job engine's
+# bookkeeping per chunk costs little per mailbox.
+_RECORD_BATCH: Final = 25
 
 
 class LoginLimiter:
@@ -188,6 +193,26 @@ async def _attempt(
             _room_freed()
 
 
+async def _as_finished(
+    work: Sequence[ChunkItem], attempt: Callable[[ChunkItem], Awaitable[LoginOutcome]]
+) -> AsyncGenerator[tuple[ChunkItem, LoginOutcome], None]:
+    """Each item with its outcome, in the order the logins finish. If one raises
+    (the login process died), the others are cancelled and the error goes on."""
+    tasks = {asyncio.ensure_future(attempt(item)): item for item in work}
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                yield tasks[task], task.result()
+    finally:
+        unfinished = [task for task in tasks if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished, return_exceptions=True)
+
+
 def login_retry_policy(
     settings: Settings, before_sleep: Callable[[RetryCallState], None] | None = None
 ) -> AsyncRetrying:
@@ -219,26 +244,34 @@ async def run_chunk(job_id: str, chunk: int, chunk_size: int) -> dict[str, int]:
     last_row = first_row + chunk_size - 1
     totals = {"connected": 0, "failed": 0}
 
+    async def record(final: list[ItemResult]) -> None:
+        async with recorders(current.database), current.database.transaction() as s:
+            counts = await service.record_results(s, job_id, final)
+        for name, count in counts.items():
+            totals[name] += count
+            metrics.BULK_ROWS.labels(name).inc(count)
+
     async def login_round(work: list[ChunkItem], round_number: int) -> list[ChunkItem]:
-        """Log in to each mailbox once; record the final results; answer the rest."""
+        """Log in to each mailbox once; record the final results as they come, a
+        batch at a time; answer the rest."""
         _busy[key] = len(work)
-        outcomes = await asyncio.gather(
-            *(_attempt(job_id, chunk, item, limiter, settings) for item in work)
-        )
         last = round_number >= settings.bulk_max_attempts
         final: list[ItemResult] = []
         again: list[ChunkItem] = []
-        for item, outcome in zip(work, outcomes, strict=True):
-            if not last and worth_retrying(outcome):
-                again.append(item)
-            else:
+        finishing = _as_finished(
+            work, lambda item: _attempt(job_id, chunk, item, limiter, settings)
+        )
+        async with contextlib.aclosing(finishing):
+            async for item, outcome in finishing:
+                if not last and worth_retrying(outcome):
+                    again.append(item)
+                    continue
                 final.append(ItemResult(item.item_id, item.test_id, outcome, round_number))
+                if len(final) >= _RECORD_BATCH:
+                    await record(final)
+                    final = []
         if final:
-            async with recorders(current.database), current.database.transaction() as s:
-                counts = await service.record_results(s, job_id, final)
-            for name, count in counts.items():
-                totals[name] += count
-                metrics.BULK_ROWS.labels(name).inc(count)
+            await record(final)
         return again
 
     def waiting(state: RetryCallState) -> None:
