@@ -75,14 +75,13 @@ from tests.servers.smtp import SmtpServer  # noqa: E402
 # process runs at the same niceness (mailfleet.mail.login_process).
 RIG_NICENESS = 10
 
-# The proxies run in a process of their own, so forwarding bytes does not share an
-# interpreter lock with the SMTP server or the clients being measured, on uvloop
-# to keep what the rig itself spends of the cores small.
+# The proxies and the SMTP server (aiosmtpd, in a thread) run in processes of their
+# own: in this one they would share the interpreter lock with the status polls being
+# timed, and with each other. The proxies run on uvloop, to keep what the rig itself
+# spends of the cores small.
 
 
 def _run_proxies(targets: list[int], rtt_ms: float, pipe: Connection) -> None:
-    os.nice(RIG_NICENESS)
-
     async def main() -> None:
         proxies = [LatencyProxy(port, rtt_ms=rtt_ms) for port in targets]
         for proxy in proxies:
@@ -95,13 +94,27 @@ def _run_proxies(targets: list[int], rtt_ms: float, pipe: Connection) -> None:
     loops.run(main())
 
 
-class ProxyProcess:
-    def __init__(self, targets: list[int], rtt_ms: float) -> None:
+def _run_smtp(users: dict[str, str], pipe: Connection) -> None:
+    # aiosmtpd logs a deprecation of its own login_data at every login.
+    logging.disable(logging.WARNING)
+    with SmtpServer(users) as smtp:
+        pipe.send([smtp.port])
+        pipe.recv()
+
+
+def _rig_main(target: Callable[..., None], *args: object) -> None:
+    os.nice(RIG_NICENESS)
+    target(*args)
+
+
+class RigProcess:
+    """`target(*args, pipe)` in a process of its own at RIG_NICENESS: it sends the
+    ports it listens on through `pipe`, then serves until told to stop."""
+
+    def __init__(self, target: Callable[..., None], *args: object) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
-        self._process = context.Process(
-            target=_run_proxies, args=(targets, rtt_ms, child), daemon=True
-        )
+        self._process = context.Process(target=_rig_main, args=(target, *args, child), daemon=True)
         self._process.start()
         self.ports: list[int] = self._pipe.recv()
 
@@ -109,40 +122,7 @@ class ProxyProcess:
     def pid(self) -> int | None:
         return self._process.pid
 
-    def stop(self) -> None:
-        self._pipe.send("stop")
-        self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.kill()
-
-
-# The SMTP server (aiosmtpd, in a thread) runs in a process of its own too: in this
-# one it would share the interpreter lock with the status polls being timed, and
-# every poll would wait its turn behind hundreds of SMTP sessions.
-
-
-def _run_smtp(users: dict[str, str], pipe: Connection) -> None:
-    os.nice(RIG_NICENESS)
-    # aiosmtpd logs a deprecation of its own login_data at every login.
-    logging.disable(logging.WARNING)
-    with SmtpServer(users) as smtp:
-        pipe.send(smtp.port)
-        pipe.recv()
-
-
-class SmtpProcess:
-    def __init__(self, users: dict[str, str]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._pipe, child = context.Pipe()
-        self._process = context.Process(target=_run_smtp, args=(users, child), daemon=True)
-        self._process.start()
-        self.port: int = self._pipe.recv()
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    def __enter__(self) -> SmtpProcess:
+    def __enter__(self) -> RigProcess:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -444,11 +424,14 @@ def main() -> None:
         flush=True,
     )
     runs: dict[int, MailfleetRun] = {}
-    with SmtpProcess(everyone) as smtp, DovecotServer(everyone) as dovecot:
+    with (
+        RigProcess(_run_smtp, everyone) as smtp,
+        DovecotServer(everyone) as dovecot,
+        RigProcess(_run_proxies, [*smtp.ports, dovecot.port], args.rtt_ms) as proxies,
+    ):
         # What the master forks from now on inherits its niceness.
         for pid in descendants(dovecot.pid or 0):
             os.setpriority(os.PRIO_PROCESS, pid, RIG_NICENESS)
-        proxies = ProxyProcess([smtp.port, dovecot.port], args.rtt_ms)
 
         def rig_cpu() -> dict[str, float]:
             """The SMTP server, Dovecot with the login processes it forked, the
@@ -461,36 +444,33 @@ def main() -> None:
             }
 
         smtp_port, imap_port = proxies.ports
-        try:
-            for count in worker_counts:
-                print(f"(a) mailfleet bulk job{_on_workers(count)} ...", flush=True)
-                database_url = args.database_url
-                if count and database_url:
-                    database_url = fresh_database(
-                        database_url, f"mailfleet_bench_{os.getpid()}_{count}"
-                    )
-                runs[count] = measure_mailfleet(
-                    mailfleet_users[count],
-                    smtp_port,
-                    imap_port,
-                    concurrency=args.concurrency,
-                    database_url=database_url,
-                    workdir=workdir / f"run-{count}",
-                    workers=count,
-                    login_process=args.login_process == "on",
-                    chunk_size=args.chunk_size,
-                    rig=rig_cpu,
+        for count in worker_counts:
+            print(f"(a) mailfleet bulk job{_on_workers(count)} ...", flush=True)
+            database_url = args.database_url
+            if count and database_url:
+                database_url = fresh_database(
+                    database_url, f"mailfleet_bench_{os.getpid()}_{count}"
                 )
-            print("(b) sequential smtplib + imaplib ...", flush=True)
-            sequential_seconds, sequential_ok = measure_sequential(
-                sequential_users, smtp_port, imap_port
+            runs[count] = measure_mailfleet(
+                mailfleet_users[count],
+                smtp_port,
+                imap_port,
+                concurrency=args.concurrency,
+                database_url=database_url,
+                workdir=workdir / f"run-{count}",
+                workers=count,
+                login_process=args.login_process == "on",
+                chunk_size=args.chunk_size,
+                rig=rig_cpu,
             )
-            print("(c) bare asyncio client ...", flush=True)
-            ceiling_seconds, ceiling_ok, ceiling_cpu, ceiling_failures = measure_ceiling(
-                ceiling_users, smtp_port, imap_port, args.concurrency
-            )
-        finally:
-            proxies.stop()
+        print("(b) sequential smtplib + imaplib ...", flush=True)
+        sequential_seconds, sequential_ok = measure_sequential(
+            sequential_users, smtp_port, imap_port
+        )
+        print("(c) bare asyncio client ...", flush=True)
+        ceiling_seconds, ceiling_ok, ceiling_cpu, ceiling_failures = measure_ceiling(
+            ceiling_users, smtp_port, imap_port, args.concurrency
+        )
     shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()[0]
 
