@@ -7,6 +7,7 @@ from empty tables.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete
+from sqlalchemy.exc import DBAPIError
 
 from mailfleet import jobs
 from mailfleet.accounts import service as accounts
@@ -116,9 +118,23 @@ async def database(app: FastAPI) -> AsyncIterator[Database]:
     from mailfleet.accounts.throttle import login_throttle
 
     login_throttle.reset()
-    async with db.transaction() as session:
-        for table in reversed(Base.metadata.sorted_tables):
-            await session.execute(delete(table))
+    await empty_tables(db)
+
+
+async def empty_tables(db: Database, attempts: int = 5) -> None:
+    """Delete every row, children first. A background workflow the test started
+    may still be writing; on PostgreSQL the two can deadlock, and the server then
+    aborts one of them. If it aborts this one, empty the tables again."""
+    for attempt in range(attempts):
+        try:
+            async with db.transaction() as session:
+                for table in reversed(Base.metadata.sorted_tables):
+                    await session.execute(delete(table))
+            return
+        except DBAPIError as error:
+            if "deadlock detected" not in str(error) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.1)
 
 
 @pytest.fixture
