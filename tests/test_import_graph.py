@@ -91,8 +91,9 @@ def test_every_function_named_instead_of_imported_exists() -> None:
     from mailfleet.billing import renewals
 
     targets = [
-        *(target for _, _, target in jobs.SWEEPERS),
+        *(target for _, target in jobs.SWEEPERS),
         *(target for _, target in jobs.POLLERS),
+        *(every for every, _ in jobs.POLLERS if isinstance(every, str)),
         *renewals.CREDIT_LISTENERS,
     ]
     for target in targets:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import inspect
 import logging
 import math
 import socket
@@ -31,8 +32,10 @@ from dbos import (
     SetWorkflowID,
 )
 from dbos import _dbos as dbos_core
+from dbos import _scheduler as dbos_scheduler
 from dbos import _workflow_commands as dbos_commands
 from dbos._queue import queue_worker_thread
+from dbos._utils import INTERNAL_QUEUE_NAME
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -61,7 +64,7 @@ class QueueSpec:
     global_concurrency: int | None = None
     partition_concurrency: int | None = None
     polling_interval_sec: float = 0.25
-    idle_polling_interval_sec: float = 30.0
+    idle_polling_interval_sec: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,51 +157,35 @@ QUEUE_NAMES = frozenset(
     }
 )
 
-# Sweepers that re-enqueue work whose enqueue a crash may have lost, as DBOS
-# schedules: (name, six-field cron with seconds, "module:function"). DBOS fires
-# each once per tick across every worker sharing the system database (the run's
-# workflow id is the schedule name and the tick), not once per process. They
-# must be idempotent: a sweep enqueues under deterministic workflow ids.
-SWEEPERS: list[tuple[str, str, str]] = [
-    ("requeue-pending-tests", "0 * * * * *", "mailfleet.mailboxes.workflows:requeue_pending_tests"),
-    (
-        "requeue-pending-deliveries",
-        "0 * * * * *",
-        "mailfleet.webhooks.workflows:requeue_pending_deliveries",
-    ),
-    ("requeue-unfinished-jobs", "0 * * * * *", "mailfleet.bulk.workflows:requeue_unfinished_jobs"),
-    (
-        "enqueue-due-dns-checks",
-        "0 */5 * * * *",
-        "mailfleet.domains.workflows:enqueue_due_dns_checks",
-    ),
-    ("enqueue-due-renewals", "0 * * * * *", "mailfleet.billing.workflows:enqueue_due_renewals"),
-    (
-        "requeue-unfinished-domain-orders",
-        "0 * * * * *",
-        "mailfleet.domains.purchase_workflows:requeue_unfinished_orders",
-    ),
-    (
-        "requeue-unfinished-exports",
-        "0 * * * * *",
-        "mailfleet.exports.workflows:requeue_unfinished_exports",
-    ),
-    (
-        "requeue-unfinished-placement-tests",
-        "0 * * * * *",
-        "mailfleet.placement.workflows:requeue_unfinished_tests",
-    ),
+# Sweepers re-enqueue work whose enqueue a crash may have lost: (every N minutes,
+# "module:function"). They run as the steps of one DBOS schedule, SWEEP_SCHEDULE,
+# which fires once per minute across every worker sharing the system database (the
+# run's workflow id is the schedule name and the tick), not once per process: one
+# workflow and one scheduler thread a minute rather than one per sweeper. They must
+# be idempotent: a sweep enqueues under deterministic workflow ids.
+SWEEPERS: list[tuple[int, str]] = [
+    (1, "mailfleet.mailboxes.workflows:requeue_pending_tests"),
+    (1, "mailfleet.webhooks.workflows:requeue_pending_deliveries"),
+    (1, "mailfleet.bulk.workflows:requeue_unfinished_jobs"),
+    (5, "mailfleet.domains.workflows:enqueue_due_dns_checks"),
+    (1, "mailfleet.billing.workflows:enqueue_due_renewals"),
+    (1, "mailfleet.domains.purchase_workflows:requeue_unfinished_orders"),
+    (1, "mailfleet.exports.workflows:requeue_unfinished_exports"),
+    (1, "mailfleet.placement.workflows:requeue_unfinished_tests"),
 ]
+# (schedule name, six-field cron with seconds): second 0 of every minute.
+SWEEP_SCHEDULE = ("sweepers", "0 * * * * *")
 # Pollers every process runs in a loop (seconds, "module:function"): work due more
 # often than a sweep, where a DBOS schedule would write a workflow row per tick. A
 # poller must be idempotent across processes itself (deterministic workflow ids).
-POLLERS: list[tuple[float, str]] = [
+# The seconds are a number, or "module:function" answering them for the settings.
+POLLERS: list[tuple[float | str, str]] = [
     # Cheap when nothing is due: it enqueues one round per MAILFLEET_WARMUP_INTERVAL
     # under the interval's number, so workers never start the same round twice.
     (1.0, "mailfleet.warmup.workflows:enqueue_due_round"),
     # This process's heartbeat; at each, the unfinished workflows of a worker silent
     # for MAILFLEET_WORKER_DEAD_AFTER go back to their queues.
-    (5.0, "mailfleet.liveness:beat"),
+    ("mailfleet.liveness:heartbeat_interval", "mailfleet.liveness:beat"),
     # The API keys' last-used times that requests noted in memory (a request that
     # only reads never writes): one statement for every key used since the last.
     (15.0, "mailfleet.accounts.usage:flush"),
@@ -246,8 +233,23 @@ class QueueWaker(threading.Event):
 
 
 _wakers: dict[str, QueueWaker] = {}
-INTERNAL_IDLE_POLLING_INTERVAL_SEC = 10.0
-DBOS_BACKGROUND_JOBS_INTERVAL_SEC = 10.0
+# DBOS's internal queue carries the sweepers' ticks, which wake it as they are
+# enqueued (`_enqueue_scheduled_and_wake`), and resume commands, which are rare.
+INTERNAL_IDLE_POLLING_INTERVAL_SEC = 60.0
+# DBOS's background jobs start delayed workflows and cancel timed-out ones;
+# Mailfleet uses neither, so once a minute is plenty.
+DBOS_BACKGROUND_JOBS_INTERVAL_SEC = 60.0
+_enqueue_scheduled = dbos_scheduler._enqueue_scheduled_workflow
+
+
+def _enqueue_scheduled_and_wake(*args: Any, **kwargs: Any) -> None:
+    """DBOS's scheduler thread enqueues a schedule's tick through this: the tick's
+    queue is polled at once rather than at its next idle poll."""
+    _enqueue_scheduled(*args, **kwargs)
+    queue = inspect.signature(_enqueue_scheduled).bind(*args, **kwargs).arguments.get("queue_name")
+    waker = _wakers.get(queue or INTERNAL_QUEUE_NAME)
+    if waker is not None:
+        waker.nudge()
 
 
 def is_launched() -> bool:
@@ -262,28 +264,38 @@ async def sweep_step(target: str) -> None:
 
 @DBOS.workflow()
 async def sweep(scheduled_at: datetime, target: str) -> None:
-    """One tick of a sweeper schedule; `target` is its "module:function"."""
-    try:
-        await sweep_step(target)
-    except Exception:
-        # The next tick sweeps again; one failed tick must not stop the schedule.
-        log.exception("sweeper %s failed (tick %s)", target, scheduled_at.isoformat())
+    """Run one sweeper, `target` ("module:function"), as a workflow of its own."""
+    await sweep_step(target)
+
+
+@DBOS.workflow()
+async def sweep_tick(scheduled_at: datetime, _context: object = None) -> None:
+    """One tick of SWEEP_SCHEDULE: each sweeper due at this minute, in SWEEPERS'
+    order. Which are due depends on the tick alone, so a run resumed after a crash
+    takes the same steps."""
+    minute = int(scheduled_at.timestamp() // 60)
+    for every, target in SWEEPERS:
+        if minute % every:
+            continue
+        try:
+            await sweep_step(target)
+        except Exception:
+            # The next tick sweeps again; one failed sweep must not stop the others.
+            log.exception("sweeper %s failed (tick %s)", target, scheduled_at.isoformat())
 
 
 async def _apply_sweepers() -> None:
-    """Make the stored schedules match SWEEPERS: add or update each, and delete a
-    sweeper's schedule that a newer release no longer declares (it would keep
-    firing a target that may be gone)."""
+    """Make the stored schedules match SWEEP_SCHEDULE: add or update it, and delete
+    any other sweeper schedule (an older release's one per sweeper, which would
+    keep firing a target that may be gone)."""
+    name, cron = SWEEP_SCHEDULE
     await DBOS.apply_schedules_async(
-        [
-            {"schedule_name": name, "workflow_fn": sweep, "schedule": cron, "context": target}
-            for name, cron, target in SWEEPERS
-        ]
+        [{"schedule_name": name, "workflow_fn": sweep_tick, "schedule": cron, "context": None}]
     )
-    declared = {name for name, _, _ in SWEEPERS}
+    ours = (sweep.__qualname__, sweep_tick.__qualname__)
     for schedule in await DBOS.list_schedules_async():
-        retired = schedule["schedule_name"] not in declared
-        if retired and schedule["workflow_name"].endswith(sweep.__qualname__):
+        retired = schedule["schedule_name"] != name
+        if retired and schedule["workflow_name"].endswith(ours):
             await DBOS.delete_schedule_async(schedule["schedule_name"])
             log.info("deleted the retired sweeper schedule %s", schedule["schedule_name"])
 
@@ -340,6 +352,7 @@ async def launch(settings: Settings) -> None:
     # DBOS's background jobs (delayed workflows, workflow timeouts: Mailfleet uses
     # neither) run every second by default; each run is two queries.
     setattr(dbos_commands, "_BACKGROUND_JOBS_INTERVAL_SEC", DBOS_BACKGROUND_JOBS_INTERVAL_SEC)  # noqa: B010
+    setattr(dbos_scheduler, "_enqueue_scheduled_workflow", _enqueue_scheduled_and_wake)  # noqa: B010
     DBOS.launch()
     specs = queue_specs(settings)
     assert set(specs) == QUEUE_NAMES, "declare every queue in both queue_specs and QUEUE_NAMES"
@@ -361,9 +374,10 @@ async def launch(settings: Settings) -> None:
     await _apply_sweepers()
     # Each sweep once at start as well: a process back from a crash picks up what it
     # left behind now, not at the next tick (up to a minute away).
-    for _, _, target in SWEEPERS:
+    for _, target in SWEEPERS:
         _poller_tasks.append(asyncio.create_task(_sweep_once(target)))
-    for interval, target in POLLERS:
+    for every, target in POLLERS:
+        interval = _imported(every)(settings) if isinstance(every, str) else every
         _poller_tasks.append(asyncio.create_task(_poll(interval, target)))
     global _launched
     _launched = True

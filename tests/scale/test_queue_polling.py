@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
 from dbos import DBOS, SetWorkflowID
+from dbos import _scheduler as dbos_scheduler
+from dbos._dbos import _get_dbos_instance
+from dbos._registrations import get_dbos_func_name
+from dbos._utils import INTERNAL_QUEUE_NAME
 from fastapi import FastAPI
 
 from mailfleet import jobs
@@ -78,9 +83,9 @@ async def mark_ran() -> None:
     _ran.set()
 
 
-@pytest.fixture
-def slow_default_queue(app: FastAPI) -> Iterator[jobs.QueueWaker]:
-    waker = jobs._wakers["default"]
+@contextmanager
+def idle_for_an_hour(queue: str) -> Iterator[jobs.QueueWaker]:
+    waker = jobs._wakers[queue]
     previous = waker.idle_interval
     waker.idle_interval = HOUR
     # One poll now, so the worker is surely in an hour-long wait when the test enqueues.
@@ -88,6 +93,40 @@ def slow_default_queue(app: FastAPI) -> Iterator[jobs.QueueWaker]:
     yield waker
     waker.idle_interval = previous
     waker.nudge()
+
+
+@pytest.fixture
+def slow_default_queue(app: FastAPI) -> Iterator[jobs.QueueWaker]:
+    with idle_for_an_hour("default") as waker:
+        yield waker
+
+
+@pytest.fixture
+def slow_internal_queue(app: FastAPI) -> Iterator[jobs.QueueWaker]:
+    with idle_for_an_hour(INTERNAL_QUEUE_NAME) as waker:
+        yield waker
+
+
+@pytest.mark.db
+async def test_a_scheduled_tick_wakes_the_internal_queue(
+    slow_internal_queue: jobs.QueueWaker,
+) -> None:
+    """DBOS's scheduler thread enqueues a tick on the internal queue straight into
+    the database, past jobs.enqueue: the tick must still run at once, not at the
+    queue's next idle poll (an hour away here)."""
+    await asyncio.sleep(0.5)
+    _ran.clear()
+    tick = datetime.now(UTC)
+    await asyncio.to_thread(
+        dbos_scheduler._enqueue_scheduled_workflow,
+        _get_dbos_instance()._sys_db,
+        get_dbos_func_name(jobs.sweep),
+        tick,
+        f"sched-test-wake-{new_id()}",
+        "test-wake",
+        "tests.scale.test_queue_polling:mark_ran",
+    )
+    assert await asyncio.to_thread(_ran.wait, DEADLINE)
 
 
 @pytest.mark.db
