@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from mailfleet.config import Settings
+from mailfleet.kit.sqlite_driver import OneHopDBAPI
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -51,7 +52,10 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def create_engine_for(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+            url,
+            module=OneHopDBAPI(),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **kwargs,
         )
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
