@@ -58,7 +58,6 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
-from sqlalchemy.orm import raiseload  # noqa: E402
 
 from bench import common  # noqa: E402
 from bench.common import mailfleet_env, mailfleet_serve, peak_rss_mb  # noqa: E402
@@ -191,15 +190,15 @@ class Direct:
 
     def page(self, case: Case, *, with_tags: bool = True) -> Callable[[Any], Awaitable[Any]]:
         async def run(session: Any) -> Any:
-            # The repository's own statements: the page (one row more, to know if
-            # more follow) with its tags (not for DeepLead's inboxes, which show
-            # none), then the count over the same filters.
+            # The repository's own statements: the page's listings (one row more, to
+            # know if more follow) with their tags' names (not for DeepLead's inboxes,
+            # which show none), then the count over the same filters.
             repository = MailboxRepository(session)
             query = repository.filtered(self.workspace_id, case.filters)
-            if not with_tags:
-                query = query.options(raiseload(Mailbox.tags))
             page = Page(limit=PAGE, skip=case.skip)
-            rows, _ = await repository.newest_page(query, page, case.after)
+            rows, _ = await repository.newest_listings(
+                query, page, case.after, with_tags=with_tags
+            )
             if case.after is not None and case.after.total is not None:
                 return rows, case.after.total
             return rows, await repository.count_matching(self.workspace_id, case.filters)

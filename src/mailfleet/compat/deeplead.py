@@ -153,7 +153,7 @@ def _pool_out(pool: Pool, count: int) -> PoolOut:
     return PoolOut(id=pool.id, name=pool.name, inbox_count=count, created_at=pool.created_at)
 
 
-def _inbox_out(mailbox: Mailbox) -> InboxOut:
+def _inbox_out(mailbox: service.MailboxListing) -> InboxOut:
     return InboxOut(
         id=mailbox.id,
         email_address=mailbox.email,
@@ -183,11 +183,11 @@ async def list_inboxes(
         pool_id=pool_id, status=STATUS_FROM_DEEPLEAD[status] if status else None
     )
     page = Page(limit=limit, skip=skip)
-    # An inbox shows no tags: a page of 100 reads none (one query and 100 lists fewer).
-    mailboxes, total = await service.list_mailboxes(
-        session, ctx.workspace_id, filters, page, with_tags=False
+    # An inbox shows no tags: a page of 100 reads none (one query fewer).
+    found = await service.page_mailboxes(session, ctx.workspace_id, filters, page, with_tags=False)
+    return InboxList(
+        inboxes=[_inbox_out(m) for m in found.mailboxes], pagination=page.describe(found.total)
     )
-    return InboxList(inboxes=[_inbox_out(m) for m in mailboxes], pagination=page.describe(total))
 
 
 class _ItemFailed(Exception):

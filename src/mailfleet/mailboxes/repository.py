@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, func, literal, or_, select, tuple_
@@ -70,6 +71,51 @@ class MailboxFilters:
             value if isinstance(value, str | None) else list(value) for value in astuple(self)
         ]
         return hashlib.sha256(repr(values).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxListing:
+    """A mailbox as a list page shows it: its columns read as plain rows, and its tags'
+    names. A page of 100 mapped `Mailbox` objects and their `Tag`s cost about 14 ms of
+    CPU in the ORM's identity map and instance state, four times the page's queries;
+    a listing is only read, so it needs none of that. The field names are the column
+    names (the `LISTED_COLUMNS` read), so `mailbox_out` takes either."""
+
+    id: str
+    email: str
+    display_name: str
+    provider: str
+    status: str
+    connection_type: str
+    daily_send_limit: int
+    sending_enabled: bool
+    signature: str | None
+    smtp_host: str
+    smtp_port: int
+    smtp_secure: bool
+    smtp_username: str
+    imap_host: str
+    imap_port: int
+    imap_secure: bool
+    imap_username: str
+    domain: str
+    pool_id: str | None
+    placement_seed: bool
+    setup_status: dict[str, Any] | None
+    last_verified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    hosted_domain_id: str | None
+    first_name: str | None
+    last_name: str | None
+    quota_bytes: int | None
+    forward_to: str | None
+    tag_names: list[str]
+
+
+LISTED_COLUMNS = [
+    Mailbox.__table__.c[field.name] for field in fields(MailboxListing) if field.name != "tag_names"
+]
 
 
 class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
@@ -161,6 +207,41 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
     ) -> tuple[list[Mailbox], bool]:
         """One page of `query` newest first (after `after` when given), and whether
         more rows follow it: one row more than the page is read to know."""
+        rows = list(await self.session.scalars(self._newest_cut(query, page, after)))
+        return rows[: page.limit], len(rows) > page.limit
+
+    async def newest_listings(
+        self,
+        query: Select[Any],
+        page: Page,
+        after: Keyset | None = None,
+        *,
+        with_tags: bool = True,
+    ) -> tuple[list[MailboxListing], bool]:
+        """`newest_page` read as listings: the same rows, in two queries (the page's
+        columns, then its tags' names) and without mapped objects. `with_tags=False`
+        skips the second, for a caller that shows no tags (`tag_names` stay empty)."""
+        listed = query.with_only_columns(*LISTED_COLUMNS)
+        rows = (await self.session.execute(self._newest_cut(listed, page, after))).all()
+        has_more = len(rows) > page.limit
+        rows = rows[: page.limit]
+        names: dict[str, list[str]] = {row.id: [] for row in rows}
+        if names and with_tags:
+            tagged = await self.session.execute(
+                select(mailbox_tags.c.mailbox_id, Tag.name)
+                .join(Tag, Tag.id == mailbox_tags.c.tag_id)
+                .where(mailbox_tags.c.mailbox_id.in_(names))
+            )
+            for mailbox_id, name in tagged:
+                names[mailbox_id].append(name)
+        # Positionally: the columns are the fields, in order (a keyword call through
+        # the row's mapping cost more than the query).
+        return [MailboxListing(*row, names[row.id]) for row in rows], has_more
+
+    @staticmethod
+    def _newest_cut(query: Select[Any], page: Page, after: Keyset | None) -> Select[Any]:
+        """`query` newest first, from `page.skip` or after `after`, one row more than
+        the page (to know whether more follow)."""
         if after is not None:
             # A row-value comparison, so both backends seek the ordering index to the
             # cursor instead of scanning the rows before it.
@@ -168,9 +249,7 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
                 tuple_(Mailbox.created_at, Mailbox.id)
                 < tuple_(literal(after.created_at, UTCDateTime()), literal(after.id, String()))
             )
-        cut = query.order_by(*NEWEST_FIRST).limit(page.limit + 1).offset(page.skip)
-        rows = list(await self.session.scalars(cut))
-        return rows[: page.limit], len(rows) > page.limit
+        return query.order_by(*NEWEST_FIRST).limit(page.limit + 1).offset(page.skip)
 
 
 class TagRepository(Repository[Tag], model=Tag, noun="Tag"): ...

@@ -56,7 +56,11 @@ CREATED_MESSAGE = (
 )
 
 
-def mailbox_out(mailbox: Mailbox) -> MailboxOut:
+def mailbox_out(mailbox: Mailbox | service.MailboxListing) -> MailboxOut:
+    if isinstance(mailbox, service.MailboxListing):
+        tags = mailbox.tag_names
+    else:
+        tags = [tag.name for tag in mailbox.tags]
     return MailboxOut(
         mongo_id=mailbox.id,
         id=mailbox.id,
@@ -68,7 +72,7 @@ def mailbox_out(mailbox: Mailbox) -> MailboxOut:
         daily_send_limit=mailbox.daily_send_limit,
         sending_enabled=mailbox.sending_enabled,
         signature=mailbox.signature,
-        tags=[tag.name for tag in mailbox.tags],
+        tags=tags,
         smtp_host=mailbox.smtp_host,
         smtp_port=mailbox.smtp_port,
         smtp_secure=mailbox.smtp_secure,

@@ -15,7 +15,6 @@ from typing import Any, Protocol, TypedDict, cast
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import raiseload
 
 from mailfleet import jobs
 from mailfleet.billing import seats as billing
@@ -36,6 +35,9 @@ from mailfleet.mail.probes import (
 )
 from mailfleet.mailboxes.repository import (
     MailboxFilters as MailboxFilters,
+)
+from mailfleet.mailboxes.repository import (
+    MailboxListing as MailboxListing,
 )
 from mailfleet.mailboxes.repository import (
     MailboxRepository,
@@ -646,7 +648,7 @@ async def get_mailbox(session: AsyncSession, workspace_id: str, mailbox_id: str)
 
 @dataclass(frozen=True)
 class MailboxPage:
-    mailboxes: list[Mailbox]
+    mailboxes: list[MailboxListing]
     total: int
     has_more: bool
     scope: str
@@ -670,23 +672,20 @@ async def page_mailboxes(
     with_tags: bool = True,
 ) -> MailboxPage:
     """A page of the matching mailboxes newest first, from `page.skip` or after a
-    cursor; `total` counts every match, whichever page this is (a cursor carries the
-    count its first page made, for the same filters). `with_tags=False` leaves the
-    mailboxes' tags unread (reading them then raises) for a caller that shows none."""
+    cursor, read as listings; `total` counts every match, whichever page this is (a
+    cursor carries the count its first page made, for the same filters).
+    `with_tags=False` reads no tags, for a caller that shows none."""
     repository = MailboxRepository(session)
     scope = filters.fingerprint()
     query = repository.filtered(workspace_id, filters)
-    if not with_tags:
-        query = query.options(raiseload(Mailbox.tags))
-    mailboxes, has_more = await repository.newest_page(query, page, after)
-    if after is not None and after.total is not None and after.scope == scope:
+    listings, has_more = await repository.newest_listings(query, page, after, with_tags=with_tags)
+    if after is None:
+        total = await _total(repository, workspace_id, filters, page, len(listings), has_more)
+    elif after.total is not None and after.scope == scope:
         total = after.total
-    elif after is None and not has_more and (mailboxes or page.skip == 0):
-        # The last page, reached by offset: what it holds and skips is everything.
-        total = page.skip + len(mailboxes)
     else:
         total = await repository.count_matching(workspace_id, filters)
-    return MailboxPage(mailboxes, total, has_more, scope)
+    return MailboxPage(listings, total, has_more, scope)
 
 
 async def list_mailboxes(
@@ -694,11 +693,30 @@ async def list_mailboxes(
     workspace_id: str,
     filters: MailboxFilters,
     page: Page,
-    *,
-    with_tags: bool = True,
 ) -> tuple[list[Mailbox], int]:
-    found = await page_mailboxes(session, workspace_id, filters, page, with_tags=with_tags)
-    return found.mailboxes, found.total
+    """A page of the matching mailboxes newest first, as mapped objects (for a caller
+    that needs their relationships; a list page reads `page_mailboxes`), and how
+    many match."""
+    repository = MailboxRepository(session)
+    query = repository.filtered(workspace_id, filters)
+    mailboxes, has_more = await repository.newest_page(query, page)
+    total = await _total(repository, workspace_id, filters, page, len(mailboxes), has_more)
+    return mailboxes, total
+
+
+async def _total(
+    repository: MailboxRepository,
+    workspace_id: str,
+    filters: MailboxFilters,
+    page: Page,
+    found: int,
+    has_more: bool,
+) -> int:
+    """How many mailboxes match, given a page by offset that found `found`."""
+    if not has_more and (found or page.skip == 0):
+        # The last page, reached by offset: what it holds and skips is everything.
+        return page.skip + found
+    return await repository.count_matching(workspace_id, filters)
 
 
 def _apply_server_update(
