@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
+from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
@@ -65,7 +66,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     __slots__ = ("_arraysize", "_description", "_lastrowid", "_rowcount")
 
-    def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
+    def __init__(self, adapt_connection: AsyncAdapt_dbapi_connection) -> None:
         self._adapt_connection = adapt_connection
         self._connection = adapt_connection._connection
         self._cursor = None  # type: ignore[assignment]  # never a sqlite3 cursor
@@ -99,13 +100,15 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         async with self._adapt_connection._execute_mutex:
-            outcome = await connection._execute(_execute, connection._conn, operation, parameters)
+            outcome: _Outcome = await connection._execute(  # type: ignore[no-untyped-call]
+                _execute, connection._conn, operation, parameters
+            )
         self._keep(outcome)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         async with self._adapt_connection._execute_mutex:
-            outcome = await connection._execute(
+            outcome: _Outcome = await connection._execute(  # type: ignore[no-untyped-call]
                 _executemany, connection._conn, operation, seq_of_parameters
             )
         self._keep(outcome)

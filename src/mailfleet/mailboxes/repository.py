@@ -236,7 +236,7 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
                 names[mailbox_id].append(name)
         # Positionally: the columns are the fields, in order (a keyword call through
         # the row's mapping cost more than the query).
-        return [MailboxListing(*row, names[row.id]) for row in rows], has_more
+        return [MailboxListing(*(*row, names[row.id])) for row in rows], has_more
 
     @staticmethod
     def _newest_cut(query: Select[Any], page: Page, after: Keyset | None) -> Select[Any]:
