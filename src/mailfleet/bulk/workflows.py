@@ -63,8 +63,10 @@ _GIVE_UP_PAGE: Final = 500
 # A chunk records its final results this many at a time as they come in: a short
 # transaction each (the requests of a one-process server wait less behind it) while
 # the chunk, one checkpoint of the job, stays large enough that the job engine's
-# bookkeeping per chunk costs little per mailbox.
-_RECORD_BATCH: Final = 25
+# bookkeeping per chunk costs little per mailbox. 50 rather than 25: half the
+# transactions, 0.5 ms less CPU per mailbox, and status polls no slower (bench/
+# bulk_connect.py, 10,000 mailboxes: p95 42 ms against 46 and 50).
+_RECORD_BATCH: Final = 50
 
 
 class LoginLimiter:
