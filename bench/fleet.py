@@ -194,9 +194,10 @@ class Direct:
             # know if more follow) with their tags' names (not for DeepLead's inboxes,
             # which show none), then the count over the same filters.
             repository = MailboxRepository(session)
-            query = repository.filtered(self.workspace_id, case.filters)
             page = Page(limit=PAGE, skip=case.skip)
-            rows, _ = await repository.newest_listings(query, page, case.after, with_tags=with_tags)
+            rows, _ = await repository.newest_listings(
+                self.workspace_id, case.filters, page, case.after, with_tags=with_tags
+            )
             if case.after is not None and case.after.total is not None:
                 return rows, case.after.total
             return rows, await repository.count_matching(self.workspace_id, case.filters)

@@ -7,12 +7,25 @@ The listing (`GET /mailboxes`, DeepLead's inboxes) and the export selection
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Final, cast
 
-from sqlalchemy import ColumnElement, Select, String, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    Table,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
@@ -22,9 +35,10 @@ from mailfleet.kit.repository import Repository
 from mailfleet.models import Mailbox, MailboxCount, MailboxTagCount, Pool, Tag, mailbox_tags
 from mailfleet.models.common import UTCDateTime
 
-# The listing order; the ix_mailboxes_workspace_* indexes hold it under each equality
-# filter, so a page is an index range, not a sort of the whole workspace.
-NEWEST_FIRST = (Mailbox.created_at.desc(), Mailbox.id.desc())
+# Core tables: a statement over them skips the ORM's compile state and row loading
+# (what a list page reads are plain rows).
+mailboxes = cast(Table, Mailbox.__table__)
+tags = cast(Table, Tag.__table__)
 
 
 class folded(GenericFunction[str]):
@@ -73,13 +87,14 @@ class MailboxFilters:
         return hashlib.sha256(repr(values).encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MailboxListing:
     """A mailbox as a list page shows it: its columns read as plain rows, and its tags'
     names. A page of 100 mapped `Mailbox` objects and their `Tag`s cost about 14 ms of
     CPU in the ORM's identity map and instance state, four times the page's queries;
     a listing is only read, so it needs none of that. The field names are the column
-    names (the `LISTED_COLUMNS` read), so `mailbox_out` takes either."""
+    names (the `LISTED_COLUMNS` read), so `mailbox_out` takes either. Not frozen: a
+    frozen dataclass sets each of its 30 fields through object.__setattr__."""
 
     id: str
     email: str
@@ -114,43 +129,140 @@ class MailboxListing:
 
 
 LISTED_COLUMNS = [
-    Mailbox.__table__.c[field.name] for field in fields(MailboxListing) if field.name != "tag_names"
+    mailboxes.c[field.name] for field in fields(MailboxListing) if field.name != "tag_names"
 ]
 
 
-class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
+@dataclass(frozen=True)
+class BoundFilters:
+    """`MailboxFilters` as SQL conditions whose values are bind parameters, each
+    named after its filter. The names depend only on which filters are given (the
+    `shape`), so a statement built for one request runs any later one of the same
+    shape with that request's `values`: a list page's statements are built once,
+    not per request (building them cost more CPU than SQLite spent answering)."""
+
+    conditions: list[ColumnElement[bool]]
+    values: dict[str, Any]
+
+    @property
+    def shape(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
     @classmethod
-    def _tagged(cls, workspace_id: str, names: Sequence[str]) -> Select[Any]:
-        return (
-            select(mailbox_tags.c.mailbox_id)
-            .join(Tag, Tag.id == mailbox_tags.c.tag_id)
-            .where(Tag.workspace_id == workspace_id, or_(Tag.id.in_(names), Tag.name.in_(names)))
+    def of(cls, workspace_id: str, filters: MailboxFilters) -> BoundFilters:
+        values: dict[str, Any] = {}
+
+        def bound(name: str, value: Any, **kw: Any) -> BindParameter[Any]:
+            values[name] = value
+            return bindparam(name, value, **kw)
+
+        c = mailboxes.c
+        conditions = [c.workspace_id == bound("workspace_id", workspace_id)]
+        if filters.status:
+            conditions.append(c.status == bound("status", filters.status))
+        if filters.pool_id:
+            conditions.append(c.pool_id == bound("pool_id", filters.pool_id))
+        if filters.provider:
+            conditions.append(c.provider == bound("provider", filters.provider.lower()))
+        if filters.domain:
+            conditions.append(c.domain == bound("domain", filters.domain.lower().rstrip(".")))
+        if names := filters.tag_names:
+            tagged = _tagged(
+                bound("workspace_id", workspace_id), bound("tags", names, expanding=True)
+            )
+            conditions.append(c.id.in_(tagged))
+        if filters.search:
+            conditions.append(_searched(bound("search", f"%{filters.search.lower()}%")))
+        return cls(conditions, values)
+
+
+def _tagged(workspace_id: Any, names: Any) -> Select[Any]:
+    """The ids of the mailboxes carrying any of the tags `names` (ids or names)."""
+    return (
+        select(mailbox_tags.c.mailbox_id)
+        .join(tags, tags.c.id == mailbox_tags.c.tag_id)
+        .where(
+            tags.c.workspace_id == workspace_id, or_(tags.c.id.in_(names), tags.c.name.in_(names))
         )
+    )
+
+
+def _searched(pattern: Any) -> ColumnElement[bool]:
+    """`search`'s condition: a substring of the email or the display name, in any
+    case (`pattern` is the lowered search between %s). On PostgreSQL its two LIKEs
+    are what the pg_trgm indexes of migration 0018 are built on, expression for
+    expression."""
+    return or_(mailboxes.c.email.like(pattern), folded(mailboxes.c.display_name).like(pattern))
+
+
+def _newest_cut(query: Select[Any], *, after: bool) -> Select[Any]:
+    """`query` newest first, from the bound `offset` (or after the bound keyset
+    `after_created_at`, `after_id`), `limit` rows."""
+    if after:
+        # A row-value comparison, so both backends seek the ordering index to the
+        # cursor instead of scanning the rows before it.
+        query = query.where(
+            tuple_(mailboxes.c.created_at, mailboxes.c.id)
+            < tuple_(
+                bindparam("after_created_at", type_=UTCDateTime()),
+                bindparam("after_id", type_=String()),
+            )
+        )
+    # Newest first: the ix_mailboxes_workspace_* indexes hold this order under each
+    # equality filter, so a page is an index range, not a sort of the workspace.
+    return (
+        query.order_by(mailboxes.c.created_at.desc(), mailboxes.c.id.desc())
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(bindparam("offset", type_=Integer()))
+    )
+
+
+def _cut_values(page: Page, after: Keyset | None) -> dict[str, Any]:
+    # One row more than the page, to know whether more follow.
+    values: dict[str, Any] = {"limit": page.limit + 1, "offset": page.skip}
+    if after is not None:
+        values |= {"after_created_at": after.created_at, "after_id": after.id}
+    return values
+
+
+# Built once: the tags' names of a page's mailboxes, and a workspace's status counts.
+_TAG_NAMES: Final = (
+    select(mailbox_tags.c.mailbox_id, tags.c.name)
+    .join(tags, tags.c.id == mailbox_tags.c.tag_id)
+    .where(mailbox_tags.c.mailbox_id.in_(bindparam("ids", expanding=True)))
+)
+_counts = cast(Table, MailboxCount.__table__)
+_COUNTS_BY_STATUS: Final = (
+    select(_counts.c.status, func.sum(_counts.c.n))
+    .where(_counts.c.workspace_id == bindparam("workspace_id"))
+    .group_by(_counts.c.status)
+)
+
+
+class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
+    # Statements by (purpose, shape of the filters), each built on first use.
+    _prepared: ClassVar[dict[tuple[str, tuple[str, ...]], Select[Any]]] = {}
+
+    @classmethod
+    def _statement(
+        cls, purpose: str, bound: BoundFilters, build: Callable[[], Select[Any]]
+    ) -> Select[Any]:
+        key = (purpose, bound.shape)
+        statement = cls._prepared.get(key)
+        if statement is None:
+            statement = cls._prepared[key] = build()
+        return statement
 
     @classmethod
     def filtered(cls, workspace_id: str, filters: MailboxFilters) -> Select[Any]:
-        query = cls.owned_by(workspace_id)
-        if filters.status:
-            query = query.where(Mailbox.status == filters.status)
-        if filters.pool_id:
-            query = query.where(Mailbox.pool_id == filters.pool_id)
-        if filters.provider:
-            query = query.where(Mailbox.provider == filters.provider.lower())
-        if filters.domain:
-            query = query.where(Mailbox.domain == filters.domain.lower().rstrip("."))
-        if names := filters.tag_names:
-            query = query.where(Mailbox.id.in_(cls._tagged(workspace_id, names)))
-        if filters.search:
-            query = query.where(cls.searched(filters.search))
-        return query
+        """The workspace's mailboxes matching `filters`, as mapped objects (their
+        values bound in the statement), for a caller to narrow further."""
+        return select(Mailbox).where(*BoundFilters.of(workspace_id, filters).conditions)
 
     @staticmethod
     def searched(search: str) -> ColumnElement[bool]:
-        """`search`'s condition: a substring of the email or the display name, in any
-        case. On PostgreSQL its two LIKEs are what the pg_trgm indexes of migration
-        0018 are built on, expression for expression."""
-        pattern = f"%{search.lower()}%"
-        return or_(Mailbox.email.like(pattern), folded(Mailbox.display_name).like(pattern))
+        """`search`'s condition, its pattern bound in it."""
+        return _searched(literal(f"%{search.lower()}%", String()))
 
     async def count(self, query: Select[Any]) -> int:
         """How many rows `query` (a `filtered` one) matches, counted without a subquery."""
@@ -160,11 +272,7 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
     async def counts_by_status(self, workspace_id: str) -> dict[str, int]:
         """The workspace's mailboxes per status, from `mailbox_counts` (kept exact by
         triggers, migration 0017): a few rows read, however many mailboxes."""
-        rows = await self.session.execute(
-            select(MailboxCount.status, func.sum(MailboxCount.n))
-            .where(MailboxCount.workspace_id == workspace_id)
-            .group_by(MailboxCount.status)
-        )
+        rows = await self.session.execute(_COUNTS_BY_STATUS, {"workspace_id": workspace_id})
         return {status: int(n) for status, n in rows if n}
 
     async def count_matching(self, workspace_id: str, filters: MailboxFilters) -> int:
@@ -174,7 +282,13 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
             return counts.get(filters.status, 0) if filters.status else sum(counts.values())
         if filters.only_tags:
             return await self.count_tagged(workspace_id, filters.tag_names)
-        return await self.count(self.filtered(workspace_id, filters))
+        bound = BoundFilters.of(workspace_id, filters)
+        counted = self._statement(
+            "count",
+            bound,
+            lambda: select(func.count()).select_from(mailboxes).where(*bound.conditions),
+        )
+        return await self.session.scalar(counted, bound.values) or 0
 
     async def count_tagged(self, workspace_id: str, names: Sequence[str]) -> int:
         """How many of the workspace's mailboxes carry any of the tags `names` (ids
@@ -198,58 +312,50 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         # be added up. The links are counted from ix_mailbox_tags_tag_mailbox alone,
         # instead of a probe of every mailbox of the workspace (a tag belongs to one
         # workspace, so its mailboxes are that workspace's).
-        tagged = self._tagged(workspace_id, names)
+        tagged = _tagged(workspace_id, names)
         counted = tagged.with_only_columns(func.count(mailbox_tags.c.mailbox_id.distinct()))
         return await self.session.scalar(counted) or 0
 
-    async def newest_page(
-        self, query: Select[Any], page: Page, after: Keyset | None = None
-    ) -> tuple[list[Mailbox], bool]:
-        """One page of `query` newest first (after `after` when given), and whether
-        more rows follow it: one row more than the page is read to know."""
-        rows = list(await self.session.scalars(self._newest_cut(query, page, after)))
+    async def newest_page(self, query: Select[Any], page: Page) -> tuple[list[Mailbox], bool]:
+        """One page of `query` (a `filtered` one) newest first, as mapped objects, and
+        whether more rows follow it."""
+        cut = _newest_cut(query, after=False).params(_cut_values(page, None))
+        rows = list(await self.session.scalars(cut))
         return rows[: page.limit], len(rows) > page.limit
 
     async def newest_listings(
         self,
-        query: Select[Any],
+        workspace_id: str,
+        filters: MailboxFilters,
         page: Page,
         after: Keyset | None = None,
         *,
         with_tags: bool = True,
     ) -> tuple[list[MailboxListing], bool]:
-        """`newest_page` read as listings: the same rows, in two queries (the page's
-        columns, then its tags' names) and without mapped objects. `with_tags=False`
-        skips the second, for a caller that shows no tags (`tag_names` stay empty)."""
-        listed = query.with_only_columns(*LISTED_COLUMNS)
-        rows = (await self.session.execute(self._newest_cut(listed, page, after))).all()
+        """One page of the matching mailboxes newest first (after `after` when
+        given), as listings, and whether more rows follow it: the page's columns,
+        then its tags' names, in two prepared statements and without mapped
+        objects. `with_tags=False` skips the second, for a caller that shows no
+        tags (`tag_names` stay empty)."""
+        bound = BoundFilters.of(workspace_id, filters)
+        listed = self._statement(
+            "keyset page" if after is not None else "page",
+            bound,
+            lambda: _newest_cut(
+                select(*LISTED_COLUMNS).where(*bound.conditions), after=after is not None
+            ),
+        )
+        result = await self.session.execute(listed, bound.values | _cut_values(page, after))
+        rows = result.all()
         has_more = len(rows) > page.limit
         rows = rows[: page.limit]
         names: dict[str, list[str]] = {row.id: [] for row in rows}
         if names and with_tags:
-            tagged = await self.session.execute(
-                select(mailbox_tags.c.mailbox_id, Tag.name)
-                .join(Tag, Tag.id == mailbox_tags.c.tag_id)
-                .where(mailbox_tags.c.mailbox_id.in_(names))
-            )
-            for mailbox_id, name in tagged:
+            for mailbox_id, name in await self.session.execute(_TAG_NAMES, {"ids": list(names)}):
                 names[mailbox_id].append(name)
         # Positionally: the columns are the fields, in order (a keyword call through
         # the row's mapping cost more than the query).
         return [MailboxListing(*(*row, names[row.id])) for row in rows], has_more
-
-    @staticmethod
-    def _newest_cut(query: Select[Any], page: Page, after: Keyset | None) -> Select[Any]:
-        """`query` newest first, from `page.skip` or after `after`, one row more than
-        the page (to know whether more follow)."""
-        if after is not None:
-            # A row-value comparison, so both backends seek the ordering index to the
-            # cursor instead of scanning the rows before it.
-            query = query.where(
-                tuple_(Mailbox.created_at, Mailbox.id)
-                < tuple_(literal(after.created_at, UTCDateTime()), literal(after.id, String()))
-            )
-        return query.order_by(*NEWEST_FIRST).limit(page.limit + 1).offset(page.skip)
 
 
 class TagRepository(Repository[Tag], model=Tag, noun="Tag"): ...

@@ -677,8 +677,9 @@ async def page_mailboxes(
     `with_tags=False` reads no tags, for a caller that shows none."""
     repository = MailboxRepository(session)
     scope = filters.fingerprint()
-    query = repository.filtered(workspace_id, filters)
-    listings, has_more = await repository.newest_listings(query, page, after, with_tags=with_tags)
+    listings, has_more = await repository.newest_listings(
+        workspace_id, filters, page, after, with_tags=with_tags
+    )
     if after is None:
         total = await _total(repository, workspace_id, filters, page, len(listings), has_more)
     elif after.total is not None and after.scope == scope:
