@@ -12,9 +12,10 @@ def utcnow() -> datetime:
 def isoformat(moment: datetime | None) -> str | None:
     if moment is None:
         return None
+    # isoformat() is C, strftime() formats in Python (a list page renders 300 of these).
+    if moment.tzinfo is UTC:  # what the database's UTCDateTime columns give
+        return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
     if moment.tzinfo is not None:
-        # SQLite hands datetimes back naive, and everything stored is UTC; an aware
-        # one is brought to UTC first. isoformat() is C, strftime() formats in Python
-        # (a list page renders 300 of these).
         moment = moment.astimezone(UTC).replace(tzinfo=None)
+    # Naive: everything stored is UTC.
     return moment.isoformat(timespec="milliseconds") + "Z"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from operator import attrgetter
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from mailfleet.deps import (
     DiscovererDep,
@@ -19,7 +20,9 @@ from mailfleet.kit.envelope import (
     CursorListEnvelope,
     CursorPagination,
     Envelope,
+    RowRenderer,
     errors,
+    json_response,
     ok,
 )
 from mailfleet.kit.errors import ValidationFailed
@@ -140,7 +143,23 @@ async def create_mailbox(
     return ok(mailbox_out(mailbox), CREATED_MESSAGE)
 
 
-@router.get("/mailboxes", operation_id="mailboxes:list")
+# A list page's rows, rendered as MailboxOut renders them (kit.envelope.RowRenderer).
+render_listing: Final = RowRenderer(
+    MailboxOut,
+    service.MailboxListing,
+    {
+        "mongo_id": attrgetter("id"),
+        "tags": attrgetter("tag_names"),
+        "hosted": lambda listing: listing.hosted_domain_id is not None,
+    },
+)
+
+
+@router.get(
+    "/mailboxes",
+    operation_id="mailboxes:list",
+    response_model=CursorListEnvelope[MailboxOut],
+)
 async def list_mailboxes(
     ctx: WorkspaceReadDep,
     session: SessionDep,
@@ -159,7 +178,7 @@ async def list_mailboxes(
             "(instead of skip)",
         ),
     ] = None,
-) -> CursorListEnvelope[MailboxOut]:
+) -> Response:
     """Newest first. Page with `skip`, or for deep pages with `cursor` (each page's
     `pagination.nextCursor`), which stays fast however far in the page is."""
     after = Keyset.decode(cursor) if cursor is not None else None
@@ -176,7 +195,13 @@ async def list_mailboxes(
         has_more=found.has_more,
         next_cursor=found.next_cursor,
     )
-    return CursorListEnvelope(data=[mailbox_out(m) for m in found.mailboxes], pagination=pagination)
+    return json_response(
+        {
+            "success": True,
+            "data": [render_listing(listing) for listing in found.mailboxes],
+            "pagination": pagination.model_dump(mode="json", by_alias=True),
+        }
+    )
 
 
 def _server_out(server: ServerSettings | None) -> ServerSettingsOut | None:
