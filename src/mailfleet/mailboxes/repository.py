@@ -231,6 +231,20 @@ _TAG_NAMES: Final = (
     .join(tags, tags.c.id == mailbox_tags.c.tag_id)
     .where(mailbox_tags.c.mailbox_id.in_(bindparam("ids", expanding=True)))
 )
+_tag_counts = cast(Table, MailboxTagCount.__table__)
+# How many tags `tags` (ids or names) match in the workspace, and their maintained counts.
+_TAGS_MATCHED: Final = (
+    select(func.count(tags.c.id.distinct()), func.sum(_tag_counts.c.n))
+    .select_from(tags)
+    .outerjoin(_tag_counts, _tag_counts.c.tag_id == tags.c.id)
+    .where(
+        tags.c.workspace_id == bindparam("workspace_id"),
+        or_(
+            tags.c.id.in_(bindparam("tags", expanding=True)),
+            tags.c.name.in_(bindparam("tags", expanding=True)),
+        ),
+    )
+)
 _counts = cast(Table, MailboxCount.__table__)
 _COUNTS_BY_STATUS: Final = (
     select(_counts.c.status, func.sum(_counts.c.n))
@@ -297,13 +311,7 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         however many mailboxes carry it."""
         matched, maintained = (
             await self.session.execute(
-                select(func.count(Tag.id.distinct()), func.sum(MailboxTagCount.n))
-                .select_from(Tag)
-                .outerjoin(MailboxTagCount, MailboxTagCount.tag_id == Tag.id)
-                .where(
-                    Tag.workspace_id == workspace_id,
-                    or_(Tag.id.in_(names), Tag.name.in_(names)),
-                )
+                _TAGS_MATCHED, {"workspace_id": workspace_id, "tags": list(names)}
             )
         ).one()
         if matched <= 1:
