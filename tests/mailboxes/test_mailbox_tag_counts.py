@@ -4,11 +4,14 @@ each backend; a listing filtered by one tag reads its `total` there."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 from sqlalchemy import delete, func, insert, select, text, update
 
 from mailfleet.db import Database
 from mailfleet.kit.crypto import Keyring
+from mailfleet.kit.pagination import Page
 from mailfleet.mailboxes import service
 from mailfleet.mailboxes.repository import MailboxFilters, MailboxRepository
 from mailfleet.mailboxes.schemas import MailboxCreate
@@ -253,3 +256,38 @@ async def test_a_tag_filters_total_comes_from_the_maintained_count(
     assert await counted("a", ["nothing"]) == 42
     # Two tags: m0 carries both and counts once, so the links are counted.
     assert await counted("a", ["b"]) == 3
+
+
+async def test_a_dense_and_a_sparse_tag_give_the_same_pages(
+    database: Database, owner: Account, held_mailbox: HeldMailbox
+) -> None:
+    """A tag on many of the workspace's mailboxes is read by probing each mailbox's
+    links, a rarer one by reading its links first (TagMatch.dense): only the plan
+    differs, never the page or the count."""
+    for i in range(7):
+        tags = ["a", "b"] if i % 3 == 0 else ["a"] if i % 2 else ["b"]
+        await held_mailbox(owner.workspace_id, f"m{i}@dense.test", tags=tags)
+    async with database.transaction() as session:
+        repository = MailboxRepository(session)
+        for names in (["a"], ["b"], ["a", "b"]):
+            found = await repository.match_tags(owner.workspace_id, names)
+            assert found.dense  # on 2% of the workspace or more
+            sparse = replace(found, links=0)
+            assert not sparse.dense
+            filters = MailboxFilters(tags=names)
+            seen = []
+            for tagged in (found, sparse):
+                for page in (Page(limit=2, skip=0), Page(limit=2, skip=2), Page(limit=50, skip=0)):
+                    listed, more = await repository.newest_listings(
+                        owner.workspace_id, filters, page, tagged=tagged
+                    )
+                    seen.append(([m.email for m in listed], more))
+                with_status = MailboxFilters(tags=names, status="inactive")
+                seen.append(
+                    await repository.count_matching(owner.workspace_id, with_status, tagged)
+                )
+            assert seen[: len(seen) // 2] == seen[len(seen) // 2 :], names
+            expected = {"a": {1, 3, 5, 0, 6}, "b": {0, 2, 3, 4, 6}}
+            emails = {f"m{i}@dense.test" for n in names for i in expected[n]}
+            assert set(seen[2][0]) == emails
+            assert seen[3] == len(emails)  # every one is still "inactive"

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    exists,
     func,
     literal,
     or_,
@@ -149,7 +150,11 @@ class BoundFilters:
         return tuple(self.values)
 
     @classmethod
-    def of(cls, workspace_id: str, filters: MailboxFilters) -> BoundFilters:
+    def of(
+        cls, workspace_id: str, filters: MailboxFilters, tagged: TagMatch | None = None
+    ) -> BoundFilters:
+        """`tagged`: the tags `filters` name, already looked up (`match_tags`), so
+        the mailboxes' links are read by tag id without joining the tags again."""
         values: dict[str, Any] = {}
 
         def bound(name: str, value: Any, **kw: Any) -> BindParameter[Any]:
@@ -166,14 +171,47 @@ class BoundFilters:
             conditions.append(c.provider == bound("provider", filters.provider.lower()))
         if filters.domain:
             conditions.append(c.domain == bound("domain", filters.domain.lower().rstrip(".")))
-        if names := filters.tag_names:
-            tagged = _tagged(
+        if (names := filters.tag_names) and tagged is None:
+            links = _tagged(
                 bound("workspace_id", workspace_id), bound("tags", names, expanding=True)
             )
-            conditions.append(c.id.in_(tagged))
+            conditions.append(c.id.in_(links))
+        elif names and tagged is not None and tagged.dense:
+            # A tag on many of the workspace's mailboxes: the page's walk down the
+            # newest-first index meets enough of them soon, so probe each mailbox's
+            # links (its primary key) rather than first reading every link of the tag.
+            ids = bound("dense_tag_ids", tagged.ids, expanding=True)
+            link = mailbox_tags.c
+            conditions.append(exists().where(link.mailbox_id == c.id, link.tag_id.in_(ids)))
+        elif names and tagged is not None:
+            ids = bound("tag_ids", tagged.ids, expanding=True)
+            conditions.append(c.id.in_(_links_of(ids)))
         if filters.search:
             conditions.append(_searched(bound("search", f"%{filters.search.lower()}%")))
         return cls(conditions, values)
+
+
+@dataclass(frozen=True)
+class TagMatch:
+    """The workspace's tags a filter names (ids or names): their `ids`, how many
+    links they have together (`links`, from `mailbox_tag_counts`; a mailbox with two
+    of them counts twice) and how many mailboxes the workspace has."""
+
+    ids: list[str]
+    links: int
+    workspace_total: int
+
+    @property
+    def dense(self) -> bool:
+        """Whether the tags are on 2% of the workspace's mailboxes or more: a
+        newest-first walk then meets a page of 101 within about 5,000 mailboxes,
+        cheaper than reading every link first (SQLite: 1 against 2.4 ms for a tag
+        on 7,500 of 100,000; a tag on 10 of them would walk all 100,000)."""
+        return self.links * 50 >= self.workspace_total
+
+
+def _links_of(tag_ids: Any) -> Select[Any]:
+    return select(mailbox_tags.c.mailbox_id).where(mailbox_tags.c.tag_id.in_(tag_ids))
 
 
 def _tagged(workspace_id: Any, names: Any) -> Select[Any]:
@@ -232,9 +270,9 @@ _TAG_NAMES: Final = (
     .where(mailbox_tags.c.mailbox_id.in_(bindparam("ids", expanding=True)))
 )
 _tag_counts = cast(Table, MailboxTagCount.__table__)
-# How many tags `tags` (ids or names) match in the workspace, and their maintained counts.
+# The workspace's tags `tags` (ids or names) match, with their maintained counts.
 _TAGS_MATCHED: Final = (
-    select(func.count(tags.c.id.distinct()), func.sum(_tag_counts.c.n))
+    select(tags.c.id, func.sum(_tag_counts.c.n))
     .select_from(tags)
     .outerjoin(_tag_counts, _tag_counts.c.tag_id == tags.c.id)
     .where(
@@ -244,6 +282,13 @@ _TAGS_MATCHED: Final = (
             tags.c.name.in_(bindparam("tags", expanding=True)),
         ),
     )
+    .group_by(tags.c.id)
+)
+# How many mailboxes carry any of the tags `tag_ids` (a mailbox with two, once): from
+# ix_mailbox_tags_tag_mailbox alone (a tag belongs to one workspace, so its mailboxes
+# are that workspace's).
+_LINKED_MAILBOXES: Final = select(func.count(mailbox_tags.c.mailbox_id.distinct())).where(
+    mailbox_tags.c.tag_id.in_(bindparam("tag_ids", expanding=True))
 )
 _counts = cast(Table, MailboxCount.__table__)
 _COUNTS_BY_STATUS: Final = (
@@ -289,14 +334,20 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         rows = await self.session.execute(_COUNTS_BY_STATUS, {"workspace_id": workspace_id})
         return {status: int(n) for status, n in rows if n}
 
-    async def count_matching(self, workspace_id: str, filters: MailboxFilters) -> int:
-        """How many mailboxes match `filters`."""
+    async def count_matching(
+        self, workspace_id: str, filters: MailboxFilters, tagged: TagMatch | None = None
+    ) -> int:
+        """How many mailboxes match `filters` (`tagged`: their tags, if looked up)."""
         if filters == MailboxFilters() or filters == MailboxFilters(status=filters.status):
             counts = await self.counts_by_status(workspace_id)
             return counts.get(filters.status, 0) if filters.status else sum(counts.values())
-        if filters.only_tags:
-            return await self.count_tagged(workspace_id, filters.tag_names)
-        bound = BoundFilters.of(workspace_id, filters)
+        if filters.tag_names and tagged is None:
+            tagged = await self.match_tags(workspace_id, filters.tag_names)
+        if tagged is not None and not tagged.ids:
+            return 0
+        if filters.only_tags and tagged is not None:
+            return await self._count_linked(tagged)
+        bound = BoundFilters.of(workspace_id, filters, tagged)
         counted = self._statement(
             "count",
             bound,
@@ -304,25 +355,29 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         )
         return await self.session.scalar(counted, bound.values) or 0
 
-    async def count_tagged(self, workspace_id: str, names: Sequence[str]) -> int:
-        """How many of the workspace's mailboxes carry any of the tags `names` (ids
-        or names). When they match one tag, its count is read from
-        `mailbox_tag_counts` (kept exact by triggers, migration 0019): a few rows,
-        however many mailboxes carry it."""
-        matched, maintained = (
+    async def match_tags(self, workspace_id: str, names: Sequence[str]) -> TagMatch:
+        """The workspace's tags `names` (ids or names) match, and their counts."""
+        rows = (
             await self.session.execute(
                 _TAGS_MATCHED, {"workspace_id": workspace_id, "tags": list(names)}
             )
-        ).one()
-        if matched <= 1:
-            return int(maintained or 0)
-        # A mailbox carrying two of the tags counts once: the per-tag counts cannot
-        # be added up. The links are counted from ix_mailbox_tags_tag_mailbox alone,
-        # instead of a probe of every mailbox of the workspace (a tag belongs to one
-        # workspace, so its mailboxes are that workspace's).
-        tagged = _tagged(workspace_id, names)
-        counted = tagged.with_only_columns(func.count(mailbox_tags.c.mailbox_id.distinct()))
-        return await self.session.scalar(counted) or 0
+        ).all()
+        total = sum((await self.counts_by_status(workspace_id)).values()) if rows else 0
+        return TagMatch([tag_id for tag_id, _ in rows], sum(int(n or 0) for _, n in rows), total)
+
+    async def count_tagged(self, workspace_id: str, names: Sequence[str]) -> int:
+        """How many of the workspace's mailboxes carry any of the tags `names` (ids
+        or names)."""
+        return await self._count_linked(await self.match_tags(workspace_id, names))
+
+    async def _count_linked(self, tagged: TagMatch) -> int:
+        """How many mailboxes carry any of the tags: for one tag, its count read from
+        `mailbox_tag_counts` (kept exact by triggers, migration 0019), a few rows
+        however many mailboxes carry it; for several, their links counted (a mailbox
+        carrying two of them counts once, so the per-tag counts cannot be added)."""
+        if len(tagged.ids) <= 1:
+            return tagged.links
+        return await self.session.scalar(_LINKED_MAILBOXES, {"tag_ids": tagged.ids}) or 0
 
     async def newest_page(self, query: Select[Any], page: Page) -> tuple[list[Mailbox], bool]:
         """One page of `query` (a `filtered` one) newest first, as mapped objects, and
@@ -339,13 +394,18 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         after: Keyset | None = None,
         *,
         with_tags: bool = True,
+        tagged: TagMatch | None = None,
     ) -> tuple[list[MailboxListing], bool]:
         """One page of the matching mailboxes newest first (after `after` when
         given), as listings, and whether more rows follow it: the page's columns,
         then its tags' names, in two prepared statements and without mapped
         objects. `with_tags=False` skips the second, for a caller that shows no
-        tags (`tag_names` stay empty)."""
-        bound = BoundFilters.of(workspace_id, filters)
+        tags (`tag_names` stay empty). `tagged`: the filter's tags, if looked up."""
+        if filters.tag_names and tagged is None:
+            tagged = await self.match_tags(workspace_id, filters.tag_names)
+        if tagged is not None and not tagged.ids:
+            return [], False
+        bound = BoundFilters.of(workspace_id, filters, tagged)
         listed = self._statement(
             "keyset page" if after is not None else "page",
             bound,
