@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Final, cast
 
 from sqlalchemy import (
+    JSON,
     BindParameter,
     ColumnElement,
     Integer,
@@ -55,6 +56,20 @@ class folded(GenericFunction[str]):
 @compiles(folded, "sqlite")
 def _folded_on_sqlite(element: folded, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.clauses, **kw)
+
+
+class json_list(GenericFunction[list[Any]]):
+    """The values of an aggregated column as one JSON array: PostgreSQL's json_agg,
+    SQLite's json_group_array (None over no rows on PostgreSQL, [] on SQLite)."""
+
+    type = JSON()
+    name = "json_agg"
+    inherit_cache = True
+
+
+@compiles(json_list, "sqlite")
+def _json_list_on_sqlite(element: json_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_group_array({compiler.process(element.clauses, **kw)})"
 
 
 @dataclass(frozen=True)
@@ -263,11 +278,13 @@ def _cut_values(page: Page, after: Keyset | None) -> dict[str, Any]:
     return values
 
 
-# Built once: the tags' names of a page's mailboxes, and a workspace's status counts.
+# A listed mailbox's tags' names, read with its row (a subquery the database runs for
+# the page's rows only: one statement a page, not a second one over 100 bound ids).
 _TAG_NAMES: Final = (
-    select(mailbox_tags.c.mailbox_id, tags.c.name)
-    .join(tags, tags.c.id == mailbox_tags.c.tag_id)
-    .where(mailbox_tags.c.mailbox_id.in_(bindparam("ids", expanding=True)))
+    select(json_list(tags.c.name))
+    .select_from(mailbox_tags.join(tags, tags.c.id == mailbox_tags.c.tag_id))
+    .where(mailbox_tags.c.mailbox_id == mailboxes.c.id)
+    .scalar_subquery()
 )
 _tag_counts = cast(Table, MailboxTagCount.__table__)
 # The workspace's tags `tags` (ids or names) match, with their maintained counts.
@@ -397,33 +414,30 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         tagged: TagMatch | None = None,
     ) -> tuple[list[MailboxListing], bool]:
         """One page of the matching mailboxes newest first (after `after` when
-        given), as listings, and whether more rows follow it: the page's columns,
-        then its tags' names, in two prepared statements and without mapped
-        objects. `with_tags=False` skips the second, for a caller that shows no
-        tags (`tag_names` stay empty). `tagged`: the filter's tags, if looked up."""
+        given), as listings, and whether more rows follow it: the page's columns
+        and its tags' names, in one prepared statement and without mapped objects.
+        `with_tags=False` reads no tags, for a caller that shows none (`tag_names`
+        stay empty). `tagged`: the filter's tags, if looked up."""
         if filters.tag_names and tagged is None:
             tagged = await self.match_tags(workspace_id, filters.tag_names)
         if tagged is not None and not tagged.ids:
             return [], False
         bound = BoundFilters.of(workspace_id, filters, tagged)
+        names = _TAG_NAMES if with_tags else literal(None, JSON())
         listed = self._statement(
-            "keyset page" if after is not None else "page",
+            ("keyset page" if after is not None else "page") + (" with tags" if with_tags else ""),
             bound,
             lambda: _newest_cut(
-                select(*LISTED_COLUMNS).where(*bound.conditions), after=after is not None
+                select(*LISTED_COLUMNS, names).where(*bound.conditions), after=after is not None
             ),
         )
         result = await self.session.execute(listed, bound.values | _cut_values(page, after))
         rows = result.all()
         has_more = len(rows) > page.limit
-        rows = rows[: page.limit]
-        names: dict[str, list[str]] = {row.id: [] for row in rows}
-        if names and with_tags:
-            for mailbox_id, name in await self.session.execute(_TAG_NAMES, {"ids": list(names)}):
-                names[mailbox_id].append(name)
-        # Positionally: the columns are the fields, in order (a keyword call through
-        # the row's mapping cost more than the query).
-        return [MailboxListing(*(*row, names[row.id])) for row in rows], has_more
+        # Positionally: the columns are the fields, in order, the tags' names last (a
+        # keyword call through the row's mapping cost more than the query).
+        listings = [MailboxListing(*(*row[:-1], row[-1] or [])) for row in rows[: page.limit]]
+        return listings, has_more
 
 
 class TagRepository(Repository[Tag], model=Tag, noun="Tag"): ...
