@@ -6,7 +6,8 @@ What it holds, deterministically for a given `n`: `n` mailboxes over `n // 100`
 domains (a `domains` row each, 100 mailboxes a domain), 50 pools, 20 tags (each
 mailbox carries one or two), statuses 70 % active, 15 % inactive, 10 % paused, 5 %
 error, creation times spread over a year with some shared to the microsecond, and a
-connection test for each (a pending one for each inactive mailbox).
+connection test for each (a pending one for each inactive mailbox). The domains are
+at rest: each had its DNS checked at some time within the last six hours.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 FIRST_NAMES = ("ana", "ben", "carla", "dev", "eva", "farid", "gus", "hana", "ivo", "jun")
 STATUSES = ("active",) * 14 + ("inactive",) * 3 + ("paused",) * 2 + ("error",)
 BATCH = 5000
+CHECKED_WITHIN = 6 * 3600
 
 
 @dataclass
@@ -92,6 +94,9 @@ def load_fleet(
             "mail_provider": "google",
             "status": "active",
             "created_at": now,
+            # At rest: each checked within the last recheck interval (6 hours by
+            # default), spread over it, so a sweep finds a few due, not all of them.
+            "dns_checked_at": now - timedelta(seconds=(d * 21_599) % CHECKED_WITHIN),
         }
         for d, name in enumerate(fleet.domains)
     ]
