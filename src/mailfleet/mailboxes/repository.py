@@ -278,14 +278,22 @@ def _cut_values(page: Page, after: Keyset | None) -> dict[str, Any]:
     return values
 
 
-# A listed mailbox's tags' names, read with its row (a subquery the database runs for
-# the page's rows only: one statement a page, not a second one over 100 bound ids).
-_TAG_NAMES: Final = (
-    select(json_list(tags.c.name))
-    .select_from(mailbox_tags.join(tags, tags.c.id == mailbox_tags.c.tag_id))
-    .where(mailbox_tags.c.mailbox_id == mailboxes.c.id)
-    .scalar_subquery()
-)
+def _with_tag_names(page: Select[Any]) -> Select[Any]:
+    """`page` (a `_newest_cut` of LISTED_COLUMNS) with each row's tags' names last, as
+    one JSON list: one statement a page, not a second one over 100 bound ids. The
+    names are read above the page's LIMIT and OFFSET: PostgreSQL computes a select
+    list for every row an OFFSET skips, so a subquery beside the columns ran for
+    99,900 skipped rows of a deep `skip` page."""
+    rows = page.subquery("page")
+    names = (
+        select(json_list(tags.c.name))
+        .select_from(mailbox_tags.join(tags, tags.c.id == mailbox_tags.c.tag_id))
+        .where(mailbox_tags.c.mailbox_id == rows.c.id)
+        .scalar_subquery()
+    )
+    return select(*rows.c, names).order_by(rows.c.created_at.desc(), rows.c.id.desc())
+
+
 _tag_counts = cast(Table, MailboxTagCount.__table__)
 # The workspace's tags `tags` (ids or names) match, with their maintained counts.
 _TAGS_MATCHED: Final = (
@@ -423,14 +431,14 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         if tagged is not None and not tagged.ids:
             return [], False
         bound = BoundFilters.of(workspace_id, filters, tagged)
-        names = _TAG_NAMES if with_tags else literal(None, JSON())
-        listed = self._statement(
-            ("keyset page" if after is not None else "page") + (" with tags" if with_tags else ""),
-            bound,
-            lambda: _newest_cut(
-                select(*LISTED_COLUMNS, names).where(*bound.conditions), after=after is not None
-            ),
-        )
+
+        def build() -> Select[Any]:
+            cut = _newest_cut(select(*LISTED_COLUMNS).where(*bound.conditions), after=keyset)
+            return _with_tag_names(cut) if with_tags else cut.add_columns(literal(None, JSON()))
+
+        keyset = after is not None
+        purpose = ("keyset page" if keyset else "page") + (" with tags" if with_tags else "")
+        listed = self._statement(purpose, bound, build)
         result = await self.session.execute(listed, bound.values | _cut_values(page, after))
         rows = result.all()
         has_more = len(rows) > page.limit
