@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from mailfleet.db import Database
+from mailfleet.mailboxes import repository as mailbox_repository
 from mailfleet.models import Mailbox
 from tests.conftest import Account, HeldMailbox, make_account
 
@@ -131,6 +132,41 @@ async def test_skip_still_pages(
     past_the_end = await client.get("/v1/mailboxes?skip=50", headers=owner.headers)
     assert past_the_end.json()["data"] == []
     assert past_the_end.json()["pagination"]["total"] == 9
+
+
+async def test_a_deep_skip_reads_keys_first_and_answers_the_same(
+    client: httpx.AsyncClient,
+    owner: Account,
+    database: Database,
+    held_mailbox: HeldMailbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From DEEP_SKIP on, a page's keys are cut first and its rows read after
+    (`_keys_first`): the same bodies as the one-select page, filters, tags' names,
+    totals and all."""
+    await _fleet(database, held_mailbox, owner)
+    queries = [
+        f"limit={limit}&skip={skip}{filters}"
+        for limit, skip in ((4, 1), (4, 4), (4, 8), (2, 7), (4, 50))
+        for filters in ("", "&tag=warm", "&status=inactive&search=m", "&domain=fleet.test")
+    ]
+
+    async def bodies() -> list[Any]:
+        answers = []
+        for query in queries:
+            response = await client.get(f"/v1/mailboxes?{query}", headers=owner.headers)
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+        return answers
+
+    shallow = await bodies()
+    monkeypatch.setattr(mailbox_repository, "DEEP_SKIP", 1)
+    deep = await bodies()
+    assert deep == shallow
+    tagged = shallow[queries.index("limit=4&skip=1&tag=warm")]
+    assert tagged["pagination"]["total"] == 3
+    assert [m["tags"] for m in tagged["data"]] == [["warm"], ["warm"]]
+    assert sum(len(body["data"]) for body in shallow) > 20
 
 
 def _encoded(raw: bytes) -> str:

@@ -270,6 +270,27 @@ def _newest_cut(query: Select[Any], *, after: bool) -> Select[Any]:
     )
 
 
+# From this offset on, a page reads its rows' keys first (`_keys_first`).
+DEEP_SKIP: Final = 1000
+
+
+def _keys_first(bound: BoundFilters, *, after: bool) -> Select[Any]:
+    """A deep offset's page (a `_newest_cut` of LISTED_COLUMNS, in its order): the
+    cut taken over the rows' keys alone, then the page's columns read for the rows
+    it kept. The keys are in the ordering indexes, so walking past the offset reads
+    no table rows: PostgreSQL fetched every skipped row from the table (a
+    `skip=99900` page: 55 to 76 ms against 21 to 30 ms read this way). A shallow
+    page stays one select (the join costs SQLite about 0.3 ms there)."""
+    keys = _newest_cut(
+        select(mailboxes.c.id, mailboxes.c.created_at).where(*bound.conditions), after=after
+    ).subquery("page_keys")
+    return (
+        select(*LISTED_COLUMNS)
+        .select_from(keys.join(mailboxes, mailboxes.c.id == keys.c.id))
+        .order_by(keys.c.created_at.desc(), keys.c.id.desc())
+    )
+
+
 def _cut_values(page: Page, after: Keyset | None) -> dict[str, Any]:
     # One row more than the page, to know whether more follow.
     values: dict[str, Any] = {"limit": page.limit + 1, "offset": page.skip}
@@ -433,11 +454,17 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         bound = BoundFilters.of(workspace_id, filters, tagged)
 
         def build() -> Select[Any]:
-            cut = _newest_cut(select(*LISTED_COLUMNS).where(*bound.conditions), after=keyset)
+            if deep:
+                cut = _keys_first(bound, after=keyset)
+            else:
+                cut = _newest_cut(select(*LISTED_COLUMNS).where(*bound.conditions), after=keyset)
             return _with_tag_names(cut) if with_tags else cut.add_columns(literal(None, JSON()))
 
         keyset = after is not None
-        purpose = ("keyset page" if keyset else "page") + (" with tags" if with_tags else "")
+        deep = page.skip >= DEEP_SKIP
+        purpose = ("keyset page" if keyset else "deep page" if deep else "page") + (
+            " with tags" if with_tags else ""
+        )
         listed = self._statement(purpose, bound, build)
         result = await self.session.execute(listed, bound.values | _cut_values(page, after))
         rows = result.all()
