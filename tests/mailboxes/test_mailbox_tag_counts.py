@@ -272,6 +272,7 @@ async def test_a_dense_and_a_sparse_tag_give_the_same_pages(
         for names in (["a"], ["b"], ["a", "b"]):
             found = await repository.match_tags(owner.workspace_id, names)
             assert found.dense  # on 2% of the workspace or more
+            assert found.workspace_total == 7
             sparse = replace(found, links=0)
             assert not sparse.dense
             filters = MailboxFilters(tags=names)

@@ -316,9 +316,17 @@ def _with_tag_names(page: Select[Any]) -> Select[Any]:
 
 
 _tag_counts = cast(Table, MailboxTagCount.__table__)
-# The workspace's tags `tags` (ids or names) match, with their maintained counts.
+_counts = cast(Table, MailboxCount.__table__)
+# The workspace's tags `tags` (ids or names) match, with their maintained counts, and
+# how many mailboxes the workspace has (in the same round trip).
 _TAGS_MATCHED: Final = (
-    select(tags.c.id, func.sum(_tag_counts.c.n))
+    select(
+        tags.c.id,
+        func.sum(_tag_counts.c.n),
+        select(func.sum(_counts.c.n))
+        .where(_counts.c.workspace_id == bindparam("workspace_id"))
+        .scalar_subquery(),
+    )
     .select_from(tags)
     .outerjoin(_tag_counts, _tag_counts.c.tag_id == tags.c.id)
     .where(
@@ -336,7 +344,6 @@ _TAGS_MATCHED: Final = (
 _LINKED_MAILBOXES: Final = select(func.count(mailbox_tags.c.mailbox_id.distinct())).where(
     mailbox_tags.c.tag_id.in_(bindparam("tag_ids", expanding=True))
 )
-_counts = cast(Table, MailboxCount.__table__)
 _COUNTS_BY_STATUS: Final = (
     select(_counts.c.status, func.sum(_counts.c.n))
     .where(_counts.c.workspace_id == bindparam("workspace_id"))
@@ -408,8 +415,10 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
                 _TAGS_MATCHED, {"workspace_id": workspace_id, "tags": list(names)}
             )
         ).all()
-        total = sum((await self.counts_by_status(workspace_id)).values()) if rows else 0
-        return TagMatch([tag_id for tag_id, _ in rows], sum(int(n or 0) for _, n in rows), total)
+        total = int(rows[0][2] or 0) if rows else 0
+        return TagMatch(
+            [tag_id for tag_id, _, _ in rows], sum(int(n or 0) for _, n, _ in rows), total
+        )
 
     async def count_tagged(self, workspace_id: str, names: Sequence[str]) -> int:
         """How many of the workspace's mailboxes carry any of the tags `names` (ids
