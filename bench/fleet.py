@@ -57,7 +57,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy import bindparam, create_engine, select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
 
 from bench import common  # noqa: E402
@@ -126,9 +126,33 @@ def load(url: str, workspace_id: str, n: int, keyring: Keyring) -> Fleet:
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 connection.execute(text("VACUUM ANALYZE"))
+                _until_all_visible(connection)
     finally:
         engine.dispose()
     return fleet
+
+
+# The loaded tables whose index-only scans the measured queries use.
+VISIBLE_TABLES = ("mailboxes", "mailbox_tags", "connection_tests")
+
+
+def _until_all_visible(connection: Any) -> None:
+    """VACUUM until the fleet's pages are marked all-visible, as autovacuum leaves a
+    table at rest. The VACUUM straight after the load's commit marked none here, so
+    every index-only scan (the pending tests' count, a tag's link probes) read the
+    table too: the status counts took 14 ms for their pending tests instead of 3."""
+    query = text(
+        "SELECT sum(relallvisible)::float / greatest(sum(relpages), 1) FROM pg_class"
+        " WHERE relname IN :tables"
+    ).bindparams(bindparam("tables", expanding=True))
+    visible = 0.0
+    for _ in range(30):
+        visible = connection.scalar(query, {"tables": list(VISIBLE_TABLES)}) or 0.0
+        if visible >= 0.99:
+            break
+        time.sleep(1)
+        connection.execute(text(f"VACUUM {', '.join(VISIBLE_TABLES)}"))
+    print(f"  pages marked all-visible: {visible:.0%}", flush=True)
 
 
 def cases(fleet: Fleet, deep_cursor: Keyset) -> list[Case]:
