@@ -5,6 +5,7 @@ each backend; a listing filtered by one tag reads its `total` there."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import delete, func, insert, select, text, update
@@ -37,6 +38,13 @@ async def _assert_exact(database: Database, *workspace_ids: str) -> dict[str, di
             .where(MailboxTagCount.tag_id.not_in(select(Tag.id)))
         )
         assert orphans == 0
+        # Each link carries its mailbox's creation time (migration 0020's triggers).
+        stale = await session.scalar(
+            select(func.count())
+            .select_from(mailbox_tags.join(Mailbox, Mailbox.id == mailbox_tags.c.mailbox_id))
+            .where(mailbox_tags.c.mailbox_created_at.is_distinct_from(Mailbox.created_at))
+        )
+        assert stale == 0
         for workspace_id in workspace_ids:
             rows = await session.execute(
                 select(Tag.name, func.count(mailbox_tags.c.mailbox_id))
@@ -116,9 +124,15 @@ async def test_tag_counts_stay_exact_through_every_write(
     assert (await _assert_exact(database, owner.workspace_id))[owner.workspace_id]["a"] == 15
 
     # Links written as raw SQL: a multi-row insert, a change of a link's tag, a
-    # change of its mailbox (no tag's count moves), a delete of several links.
+    # change of its mailbox (no tag's count moves), a delete of several links; and
+    # a mailbox's creation time changed (its links take the new one).
     a, b, c, d = [await _tag_id(database, owner.workspace_id, name) for name in "abcd"]
     async with database.transaction() as session:
+        await session.execute(
+            update(Mailbox)
+            .where(Mailbox.id == ids[13])
+            .values(created_at=datetime(2025, 6, 1, 12, 30, 0, 250000, tzinfo=UTC))
+        )
         await session.execute(
             insert(mailbox_tags).values([{"mailbox_id": m, "tag_id": d} for m in ids[:6]])
         )

@@ -248,14 +248,21 @@ def _searched(pattern: Any) -> ColumnElement[bool]:
     return or_(mailboxes.c.email.like(pattern), folded(mailboxes.c.display_name).like(pattern))
 
 
-def _newest_cut(query: Select[Any], *, after: bool) -> Select[Any]:
+def _newest_cut(
+    query: Select[Any],
+    *,
+    after: bool,
+    by: tuple[ColumnElement[Any], ColumnElement[Any]] = (mailboxes.c.created_at, mailboxes.c.id),
+) -> Select[Any]:
     """`query` newest first, from the bound `offset` (or after the bound keyset
-    `after_created_at`, `after_id`), `limit` rows."""
+    `after_created_at`, `after_id`), `limit` rows. `by`: the creation time and id
+    it orders by (the mailbox's own, or a tag link's copies of them)."""
+    created_at, mailbox_id = by
     if after:
         # A row-value comparison, so both backends seek the ordering index to the
         # cursor instead of scanning the rows before it.
         query = query.where(
-            tuple_(mailboxes.c.created_at, mailboxes.c.id)
+            tuple_(created_at, mailbox_id)
             < tuple_(
                 bindparam("after_created_at", type_=UTCDateTime()),
                 bindparam("after_id", type_=String()),
@@ -264,7 +271,7 @@ def _newest_cut(query: Select[Any], *, after: bool) -> Select[Any]:
     # Newest first: the ix_mailboxes_workspace_* indexes hold this order under each
     # equality filter, so a page is an index range, not a sort of the workspace.
     return (
-        query.order_by(mailboxes.c.created_at.desc(), mailboxes.c.id.desc())
+        query.order_by(created_at.desc(), mailbox_id.desc())
         .limit(bindparam("limit", type_=Integer()))
         .offset(bindparam("offset", type_=Integer()))
     )
@@ -289,6 +296,22 @@ def _keys_first(bound: BoundFilters, *, after: bool) -> Select[Any]:
         .select_from(keys.join(mailboxes, mailboxes.c.id == keys.c.id))
         .order_by(keys.c.created_at.desc(), keys.c.id.desc())
     )
+
+
+def _one_tag_cut(*, after: bool) -> Select[Any]:
+    """A page of the mailboxes carrying the bound tag `tag_id` (a `_newest_cut` of
+    LISTED_COLUMNS, in its order): the tag's links in ix_mailbox_tags_tag_created
+    are already newest first (they carry their mailbox's creation time, migration
+    0020), so the page is the first 101 of them and their mailboxes read by key, not
+    a walk down the workspace's newest mailboxes probing each one's links. A tag
+    belongs to one workspace: its mailboxes need no workspace condition."""
+    link = mailbox_tags.c
+    query = (
+        select(*LISTED_COLUMNS)
+        .select_from(mailbox_tags.join(mailboxes, mailboxes.c.id == link.mailbox_id))
+        .where(link.tag_id == bindparam("tag_id", type_=String()))
+    )
+    return _newest_cut(query, after=after, by=(link.mailbox_created_at, link.mailbox_id))
 
 
 def _cut_values(page: Page, after: Keyset | None) -> dict[str, Any]:
@@ -461,21 +484,28 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         if tagged is not None and not tagged.ids:
             return [], False
         bound = BoundFilters.of(workspace_id, filters, tagged)
+        keyset = after is not None
+        deep = page.skip >= DEEP_SKIP
+        # Filtered by one tag alone, the page walks that tag's links.
+        one_tag = tagged is not None and len(tagged.ids) == 1 and filters.only_tags and not deep
 
         def build() -> Select[Any]:
-            if deep:
+            if one_tag:
+                cut = _one_tag_cut(after=keyset)
+            elif deep:
                 cut = _keys_first(bound, after=keyset)
             else:
                 cut = _newest_cut(select(*LISTED_COLUMNS).where(*bound.conditions), after=keyset)
             return _with_tag_names(cut) if with_tags else cut.add_columns(literal(None, JSON()))
 
-        keyset = after is not None
-        deep = page.skip >= DEEP_SKIP
-        purpose = ("keyset page" if keyset else "deep page" if deep else "page") + (
-            " with tags" if with_tags else ""
+        purpose = (
+            ("one tag " if one_tag else "")
+            + ("keyset page" if keyset else "deep page" if deep else "page")
+            + (" with tags" if with_tags else "")
         )
         listed = self._statement(purpose, bound, build)
-        result = await self.session.execute(listed, bound.values | _cut_values(page, after))
+        values = {"tag_id": tagged.ids[0]} if one_tag and tagged else bound.values
+        result = await self.session.execute(listed, values | _cut_values(page, after))
         rows = result.all()
         has_more = len(rows) > page.limit
         # Positionally: the columns are the fields, in order, the tags' names last (a

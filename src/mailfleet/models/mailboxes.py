@@ -51,8 +51,12 @@ mailbox_tags = Table(
         "mailbox_id", String(24), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
     ),
     Column("tag_id", String(24), ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    # The linked mailbox's created_at, copied by triggers (migration 0020): a tag's
+    # links in a list page's order are the index below's range.
+    Column("mailbox_created_at", UTCDateTime(), nullable=True),
     # A tag's mailboxes, counted from this index alone (the tag filter's total).
     Index("ix_mailbox_tags_tag_mailbox", "tag_id", "mailbox_id"),
+    Index("ix_mailbox_tags_tag_created", "tag_id", "mailbox_created_at", "mailbox_id"),
 )
 
 
