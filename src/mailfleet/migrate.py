@@ -24,6 +24,11 @@ _NOT_ON_SQLITE = frozenset({"fk_mailboxes_hosted_domain_id_domains"})
 # Indexes only migrations make, on PostgreSQL alone, that the models leave out:
 # pg_trgm's GIN indexes for `search` (migration 0018), which need the extension.
 _MIGRATION_ONLY_INDEXES = frozenset({"ix_mailboxes_email_trgm", "ix_mailboxes_display_name_trgm"})
+# Tables only migrations make, on SQLite alone: the FTS5 trigram index for `search`
+# (migration 0021) and the shadow tables FTS5 keeps it in.
+MIGRATION_ONLY_TABLES = frozenset(
+    {"mailbox_search"} | {f"mailbox_search_{part}" for part in ("data", "idx", "docsize", "config")}
+)
 
 
 def schema_filter(dialect: str) -> Callable[..., bool]:
@@ -35,6 +40,8 @@ def schema_filter(dialect: str) -> Callable[..., bool]:
         item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
     ) -> bool:
         if type_ == "index" and reflected and name in _MIGRATION_ONLY_INDEXES:
+            return False
+        if type_ == "table" and reflected and name in MIGRATION_ONLY_TABLES:
             return False
         return not (
             dialect == "sqlite" and type_ == "foreign_key_constraint" and name in _NOT_ON_SQLITE

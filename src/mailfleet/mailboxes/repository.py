@@ -24,10 +24,12 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     tuple_,
 )
+from sqlalchemy import table as sql_table
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
@@ -56,6 +58,26 @@ class folded(GenericFunction[str]):
 @compiles(folded, "sqlite")
 def _folded_on_sqlite(element: folded, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.clauses, **kw)
+
+
+class unindexed(GenericFunction[Any]):
+    """A column the query planner may not look up by index: SQLite's unary `+`
+    (elsewhere the bare column). An indexed search (SearchMatch) drives its page
+    from the trigram index's few rowids; without stats SQLite would rather walk the
+    workspace's index, guessing it short."""
+
+    name = "unindexed"
+    inherit_cache = True
+
+
+@compiles(unindexed)
+def _unindexed(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_on_sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+{compiler.process(element.clauses, **kw)}"
 
 
 class json_list(GenericFunction[list[Any]]):
@@ -166,10 +188,15 @@ class BoundFilters:
 
     @classmethod
     def of(
-        cls, workspace_id: str, filters: MailboxFilters, tagged: TagMatch | None = None
+        cls,
+        workspace_id: str,
+        filters: MailboxFilters,
+        tagged: TagMatch | None = None,
+        searched: SearchMatch | None = None,
     ) -> BoundFilters:
         """`tagged`: the tags `filters` name, already looked up (`match_tags`), so
-        the mailboxes' links are read by tag id without joining the tags again."""
+        the mailboxes' links are read by tag id without joining the tags again.
+        `searched`: how `search` is read (`match_search`), if looked up."""
         values: dict[str, Any] = {}
 
         def bound(name: str, value: Any, **kw: Any) -> BindParameter[Any]:
@@ -177,15 +204,22 @@ class BoundFilters:
             return bindparam(name, value, **kw)
 
         c = mailboxes.c
-        conditions = [c.workspace_id == bound("workspace_id", workspace_id)]
+        # Read through the trigram index, a search's few rowids drive the query.
+        by_phrase = bool(filters.search) and searched is not None and searched.phrase is not None
+
+        def column(name: str) -> Any:
+            return unindexed(c[name], type_=c[name].type) if by_phrase else c[name]
+
+        conditions = [column("workspace_id") == bound("workspace_id", workspace_id)]
         if filters.status:
-            conditions.append(c.status == bound("status", filters.status))
+            conditions.append(column("status") == bound("status", filters.status))
         if filters.pool_id:
-            conditions.append(c.pool_id == bound("pool_id", filters.pool_id))
+            conditions.append(column("pool_id") == bound("pool_id", filters.pool_id))
         if filters.provider:
-            conditions.append(c.provider == bound("provider", filters.provider.lower()))
+            conditions.append(column("provider") == bound("provider", filters.provider.lower()))
         if filters.domain:
-            conditions.append(c.domain == bound("domain", filters.domain.lower().rstrip(".")))
+            domain = filters.domain.lower().rstrip(".")
+            conditions.append(column("domain") == bound("domain", domain))
         if (names := filters.tag_names) and tagged is None:
             links = _tagged(
                 bound("workspace_id", workspace_id), bound("tags", names, expanding=True)
@@ -202,8 +236,42 @@ class BoundFilters:
             ids = bound("tag_ids", tagged.ids, expanding=True)
             conditions.append(c.id.in_(_links_of(ids)))
         if filters.search:
-            conditions.append(_searched(bound("search", f"%{filters.search.lower()}%")))
+            conditions.append(_searched(bound("search", _contains(filters.search))))
+            if by_phrase and searched is not None:
+                # The few mailboxes the trigram index finds, the LIKE above then
+                # applied to each (the index folds more case than SQLite's LIKE).
+                phrase = bound("search_phrase", searched.phrase)
+                conditions.append(
+                    _ROWID.in_(_SEARCH_CANDIDATES.where(_SEARCH_MATCH.op("MATCH")(phrase)))
+                )
         return cls(conditions, values)
+
+
+@dataclass(frozen=True)
+class SearchMatch:
+    """How a list page reads `search`: through SQLite's trigram index as the FTS5
+    `phrase` (migration 0021), or by its LIKE alone (`phrase` None: on PostgreSQL,
+    whose planner picks its pg_trgm indexes itself; for fewer than three
+    characters, which hold no trigram; and for a substring in more than
+    SEARCH_INDEX_CAP mailboxes, found sooner down the newest-first index than
+    read from the index one by one)."""
+
+    phrase: str | None
+
+
+# How many mailboxes the trigram index may find for a search to be read through it.
+SEARCH_INDEX_CAP: Final = 5000
+_ROWID: Final = literal_column("mailboxes.rowid", Integer())
+_SEARCH_MATCH: Final = literal_column("mailbox_search", String())
+_SEARCH_CANDIDATES: Final = select(literal_column("rowid", Integer())).select_from(
+    sql_table("mailbox_search")
+)
+# At most SEARCH_INDEX_CAP + 1 of the mailboxes whose trigrams hold the `phrase`.
+_SEARCH_PROBE: Final = select(func.count()).select_from(
+    _SEARCH_CANDIDATES.where(_SEARCH_MATCH.op("MATCH")(bindparam("phrase")))
+    .limit(SEARCH_INDEX_CAP + 1)
+    .subquery()
+)
 
 
 @dataclass(frozen=True)
@@ -240,12 +308,22 @@ def _tagged(workspace_id: Any, names: Any) -> Select[Any]:
     )
 
 
+def _contains(search: str) -> str:
+    """The LIKE pattern of `search` as a substring, lowered, its own % and _ (and
+    the escape character) taken literally."""
+    escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _searched(pattern: Any) -> ColumnElement[bool]:
     """`search`'s condition: a substring of the email or the display name, in any
     case (`pattern` is the lowered search between %s). On PostgreSQL its two LIKEs
     are what the pg_trgm indexes of migration 0018 are built on, expression for
     expression."""
-    return or_(mailboxes.c.email.like(pattern), folded(mailboxes.c.display_name).like(pattern))
+    return or_(
+        mailboxes.c.email.like(pattern, escape="\\"),
+        folded(mailboxes.c.display_name).like(pattern, escape="\\"),
+    )
 
 
 def _newest_cut(
@@ -286,7 +364,8 @@ def _keys_first(bound: BoundFilters, *, after: bool) -> Select[Any]:
     cut taken over the rows' keys alone, then the page's columns read for the rows
     it kept. The keys are in the ordering indexes, so walking past the offset reads
     no table rows: PostgreSQL fetched every skipped row from the table (a
-    `skip=99900` page: 55 to 76 ms against 21 to 30 ms read this way). A shallow
+    `skip=99900` page: 55 to 76 ms against 21 to 30 ms read this way), and a
+    search read through the trigram index sorts only its matches' keys. A shallow
     page stays one select (the join costs SQLite about 0.3 ms there)."""
     keys = _newest_cut(
         select(mailboxes.c.id, mailboxes.c.created_at).where(*bound.conditions), after=after
@@ -397,7 +476,7 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
     @staticmethod
     def searched(search: str) -> ColumnElement[bool]:
         """`search`'s condition, its pattern bound in it."""
-        return _searched(literal(f"%{search.lower()}%", String()))
+        return _searched(literal(_contains(search), String()))
 
     async def count(self, query: Select[Any]) -> int:
         """How many rows `query` (a `filtered` one) matches, counted without a subquery."""
@@ -411,9 +490,14 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         return {status: int(n) for status, n in rows if n}
 
     async def count_matching(
-        self, workspace_id: str, filters: MailboxFilters, tagged: TagMatch | None = None
+        self,
+        workspace_id: str,
+        filters: MailboxFilters,
+        tagged: TagMatch | None = None,
+        searched: SearchMatch | None = None,
     ) -> int:
-        """How many mailboxes match `filters` (`tagged`: their tags, if looked up)."""
+        """How many mailboxes match `filters` (`tagged`, `searched`: their tags and
+        how to read their search, if looked up)."""
         if filters == MailboxFilters() or filters == MailboxFilters(status=filters.status):
             counts = await self.counts_by_status(workspace_id)
             return counts.get(filters.status, 0) if filters.status else sum(counts.values())
@@ -423,7 +507,9 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
             return 0
         if filters.only_tags and tagged is not None:
             return await self._count_linked(tagged)
-        bound = BoundFilters.of(workspace_id, filters, tagged)
+        if filters.search and searched is None:
+            searched = await self.match_search(filters.search)
+        bound = BoundFilters.of(workspace_id, filters, tagged, searched)
         counted = self._statement(
             "count",
             bound,
@@ -442,6 +528,17 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         return TagMatch(
             [tag_id for tag_id, _, _ in rows], sum(int(n or 0) for _, n, _ in rows), total
         )
+
+    async def match_search(self, search: str) -> SearchMatch:
+        """How `search` is read (see SearchMatch): on SQLite, through the trigram
+        index when it holds the search in SEARCH_INDEX_CAP mailboxes or fewer, as
+        counted there (up to one more)."""
+        if self.session.get_bind().dialect.name != "sqlite" or len(search) < 3:
+            return SearchMatch(None)
+        # One FTS5 phrase: the search's trigrams in a row, whatever its characters.
+        phrase = '"' + search.lower().replace('"', '""') + '"'
+        found = await self.session.scalar(_SEARCH_PROBE, {"phrase": phrase}) or 0
+        return SearchMatch(phrase if found <= SEARCH_INDEX_CAP else None)
 
     async def count_tagged(self, workspace_id: str, names: Sequence[str]) -> int:
         """How many of the workspace's mailboxes carry any of the tags `names` (ids
@@ -473,19 +570,25 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         *,
         with_tags: bool = True,
         tagged: TagMatch | None = None,
+        searched: SearchMatch | None = None,
     ) -> tuple[list[MailboxListing], bool]:
         """One page of the matching mailboxes newest first (after `after` when
         given), as listings, and whether more rows follow it: the page's columns
         and its tags' names, in one prepared statement and without mapped objects.
         `with_tags=False` reads no tags, for a caller that shows none (`tag_names`
-        stay empty). `tagged`: the filter's tags, if looked up."""
+        stay empty). `tagged`, `searched`: the filter's tags and how to read its
+        search, if looked up."""
         if filters.tag_names and tagged is None:
             tagged = await self.match_tags(workspace_id, filters.tag_names)
         if tagged is not None and not tagged.ids:
             return [], False
-        bound = BoundFilters.of(workspace_id, filters, tagged)
+        if filters.search and searched is None:
+            searched = await self.match_search(filters.search)
+        bound = BoundFilters.of(workspace_id, filters, tagged, searched)
         keyset = after is not None
-        deep = page.skip >= DEEP_SKIP
+        # A search read through the trigram index sorts its few matches: their keys
+        # first, as a deep page's, then the 101 rows kept.
+        deep = page.skip >= DEEP_SKIP or (searched is not None and searched.phrase is not None)
         # Filtered by one tag alone, the page walks that tag's links.
         one_tag = tagged is not None and len(tagged.ids) == 1 and filters.only_tags and not deep
 

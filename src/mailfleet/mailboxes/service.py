@@ -42,6 +42,7 @@ from mailfleet.mailboxes.repository import (
 from mailfleet.mailboxes.repository import (
     MailboxRepository,
     PoolRepository,
+    SearchMatch,
     TagMatch,
     TagRepository,
 )
@@ -678,21 +679,22 @@ async def page_mailboxes(
     `with_tags=False` reads no tags, for a caller that shows none."""
     repository = MailboxRepository(session)
     scope = filters.fingerprint()
-    # The tags looked up once, for the page and its count.
+    # The tags and the way to read the search looked up once, for the page and its count.
     tagged = (
         await repository.match_tags(workspace_id, filters.tag_names) if filters.tag_names else None
     )
+    searched = await repository.match_search(filters.search) if filters.search else None
     listings, has_more = await repository.newest_listings(
-        workspace_id, filters, page, after, with_tags=with_tags, tagged=tagged
+        workspace_id, filters, page, after, with_tags=with_tags, tagged=tagged, searched=searched
     )
     if after is None:
         total = await _total(
-            repository, workspace_id, filters, page, len(listings), has_more, tagged
+            repository, workspace_id, filters, page, len(listings), has_more, tagged, searched
         )
     elif after.total is not None and after.scope == scope:
         total = after.total
     else:
-        total = await repository.count_matching(workspace_id, filters, tagged)
+        total = await repository.count_matching(workspace_id, filters, tagged, searched)
     return MailboxPage(listings, total, has_more, scope)
 
 
@@ -720,12 +722,13 @@ async def _total(
     found: int,
     has_more: bool,
     tagged: TagMatch | None = None,
+    searched: SearchMatch | None = None,
 ) -> int:
     """How many mailboxes match, given a page by offset that found `found`."""
     if not has_more and (found or page.skip == 0):
         # The last page, reached by offset: what it holds and skips is everything.
         return page.skip + found
-    return await repository.count_matching(workspace_id, filters, tagged)
+    return await repository.count_matching(workspace_id, filters, tagged, searched)
 
 
 def _apply_server_update(
