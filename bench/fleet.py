@@ -221,11 +221,13 @@ class Direct:
             # which show none), then the count over the same filters.
             repository = MailboxRepository(session)
             page = Page(limit=PAGE, skip=case.skip)
-            rows, _ = await repository.newest_listings(
+            rows, _, counted = await repository.newest_listings(
                 self.workspace_id, case.filters, page, case.after, with_tags=with_tags
             )
             if case.after is not None and case.after.total is not None:
                 return rows, case.after.total
+            if counted is not None:  # the page's statement counted (a search, on SQLite)
+                return rows, counted
             return rows, await repository.count_matching(self.workspace_id, case.filters)
 
         return run

@@ -293,7 +293,7 @@ async def test_a_dense_and_a_sparse_tag_give_the_same_pages(
             seen = []
             for tagged in (found, sparse):
                 for page in (Page(limit=2, skip=0), Page(limit=2, skip=2), Page(limit=50, skip=0)):
-                    listed, more = await repository.newest_listings(
+                    listed, more, _ = await repository.newest_listings(
                         owner.workspace_id, filters, page, tagged=tagged
                     )
                     seen.append(([m.email for m in listed], more))

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final, NamedTuple, cast
 
 from sqlalchemy import (
     JSON,
@@ -359,19 +359,22 @@ def _newest_cut(
 DEEP_SKIP: Final = 1000
 
 
-def _keys_first(bound: BoundFilters, *, after: bool) -> Select[Any]:
+def _keys_first(bound: BoundFilters, *, after: bool, counted: bool = False) -> Select[Any]:
     """A deep offset's page (a `_newest_cut` of LISTED_COLUMNS, in its order): the
     cut taken over the rows' keys alone, then the page's columns read for the rows
     it kept. The keys are in the ordering indexes, so walking past the offset reads
     no table rows: PostgreSQL fetched every skipped row from the table (a
     `skip=99900` page: 55 to 76 ms against 21 to 30 ms read this way), and a
     search read through the trigram index sorts only its matches' keys. A shallow
-    page stays one select (the join costs SQLite about 0.3 ms there)."""
-    keys = _newest_cut(
-        select(mailboxes.c.id, mailboxes.c.created_at).where(*bound.conditions), after=after
-    ).subquery("page_keys")
+    page stays one select (the join costs SQLite about 0.3 ms there). `counted`: each
+    row also carries how many rows match in all (a window count, before the cut),
+    after the page's columns, so the matches are read once for the page and its total."""
+    keyed: list[ColumnElement[Any]] = [mailboxes.c.id, mailboxes.c.created_at]
+    if counted:
+        keyed.append(func.count().over().label("matched"))
+    keys = _newest_cut(select(*keyed).where(*bound.conditions), after=after).subquery("page_keys")
     return (
-        select(*LISTED_COLUMNS)
+        select(*LISTED_COLUMNS, *([keys.c.matched] if counted else []))
         .select_from(keys.join(mailboxes, mailboxes.c.id == keys.c.id))
         .order_by(keys.c.created_at.desc(), keys.c.id.desc())
     )
@@ -571,24 +574,28 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         with_tags: bool = True,
         tagged: TagMatch | None = None,
         searched: SearchMatch | None = None,
-    ) -> tuple[list[MailboxListing], bool]:
+    ) -> ListedPage:
         """One page of the matching mailboxes newest first (after `after` when
         given), as listings, and whether more rows follow it: the page's columns
         and its tags' names, in one prepared statement and without mapped objects.
         `with_tags=False` reads no tags, for a caller that shows none (`tag_names`
         stay empty). `tagged`, `searched`: the filter's tags and how to read its
-        search, if looked up."""
+        search, if looked up. A first page read through the trigram index also
+        counts its matches (`total`; None otherwise)."""
         if filters.tag_names and tagged is None:
             tagged = await self.match_tags(workspace_id, filters.tag_names)
         if tagged is not None and not tagged.ids:
-            return [], False
+            return ListedPage([], False, 0)
         if filters.search and searched is None:
             searched = await self.match_search(filters.search)
         bound = BoundFilters.of(workspace_id, filters, tagged, searched)
         keyset = after is not None
         # A search read through the trigram index sorts its few matches: their keys
         # first, as a deep page's, then the 101 rows kept.
-        deep = page.skip >= DEEP_SKIP or (searched is not None and searched.phrase is not None)
+        by_phrase = searched is not None and searched.phrase is not None
+        deep = page.skip >= DEEP_SKIP or by_phrase
+        # Its matches are few and read anyway: count them in the same pass.
+        counted = by_phrase and not keyset
         # Filtered by one tag alone, the page walks that tag's links.
         one_tag = tagged is not None and len(tagged.ids) == 1 and filters.only_tags and not deep
 
@@ -596,7 +603,7 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
             if one_tag:
                 cut = _one_tag_cut(after=keyset)
             elif deep:
-                cut = _keys_first(bound, after=keyset)
+                cut = _keys_first(bound, after=keyset, counted=counted)
             else:
                 cut = _newest_cut(select(*LISTED_COLUMNS).where(*bound.conditions), after=keyset)
             return _with_tag_names(cut) if with_tags else cut.add_columns(literal(None, JSON()))
@@ -604,6 +611,7 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         purpose = (
             ("one tag " if one_tag else "")
             + ("keyset page" if keyset else "deep page" if deep else "page")
+            + (" counted" if counted else "")
             + (" with tags" if with_tags else "")
         )
         listed = self._statement(purpose, bound, build)
@@ -611,10 +619,22 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         result = await self.session.execute(listed, values | _cut_values(page, after))
         rows = result.all()
         has_more = len(rows) > page.limit
-        # Positionally: the columns are the fields, in order, the tags' names last (a
-        # keyword call through the row's mapping cost more than the query).
-        listings = [MailboxListing(*(*row[:-1], row[-1] or [])) for row in rows[: page.limit]]
-        return listings, has_more
+        # Positionally: the columns are the fields, in order, then the count when
+        # counted, the tags' names last (a keyword call through the row's mapping
+        # cost more than the query).
+        fields = -2 if counted else -1
+        listings = [MailboxListing(*(*row[:fields], row[-1] or [])) for row in rows[: page.limit]]
+        total = int(rows[0][-2]) if counted and rows else None
+        return ListedPage(listings, has_more, total)
+
+
+class ListedPage(NamedTuple):
+    """A page of listings, whether more follow, and how many match in all when the
+    page's own statement counted them (else None: `count_matching` does)."""
+
+    listings: list[MailboxListing]
+    has_more: bool
+    total: int | None
 
 
 class TagRepository(Repository[Tag], model=Tag, noun="Tag"): ...

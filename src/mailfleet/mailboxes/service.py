@@ -684,10 +684,12 @@ async def page_mailboxes(
         await repository.match_tags(workspace_id, filters.tag_names) if filters.tag_names else None
     )
     searched = await repository.match_search(filters.search) if filters.search else None
-    listings, has_more = await repository.newest_listings(
+    listings, has_more, counted = await repository.newest_listings(
         workspace_id, filters, page, after, with_tags=with_tags, tagged=tagged, searched=searched
     )
-    if after is None:
+    if after is None and counted is not None:
+        total = counted
+    elif after is None:
         total = await _total(
             repository, workspace_id, filters, page, len(listings), has_more, tagged, searched
         )
