@@ -26,7 +26,7 @@ _NOT_ON_SQLITE = frozenset({"fk_mailboxes_hosted_domain_id_domains"})
 _MIGRATION_ONLY_INDEXES = frozenset({"ix_mailboxes_email_trgm", "ix_mailboxes_display_name_trgm"})
 # Tables only migrations make, on SQLite alone: the FTS5 trigram index for `search`
 # (migration 0021) and the shadow tables FTS5 keeps it in.
-MIGRATION_ONLY_TABLES = frozenset(
+_MIGRATION_ONLY_TABLES = frozenset(
     {"mailbox_search"} | {f"mailbox_search_{part}" for part in ("data", "idx", "docsize", "config")}
 )
 
@@ -41,7 +41,7 @@ def schema_filter(dialect: str) -> Callable[..., bool]:
     ) -> bool:
         if type_ == "index" and reflected and name in _MIGRATION_ONLY_INDEXES:
             return False
-        if type_ == "table" and reflected and name in MIGRATION_ONLY_TABLES:
+        if type_ == "table" and reflected and name in _MIGRATION_ONLY_TABLES:
             return False
         return not (
             dialect == "sqlite" and type_ == "foreign_key_constraint" and name in _NOT_ON_SQLITE

@@ -241,9 +241,7 @@ class BoundFilters:
                 # The few mailboxes the trigram index finds, the LIKE above then
                 # applied to each (the index folds more case than SQLite's LIKE).
                 phrase = bound("search_phrase", searched.phrase)
-                conditions.append(
-                    _ROWID.in_(_SEARCH_CANDIDATES.where(_SEARCH_MATCH.op("MATCH")(phrase)))
-                )
+                conditions.append(_ROWID.in_(_search_candidates(phrase)))
         return cls(conditions, values)
 
 
@@ -262,15 +260,20 @@ class SearchMatch:
 # How many mailboxes the trigram index may find for a search to be read through it.
 SEARCH_INDEX_CAP: Final = 5000
 _ROWID: Final = literal_column("mailboxes.rowid", Integer())
-_SEARCH_MATCH: Final = literal_column("mailbox_search", String())
-_SEARCH_CANDIDATES: Final = select(literal_column("rowid", Integer())).select_from(
-    sql_table("mailbox_search")
-)
+
+
+def _search_candidates(phrase: Any) -> Select[Any]:
+    """The rowids of the mailboxes whose trigrams hold the FTS5 `phrase`."""
+    return (
+        select(literal_column("rowid", Integer()))
+        .select_from(sql_table("mailbox_search"))
+        .where(literal_column("mailbox_search", String()).op("MATCH")(phrase))
+    )
+
+
 # At most SEARCH_INDEX_CAP + 1 of the mailboxes whose trigrams hold the `phrase`.
 _SEARCH_PROBE: Final = select(func.count()).select_from(
-    _SEARCH_CANDIDATES.where(_SEARCH_MATCH.op("MATCH")(bindparam("phrase")))
-    .limit(SEARCH_INDEX_CAP + 1)
-    .subquery()
+    _search_candidates(bindparam("phrase")).limit(SEARCH_INDEX_CAP + 1).subquery()
 )
 
 
