@@ -54,12 +54,14 @@ import httpx  # noqa: E402
 
 from bench.common import (  # noqa: E402
     MAILFLEET,
+    Target,
     children,
     cpu_seconds,
     descendants,
     mailfleet_env,
     mailfleet_serve,
     peak_rss_mb,
+    print_targets,
     stop,
     wait_healthy,
 )
@@ -547,6 +549,26 @@ def main() -> None:
     for run in runs.values():
         if run.counts.get("connected") != args.n:
             print(f"warning: not every mailbox connected: {run.counts}")
+    polls = sorted(first.poll_ms)
+    print_targets(
+        "issue 17's targets (item 1, set for --n 10000 --rtt-ms 100), "
+        f"(a) mailfleet bulk job{_on_workers(next(iter(runs)))}:",
+        [
+            Target("a/c, of the bare client's rate", rate_first / rate_c, 0.8, "", floor=True),
+            Target(f"{args.n} mailboxes end to end", first.wall_seconds, 75.0, "s"),
+            Target(f"accepting {args.n} rows", first.accept_seconds, 5.0, "s"),
+            Target(
+                "CPU per mailbox / the bare client's",
+                (first.accept_cpu + first.verify_cpu) / ceiling_cpu,
+                2.0,
+                "x",
+            ),
+            Target(
+                "status polls p95", polls[min(len(polls) - 1, int(len(polls) * 0.95))], 50.0, "ms"
+            ),
+            Target("peak RSS", first.peak_rss_mb, 300.0, "MB"),
+        ],
+    )
 
 
 def _on_workers(count: int) -> str:

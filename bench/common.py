@@ -156,3 +156,37 @@ def mailfleet_serve(workdir: Path, env: dict[str, str], email: str) -> Iterator[
             yield Server(process, base, headers)
         finally:
             stop(process)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure a benchmark measured and the bound an issue set for it."""
+
+    what: str
+    measured: float
+    bound: float
+    unit: str
+    floor: bool = False
+    """The bound is a least value (a rate), not a most value (a time)."""
+
+    @property
+    def met(self) -> bool:
+        return self.measured >= self.bound if self.floor else self.measured < self.bound
+
+
+def print_targets(title: str, targets: list[Target]) -> bool:
+    """One line a target, saying whether this run met it; True when all were."""
+    width = max(len(target.what) for target in targets)
+    print(f"\n{title}")
+    for target in targets:
+        relation = "at least" if target.floor else "under"
+        print(
+            f"  {target.what:<{width}}  {target.measured:9.2f} {target.unit:<6}"
+            f" ({relation} {target.bound:g})  {'met' if target.met else 'NOT MET'}"
+        )
+    missed = [target.what for target in targets if not target.met]
+    print(
+        f"  {len(targets) - len(missed)} of {len(targets)} met"
+        + (f"; not met: {', '.join(missed)}" if missed else "")
+    )
+    return not missed

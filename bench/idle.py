@@ -37,7 +37,15 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench.common import cpu_seconds, mailfleet_env, mailfleet_serve, stop, wait_healthy  # noqa: E402
+from bench.common import (  # noqa: E402
+    Target,
+    cpu_seconds,
+    mailfleet_env,
+    mailfleet_serve,
+    print_targets,
+    stop,
+    wait_healthy,
+)
 from tests.servers.common import unused_tcp_port  # noqa: E402
 
 BARE_APP = """
@@ -191,6 +199,10 @@ def main() -> None:
     print()
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
+    print_targets(
+        "issue 17's target (item 4):",
+        [Target("mailfleet serve, idle", share * 100, 1.0, "% core")],
+    )
 
 
 if __name__ == "__main__":
