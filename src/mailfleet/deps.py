@@ -152,9 +152,10 @@ async def authenticate(
             raise Unauthorized("Invalid or revoked API key")
         request.state.actor_id = found.user.id
         return Actor(user=found.user, api_key=found.key, membership=found.membership)
-    user_id = security.read_jwt_subject(credential, settings.jwt_signing_secret())
-    user = await accounts.get_active_user(session, user_id) if user_id else None
-    if user is None:
+    claims = security.read_jwt(credential, settings.jwt_signing_secret())
+    user = await accounts.get_active_user(session, claims.user_id) if claims else None
+    # A token from before the user's last password change is over, as if expired.
+    if user is None or claims is None or claims.epoch != user.token_epoch:
         raise Unauthorized("Invalid or expired token")
     request.state.actor_id = user.id
     return Actor(user=user, api_key=None)

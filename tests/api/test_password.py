@@ -1,12 +1,17 @@
 """POST /v1/users/me/password: the current password proves it is you, the new one
 must be long enough, wrong guesses are throttled as logins are, and afterwards
-only the new password signs in."""
+only the new password signs in, and no login token issued before."""
 
 from __future__ import annotations
 
-import httpx
+from datetime import timedelta
 
+import httpx
+import jwt
+
+from mailfleet.accounts import security
 from mailfleet.config import Settings
+from mailfleet.kit.clock import utcnow
 from tests.conftest import Account
 
 URL = "/v1/users/me/password"
@@ -30,6 +35,58 @@ async def test_change_the_password(client: httpx.AsyncClient, owner: Account) ->
     assert await login(client, owner.email, "a-new-passphrase") == 200
     # The key it was changed with still works: keys are revoked on their own.
     assert (await client.get("/v1/users/me", headers=owner.headers)).status_code == 200
+
+
+async def token(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    response = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"authorization": f"Bearer {response.json()['data']['token']}"}
+
+
+async def me(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
+    return (await client.get("/v1/users/me", headers=headers)).status_code
+
+
+async def test_a_change_ends_the_login_tokens_issued_before_it(
+    client: httpx.AsyncClient, owner: Account, settings: Settings
+) -> None:
+    asking = await token(client, owner.email, owner.password)
+    other = await token(client, owner.email, owner.password)
+    # One signed as before token epochs (no "ep" claim): epoch 0, like every user's start.
+    now = utcnow()
+    claims = {"sub": owner.user_id, "iat": now, "exp": now + timedelta(hours=1)}
+    legacy_token = jwt.encode(
+        {**claims, "aud": security.JWT_AUDIENCE},
+        settings.jwt_signing_secret(),
+        algorithm=security.JWT_ALGORITHM,
+    )
+    legacy = {"authorization": f"Bearer {legacy_token}"}
+    assert [await me(client, h) for h in (asking, other, legacy)] == [200, 200, 200]
+
+    changed = await client.post(
+        URL,
+        json={"currentPassword": owner.password, "newPassword": "a-new-passphrase"},
+        headers=asking,
+    )
+    assert changed.status_code == 200, changed.text
+
+    for stale in (asking, other, legacy):
+        refused = await client.get("/v1/users/me", headers=stale)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["message"] == "Invalid or expired token"
+    fresh = await token(client, owner.email, "a-new-passphrase")
+    assert await me(client, fresh) == 200
+    assert await me(client, owner.headers) == 200  # API keys stay
+
+    # And again: the token from after the first change ends with the second.
+    again = await client.post(
+        URL,
+        json={"currentPassword": "a-new-passphrase", "newPassword": "a-third-passphrase"},
+        headers=owner.headers,
+    )
+    assert again.status_code == 200, again.text
+    assert await me(client, fresh) == 401
+    assert await me(client, await token(client, owner.email, "a-third-passphrase")) == 200
 
 
 async def test_refusals_name_the_problem(client: httpx.AsyncClient, owner: Account) -> None:

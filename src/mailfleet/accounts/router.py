@@ -44,7 +44,7 @@ async def login(
         raise
     login_throttle.succeeded(body.email)
     token, expires = security.issue_jwt(
-        user.id, settings.jwt_signing_secret(), settings.jwt_ttl_seconds
+        user.id, user.token_epoch, settings.jwt_signing_secret(), settings.jwt_ttl_seconds
     )
     return ok(LoginResult(token=token, expires_at=expires))
 
@@ -68,7 +68,8 @@ async def change_password(
 ) -> Envelope[None]:
     """Change your own password (a user key or login token, not a workspace key): 403
     when `currentPassword` is wrong, throttled as logins are. Ends your console
-    sessions; API keys and login tokens already issued stay valid."""
+    sessions and every login token issued before (the one asking included: log in
+    again); API keys stay valid."""
     await accounts.change_password(
         session,
         settings,

@@ -64,24 +64,36 @@ def looks_like_api_key(token: str) -> bool:
     return token.startswith(tuple(KEY_PREFIXES.values()))
 
 
-def issue_jwt(user_id: str, signing_secret: str, ttl_seconds: int) -> tuple[str, datetime]:
+def issue_jwt(
+    user_id: str, epoch: int, signing_secret: str, ttl_seconds: int
+) -> tuple[str, datetime]:
+    """A login token for the user at their current `token_epoch`."""
     now = utcnow()
     expires = now + timedelta(seconds=ttl_seconds)
     token = jwt.encode(
-        {"sub": user_id, "iat": now, "exp": expires, "aud": JWT_AUDIENCE},
+        {"sub": user_id, "ep": epoch, "iat": now, "exp": expires, "aud": JWT_AUDIENCE},
         signing_secret,
         algorithm=JWT_ALGORITHM,
     )
     return token, expires
 
 
-def read_jwt_subject(token: str, signing_secret: str) -> str | None:
-    """The user id a valid, unexpired token names, or None."""
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: str
+    epoch: int
+
+
+def read_jwt(token: str, signing_secret: str) -> TokenClaims | None:
+    """Whom a valid, unexpired token names and at which of their token epochs, or None.
+    A token without an epoch (issued before epochs) is at 0, where every user starts."""
     try:
         claims = jwt.decode(
             token, signing_secret, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE
         )
     except jwt.PyJWTError:
         return None
-    subject = claims.get("sub")
-    return subject if isinstance(subject, str) else None
+    subject, epoch = claims.get("sub"), claims.get("ep", 0)
+    if not isinstance(subject, str) or type(epoch) is not int:
+        return None
+    return TokenClaims(subject, epoch)

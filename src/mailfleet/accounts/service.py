@@ -53,8 +53,9 @@ async def change_password(
     keep_console_session: str | None = None,
 ) -> None:
     """Replace the user's password once `current` is proved, and end their console
-    sessions but `keep_console_session` (the one asking, if any): a stolen cookie
-    dies with the old password. API keys stay; they are revoked one by one.
+    sessions but `keep_console_session` (the one asking, if any) and every login
+    token issued before (`token_epoch`): a stolen cookie or token dies with the old
+    password. API keys stay; they are revoked one by one.
 
     A wrong `current` is 403 and counts as a failed login of the user's email from
     `address` (`login_throttle`), so a borrowed session cannot guess the password
@@ -66,6 +67,7 @@ async def change_password(
         raise Forbidden("The current password is wrong")
     login_throttle.succeeded(user.email)
     user.password_hash = security.hash_password(new)
+    user.token_epoch += 1
     others = delete(ConsoleSession).where(ConsoleSession.user_id == user.id)
     if keep_console_session is not None:
         others = others.where(ConsoleSession.id != keep_console_session)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailfleet.db import Base
@@ -23,6 +23,9 @@ class User(Timestamps, Base):
     # No foreign key: users and workspaces reference each other, and the service
     # keeps this pointing at a workspace the user belongs to.
     default_workspace_id: Mapped[str | None] = mapped_column(String(24))
+    # Login tokens carry it (claim "ep"); a password change adds one, which ends every
+    # token issued before (migration 0022).
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiKey(Timestamps, Base):
