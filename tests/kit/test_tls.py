@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from mailfleet.bulk.workflows import probe_logins
+from mailfleet.bulk.workflows import probe_mailbox
 from mailfleet.config import Settings
 from mailfleet.kit import tls
+from mailfleet.mail import login_process
 from mailfleet.mail.probes import ImapSettings, SmtpSettings
 from mailfleet.mailboxes.service import MailboxCredentials, probe_credentials
 from mailfleet.webhooks.sender import send_webhook
@@ -98,19 +99,30 @@ def test_one_context_per_ca_file(private_ca: LoopbackTLS, tmp_path: Path) -> Non
     assert tls.client_context() is not tls.client_context(private_ca.ca_pem)
 
 
-@pytest.mark.parametrize("probe", [probe_credentials, probe_logins], ids=["mailbox", "bulk"])
+@pytest.mark.parametrize(
+    "probe", [probe_credentials, probe_mailbox], ids=["mailbox", "bulk login process"]
+)
 async def test_mailbox_logins_reach_a_public_server_with_a_private_ca_set(
     public_ca: LoopbackTLS, private_ca: LoopbackTLS, tmp_path: Path, probe: object
 ) -> None:
     """The defect deleted mailboxes: a Gmail-like server (public CA) failed TLS_ERROR
-    once an operator had added a private CA."""
+    once an operator had added a private CA. A bulk job logs in from its login
+    process (a child of its own, started here for these settings), which must trust
+    the same."""
     with SmtpServer({"me@example.test": "pw"}, mode="ssl", tls=public_ca) as smtp:
         credentials = MailboxCredentials(
             smtp=SmtpSettings("127.0.0.1", smtp.port, "ssl", "me@example.test", "pw"),
             # Nothing listens: only the SMTP verdict matters here.
             imap=ImapSettings("127.0.0.1", unused_tcp_port("127.0.0.1"), "none", "x", "x"),
         )
-        result = await probe(credentials, settings_trusting(private_ca, tmp_path))  # type: ignore[operator]
+        try:
+            result = await probe(credentials, settings_trusting(private_ca, tmp_path))  # type: ignore[operator]
+            if probe is probe_mailbox:  # it logged in from the child
+                child = login_process.current()
+                assert child is not None
+                assert child.pid is not None
+        finally:
+            await login_process.close_shared()
     assert result["smtp"]["ok"] is True, result["smtp"]
 
 

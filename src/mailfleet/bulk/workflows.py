@@ -49,8 +49,12 @@ from mailfleet.bulk.service import ChunkItem, ItemResult
 from mailfleet.config import Settings
 from mailfleet.db import Database
 from mailfleet.mail.login_process import shared as shared_login_process
-from mailfleet.mailboxes.service import LoginOutcome, probe_options
-from mailfleet.mailboxes.service import probe_credentials as probe_logins
+from mailfleet.mailboxes.service import (
+    LoginOutcome,
+    MailboxCredentials,
+    probe_credentials,
+    probe_options,
+)
 from mailfleet.models import BulkJobStatus
 from mailfleet.runtime import runtime
 
@@ -176,6 +180,15 @@ def recorders(database: Database) -> asyncio.Semaphore:
 _busy: dict[tuple[str, int], int] = {}
 
 
+async def probe_mailbox(credentials: MailboxCredentials, settings: Settings) -> LoginOutcome:
+    """One bulk mailbox's SMTP and IMAP logins: in the bulk login process
+    (MAILFLEET_BULK_LOGIN_PROCESS, the default), or in this process."""
+    if not settings.bulk_login_process:
+        return await probe_credentials(credentials, settings)
+    login_process = shared_login_process(probe_options(settings))
+    return cast(LoginOutcome, await login_process.probe(credentials.smtp, credentials.imap))
+
+
 async def _attempt(
     job_id: str, chunk: int, item: ChunkItem, limiter: LoginLimiter, settings: Settings
 ) -> LoginOutcome:
@@ -183,11 +196,7 @@ async def _attempt(
         if item.credentials is None:
             return {"missing": True}
         async with limiter.slot(item.hosts):
-            if not settings.bulk_login_process:
-                return await probe_logins(item.credentials, settings)
-            login_process = shared_login_process(probe_options(settings))
-            outcome = await login_process.probe(item.credentials.smtp, item.credentials.imap)
-            return cast(LoginOutcome, outcome)
+            return await probe_mailbox(item.credentials, settings)
     finally:
         key = (job_id, chunk)
         if key in _busy:
