@@ -11,9 +11,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from mailfleet.db import Database
 from mailfleet.kit.crypto import Keyring
+from mailfleet.models import ExportHistory, ExportItem, ExportStatus
 from tests.conftest import Account
 from tests.console.test_console_http import sign_in
 from tests.exports.conftest import make_mailboxes
@@ -85,6 +87,53 @@ async def test_an_exports_page_shows_each_inbox_and_downloads_the_results(
     assert rows[made[0]["email"]]["remote_id"] == "remote-box0"
     assert rows[made[1]["email"]]["status"] == "failed"
     assert rows[made[1]["email"]]["message"].endswith("Daily limit too high")
+
+
+async def test_a_long_exports_page_counts_and_its_csv_has_every_result_once(
+    client: httpx.AsyncClient, owner: Account, database: Database
+) -> None:
+    """More results than the page shows and than one batch of the download holds:
+    the page counts them (and the pending ones) in the database, the CSV streams
+    every one in order, with one header."""
+    listed = [
+        {"email": f"inbox{i:04}@long.test", "status": "failed" if i % 7 == 0 else "connected"}
+        for i in range(2345)
+    ]
+    recorded = await client.post(
+        "/v1/export-history",
+        json={"platform": "smartlead", "exportStatus": "PARTIAL", "mailboxes": listed},
+        headers=owner.headers,
+    )
+    assert recorded.status_code == 201, recorded.text
+    history_id = recorded.json()["data"]["id"]
+    async with database.transaction() as session:  # as if still running, 3 to go
+        await session.execute(
+            update(ExportItem)
+            .where(ExportItem.history_id == history_id, ExportItem.email.like("inbox000_@%"))
+            .where(ExportItem.email < "inbox0003@")
+            .values(status="pending")
+        )
+        await session.execute(
+            update(ExportHistory)
+            .where(ExportHistory.id == history_id)
+            .values(status=ExportStatus.IN_PROGRESS)
+        )
+    await sign_in(client, owner)
+
+    page = await client.get(f"/exports/{history_id}")
+    download = await client.get(f"/exports/{history_id}/results.csv")
+
+    assert page.status_code == 200
+    assert "2345 inboxes, the first 500 shown" in page.text
+    assert "3 of 2345 still to go" in page.text
+    assert "inbox0499@long.test" in page.text
+    assert "inbox0500@long.test" not in page.text
+    assert download.status_code == 200
+    assert download.text.count("position,email") == 1
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    assert [row["email"] for row in rows] == [item["email"] for item in listed]
+    assert [row["status"] for row in rows[:4]] == ["pending"] * 3 + ["connected"]
+    assert rows[7]["status"] == "failed"
 
 
 async def test_a_csv_exports_page_and_an_unknown_one(

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from mailfleet.bulk.service import report_cell
 from mailfleet.console.context import ConsoleRoute, ContextDep, redirect, render, undo
 from mailfleet.console.forms import form_text, validation_message
+from mailfleet.db import Database
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
 from mailfleet.exports import service as exports
 from mailfleet.exports.router import csv_download
 from mailfleet.exports.schemas import MailboxExportRequest, PlatformAccountCreate
 from mailfleet.kit.errors import MailfleetError
 from mailfleet.kit.pagination import Page
-from mailfleet.models import MAILBOX_STATUSES, ExportStatus
+from mailfleet.models import MAILBOX_STATUSES, ExportHistory, ExportStatus
 from mailfleet.platforms import PLATFORMS
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -66,13 +68,14 @@ async def history_fragment(request: Request, ctx: ContextDep, session: SessionDe
 
 
 async def _detail(ctx: ContextDep, session: SessionDep, history_id: str) -> dict[str, Any]:
+    # Polled while the export runs: the first rows and two counts, not every result.
     history = await exports.get_history(session, ctx.workspace_id, history_id)
-    results = await exports.history_results(session, history)
+    total, pending = await exports.history_result_counts(session, history)
     return {
         "history": history,
-        "results": results[:RESULTS_SHOWN],
-        "result_count": len(results),
-        "pending": sum(1 for item in results if item.status == "pending"),
+        "results": await exports.history_results(session, history, limit=RESULTS_SHOWN),
+        "result_count": total,
+        "pending": pending,
         "running": history.status == ExportStatus.IN_PROGRESS,
     }
 
@@ -94,21 +97,35 @@ async def export_panel(
 
 
 @router.get("/exports/{history_id}/results.csv")
-async def export_results(history_id: str, ctx: ContextDep, session: SessionDep) -> Response:
-    """Each inbox's result as CSV (never a password: the results hold none)."""
+async def export_results(
+    history_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    """Each inbox's result as CSV (never a password: the results hold none), written a
+    batch at a time."""
     history = await exports.get_history(session, ctx.workspace_id, history_id)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(RESULT_COLUMNS)
-    for item in await exports.history_results(session, history):
-        finished = item.finished_at.isoformat() if item.finished_at else ""
-        row = (item.position, item.email, item.name, item.status, item.message)
-        writer.writerow([report_cell(value) for value in (*row, item.remote_id, finished)])
-    return Response(
-        content=buffer.getvalue().encode("utf-8"),
+    return StreamingResponse(
+        _results_csv(request.app.state.database, history),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="export-{history.job_id}.csv"'},
     )
+
+
+async def _results_csv(database: Database, history: ExportHistory) -> AsyncIterator[bytes]:
+    # Its own session: the request's ends when the endpoint returns, before the body.
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(RESULT_COLUMNS)
+    async with database.sessionmaker() as session:
+        async for items in exports.stream_history_results(session, history):
+            for item in items:
+                finished = item.finished_at.isoformat() if item.finished_at else ""
+                row = (item.position, item.email, item.name, item.status, item.message)
+                writer.writerow([report_cell(value) for value in (*row, item.remote_id, finished)])
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():  # the header alone: an export of no inbox
+        yield buffer.getvalue().encode("utf-8")
 
 
 def _selection(form: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypedDict, TypeVar
 
 import httpx
-from sqlalchemy import Select, insert, or_, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +51,7 @@ from mailfleet.models import (
     ConnectInboxRecord,
     ExportHistory,
     ExportItem,
+    ExportItemStatus,
     ExportStatus,
     Mailbox,
     PlatformAccount,
@@ -798,11 +799,40 @@ async def get_history(session: AsyncSession, workspace_id: str, history_id: str)
     return await repository.one(query, history_id)
 
 
-async def history_results(session: AsyncSession, history: ExportHistory) -> list[ExportItem]:
-    rows = await session.scalars(
+def _results_of(history: ExportHistory) -> Select[ExportItem]:
+    return (
         select(ExportItem).where(ExportItem.history_id == history.id).order_by(ExportItem.position)
     )
-    return list(rows)
+
+
+async def history_results(
+    session: AsyncSession, history: ExportHistory, *, limit: int | None = None
+) -> list[ExportItem]:
+    """Each inbox's result in the export's order (the first `limit`, if given)."""
+    return list(await session.scalars(_results_of(history).limit(limit)))
+
+
+async def history_result_counts(session: AsyncSession, history: ExportHistory) -> tuple[int, int]:
+    """How many inboxes the export holds, and how many of them are still pending."""
+    pending = func.count().filter(ExportItem.status == ExportItemStatus.PENDING)
+    row = (
+        await session.execute(
+            select(func.count(), pending).where(ExportItem.history_id == history.id)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def stream_history_results(
+    session: AsyncSession, history: ExportHistory, batch: int = 1000
+) -> AsyncIterator[Sequence[ExportItem]]:
+    """Each inbox's result in the export's order, `batch` at a time, each batch
+    expunged once yielded: however long the export, one batch in memory."""
+    result = await session.stream_scalars(_results_of(history).execution_options(yield_per=batch))
+    async for items in result.partitions():
+        yield items
+        for item in items:
+            session.expunge(item)
 
 
 async def record_external_export(
