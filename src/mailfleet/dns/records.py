@@ -501,6 +501,24 @@ def merge_spf(existing: str | None, mechanisms: Sequence[str], default_all: str 
     return " ".join(part for part in ["v=spf1", *terms, final_all, *modifiers] if part)
 
 
+def strip_spf(existing: str, mechanisms: Sequence[str]) -> str | None:
+    """`existing` without `mechanisms` (as `merge_spf` added them; case aside), or
+    None when no mechanism or modifier is left (the record would only say 'all')."""
+    parsed = parse_spf(existing)
+    dropped = {mechanism.lower() for mechanism in mechanisms}
+    kept = [
+        term
+        for term in parsed.terms
+        if term.kind == "modifier" or (term.name != "all" and term.text.lower() not in dropped)
+    ]
+    if not kept:
+        return None
+    rest = [term.text for term in kept if term.kind != "modifier"]
+    modifiers = [term.text for term in kept if term.kind == "modifier"]
+    final_all = parsed.all_term.text if parsed.all_term is not None else ""
+    return " ".join(part for part in ["v=spf1", *rest, final_all, *modifiers] if part)
+
+
 # ------------------------------------------------------------------------- DKIM
 
 

@@ -30,6 +30,7 @@ from mailfleet.domains.schemas import (
     DomainOut,
     ForwardingIn,
     ForwardingOut,
+    MailProviderChange,
     NameserversOut,
     NameserverVerifyOut,
 )
@@ -196,6 +197,34 @@ async def get_domain(
 ) -> Envelope[DomainDetailOut]:
     domain = await service.get_domain(session, ctx.workspace_id, domain_id)
     return ok(await _detail(session, domain))
+
+
+@router.put(
+    "/domains/{domain_id}/mail-provider",
+    operation_id="domains:switch_mail_provider",
+    responses=errors(409),
+)
+async def switch_mail_provider(
+    domain_id: str,
+    body: MailProviderChange,
+    ctx: WorkspaceWriteDep,
+    session: SessionDep,
+    env: EnvDep,
+) -> Envelope[DomainDetailOut]:
+    """Move the domain's mail to another provider: its MX, SPF, DKIM (and Microsoft's
+    autodiscover) are rewritten for it at the DNS provider, as connecting with it would
+    have written them; the next DNS sweep checks it. To `self-hosted`, Mailfleet makes
+    a DKIM key and its mail server takes the domain's mail; away from it, 409 while the
+    domain still hosts mailboxes."""
+    domain = await service.get_domain(session, ctx.workspace_id, domain_id)
+    before = domain.mail_provider
+    await service.switch_mail_provider(session, env, domain, body.mail_provider)
+    message = (
+        f"{domain.name} already gets its mail from {before}"
+        if before == body.mail_provider
+        else f"{domain.name} now gets its mail from {body.mail_provider} (was {before})"
+    )
+    return ok(await _detail(session, domain), message)
 
 
 @router.delete("/domains/{domain_id}", operation_id="domains:delete", responses=errors(409))

@@ -42,6 +42,12 @@ class DomainConnect(ApiModel):
         return ([self.domain] if self.domain else []) + list(self.domains or [])
 
 
+class MailProviderChange(ApiModel):
+    model_config = example({"mailProvider": "self-hosted"})
+
+    mail_provider: MailProviderName
+
+
 class DnsRecordIn(ApiModel):
     model_config = example(
         {"type": "TXT", "name": "@", "content": "google-site-verification=abc123", "ttl": 3600}

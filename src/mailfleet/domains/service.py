@@ -8,7 +8,6 @@ provider calls).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import urllib.parse
 from collections.abc import Collection, Sequence
@@ -35,10 +34,8 @@ from mailfleet.dns.records import (
     RecordData,
     RecordError,
     RecordType,
-    dkim_selector,
     dkim_txt,
     dmarc_record,
-    generate_dkim_key,
     is_dmarc,
     is_spf,
     mail_plan,
@@ -53,6 +50,8 @@ from mailfleet.domains.checks import history as history
 from mailfleet.domains.checks import plan_dns_check as plan_dns_check
 from mailfleet.domains.checks import record_dns_check as record_dns_check
 from mailfleet.domains.checks import run_dns_check as run_dns_check
+from mailfleet.domains.mail_provider import make_dkim_key
+from mailfleet.domains.mail_provider import switch_mail_provider as switch_mail_provider
 from mailfleet.domains.nameservers import nameservers as nameservers
 from mailfleet.domains.nameservers import verify_nameservers as verify_nameservers
 from mailfleet.domains.providers import (
@@ -78,7 +77,6 @@ from mailfleet.domains.repository import (
 )
 from mailfleet.domains.repository import dkim_keys as dkim_keys
 from mailfleet.domains.schemas import DmarcIn, DnsRecordIn, ForwardingIn
-from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Conflict, NotFound, ValidationFailed
 from mailfleet.kit.ids import new_id
 from mailfleet.kit.names import ascii_name
@@ -272,16 +270,8 @@ async def _set_up_at_provider(env: Env, provider: DnsProvider, item: _Connecting
 
     selector = public_key = None
     if mail_provider == "self-hosted":
-        private_pem, public_key = await asyncio.to_thread(generate_dkim_key)
-        selector = dkim_selector(utcnow(), [])
-        item.key = DkimKey(
-            domain_id=domain.id,
-            selector=selector,
-            public_key=public_key,
-            private_key_enc=env.keyring.encrypt(private_pem),
-            status=DkimKeyStatus.ACTIVE,
-            activated_at=utcnow(),
-        )
+        item.key = key = await make_dkim_key(env, domain.id, [], active=True)
+        selector, public_key = key.selector, key.public_key
     apex_spf = [row for row in rows if row.name == name and is_spf(record_data(row))]
     plan = mail_plan(
         name,
@@ -530,18 +520,11 @@ async def rotate_dkim(session: AsyncSession, env: Env, domain: Domain) -> DkimKe
             "GET /v1/domains/{id}/dns-check once DNS has it",
             selector=waiting[0].selector,
         )
-    selector = dkim_selector(utcnow(), [key.selector for key in keys])
-    private_pem, public_key = await asyncio.to_thread(generate_dkim_key)
-    record = RecordData(f"{selector}._domainkey.{domain.name}", "TXT", dkim_txt(public_key))
+    key = await make_dkim_key(env, domain.id, [key.selector for key in keys], active=False)
+    name = f"{key.selector}._domainkey.{domain.name}"
+    record = RecordData(name, "TXT", dkim_txt(key.public_key))
     async with provider_for(session, env, domain.workspace_id, domain.dns_provider) as provider:
         await write_records(session, provider, domain, [Edit(None, record, "dkim")])
-    key = DkimKey(
-        domain_id=domain.id,
-        selector=selector,
-        public_key=public_key,
-        private_key_enc=env.keyring.encrypt(private_pem),
-        status=DkimKeyStatus.PENDING,
-    )
     session.add(key)
     await session.flush()
     return key
