@@ -99,6 +99,44 @@ async def test_domain_page_checks_nameserver_propagation(
     assert "no delegation to verify" in alert(refused.text)
 
 
+# Mail provider
+
+
+async def test_moving_a_domains_mail_and_the_refusal_beside_the_form(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    domain = await connect(client, owner, "move-console.test", mailProvider="google")
+    token = await sign_in(client, owner)
+    url = f"/domains/{domain['id']}/mail-provider"
+    page = await client.get(f"/domains/{domain['id']}")
+    assert '<option value="google" selected>google</option>' in page.text
+    assert "move-console.test gets its mail from google." in page.text
+
+    moved = await client.post(url, data={"csrf_token": token, "mail_provider": "self-hosted"})
+    assert moved.status_code == 303, moved.text
+    assert (await detail(client, owner, domain["id"]))["mailProvider"] == "self-hosted"
+    page = await client.get(moved.headers["location"])
+    assert "now gets its mail from self-hosted" in page.text
+    assert "data-mail-provider>self-hosted<" in page.text
+    assert "gets its mail from google." not in page.text  # the hosted mailboxes' form
+    assert 'action="/domains/{}/mailboxes"'.format(domain["id"]) in page.text
+
+    made = await client.post(
+        f"/domains/{domain['id']}/mailboxes",
+        data={"csrf_token": token, "username": "ann", "first_name": "Ann"},
+    )
+    assert made.status_code == 200, made.text
+    refused = await client.post(url, data={"csrf_token": token, "mail_provider": "zoho"})
+    assert refused.status_code == 409
+    assert "hosts 1 mailbox(es)" in alert(refused.text)
+    assert 'id="mail-provider"' in refused.text
+    assert (await detail(client, owner, domain["id"]))["mailProvider"] == "self-hosted"
+
+    unknown = await client.post(url, data={"csrf_token": token, "mail_provider": "gmail"})
+    assert unknown.status_code == 400
+    assert "Mail provider" in alert(unknown.text)
+
+
 # Web forwarding
 
 

@@ -27,12 +27,12 @@ from mailfleet.console.context import (
 from mailfleet.console.forms import form_number, form_text, validation_message
 from mailfleet.deps import KeyringDep, SessionDep, SettingsDep
 from mailfleet.domains import service as domains
-from mailfleet.domains.schemas import DnsRecordIn, DomainConnect, ForwardingIn
+from mailfleet.domains.schemas import DnsRecordIn, DomainConnect, ForwardingIn, MailProviderChange
 from mailfleet.kit.errors import MailfleetError
 from mailfleet.kit.pagination import Page
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailserver import service as hosted_mail
-from mailfleet.models import Domain, Mailbox
+from mailfleet.models import MAIL_PROVIDERS, Domain, Mailbox
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -157,6 +157,7 @@ async def domain_view(
         routing=routing,
         hosted=hosted,
         hosted_by_id=by_id,
+        mail_providers=MAIL_PROVIDERS,
         errors=errors or {},
         form=form or {},
         **values,
@@ -301,6 +302,30 @@ async def check_domain(
     outcome = await domains.run_dns_check(settings, plan)
     await domains.record_dns_check(session, env, domain, outcome)
     return redirect(request, f"/domains/{domain.id}", f"DNS checked: {domain.status}")
+
+
+@router.post("/domains/{domain_id}/mail-provider", response_class=HTMLResponse)
+async def switch_mail_provider(
+    domain_id: str, request: Request, ctx: ContextDep, session: SessionDep, env: DomainEnvDep
+) -> Response:
+    """Move the domain's mail to the provider chosen (PUT /v1/domains/{id}/mail-provider)."""
+    domain = await domains.get_domain(session, ctx.workspace_id, domain_id)
+    form = await request.form()
+    before = domain.mail_provider
+    try:
+        chosen = {"mail_provider": form_text(form, "mail_provider")}
+        body = MailProviderChange.model_validate(chosen)
+        await domains.switch_mail_provider(session, env, domain, body.mail_provider)
+    except (ValidationError, MailfleetError) as exc:
+        labels = {"mail_provider": "Mail provider"}
+        return await refused(request, ctx, session, domain, "mail_provider", exc, {}, labels)
+    if domain.mail_provider == before:
+        return redirect(request, f"/domains/{domain.id}", f"Mail already goes to {before}")
+    return redirect(
+        request,
+        f"/domains/{domain.id}",
+        f"{domain.name} now gets its mail from {domain.mail_provider}",
+    )
 
 
 # Web forwarding
