@@ -11,6 +11,7 @@ test-sqlite PYTEST_ARGS=tests/console/test_browser.py`.
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import json
 import os
 import re
@@ -25,10 +26,11 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from aiosmtpd.smtp import Envelope
 from playwright.async_api import Browser, Download, Page, async_playwright, expect
 
 from mailfleet.console.context import SESSION_ONLY_PATHS
-from tests.bulk.conftest import make_users
+from tests.bulk.conftest import item, make_users
 from tests.registrars.fakes import PORKBUN_KEY, PORKBUN_SECRET, FakePorkbun
 from tests.servers.common import server_unavailable, unused_tcp_port
 from tests.servers.dovecot import DovecotServer
@@ -122,6 +124,10 @@ def _serve(
         MAILFLEET_PORKBUN_SECRET_KEY=PORKBUN_SECRET,
         MAILFLEET_PORKBUN_API_URL=porkbun.url,
         MAILFLEET_PUBLIC_IP="192.0.2.80",
+        # A placement test reads its seeds every half second and gives up 5 s after
+        # its last send (the form's timeout is in minutes, 5 at least).
+        MAILFLEET_PLACEMENT_POLL_INTERVAL="0.5",
+        MAILFLEET_PLACEMENT_TIMEOUT_SECONDS="5",
     )
     if powerdns is not None:
         env.update(
@@ -490,3 +496,81 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
     assert cross_site.status == 403
     if mailbox:
         _api(console, "GET", f"/v1/mailboxes/{target}")
+
+
+def _seed_network(
+    smtp: SmtpServer, dovecot: DovecotServer, boxes: dict[str, str], junk: str
+) -> None:
+    """Mail through `smtp` reaches its recipients' Dovecot mailboxes: each message is
+    appended to the recipient's INBOX, or to Junk for `junk` (read by name as spam)."""
+
+    def deliver(envelope: Envelope) -> None:
+        message = envelope.original_content or b""
+        for recipient in envelope.rcpt_tos:
+            if recipient not in boxes:
+                continue
+            folder = "Junk" if recipient == junk else "INBOX"
+            with imaplib.IMAP4("127.0.0.1", dovecot.port) as imap:
+                imap.login(recipient, boxes[recipient])
+                imap.create(folder)  # NO when it is there already
+                status, _ = imap.append(folder, "", None, message)
+                assert status == "OK"
+
+    smtp.deliver = deliver
+
+
+def _active(console: Console, mailbox_ids: list[str]) -> None:
+    deadline = time.monotonic() + BACKGROUND_WAIT_MS / 1000
+    while True:
+        statuses = [
+            _api(console, "GET", f"/v1/mailboxes/{mailbox_id}").json()["data"]["status"]
+            for mailbox_id in mailbox_ids
+        ]
+        if all(status == "active" for status in statuses):
+            return
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.2)
+
+
+async def test_start_a_placement_test_and_follow_it_to_its_results(
+    page: Page, console: Console, smtp_plain: SmtpServer, dovecot: DovecotServer, shots: Shots
+) -> None:
+    users = make_users(smtp_plain, dovecot, 3, domain="placement.test")
+    (sender, _), (inbox_seed, _), (junk_seed, _) = users
+    ids = []
+    for email, password in users:
+        created = _api(
+            console, "POST", "/v1/mailboxes", json=item(email, password, smtp_plain, dovecot)
+        )
+        ids.append(created.json()["data"]["id"])
+    await asyncio.to_thread(_active, console, ids)
+    for seed_id in ids[1:]:
+        _api(console, "PUT", f"/v1/mailboxes/{seed_id}", json={"placementSeed": True})
+    _seed_network(smtp_plain, dovecot, dict(users), junk_seed)
+    try:
+        await sign_in(page, *OWNER)
+        await page.get_by_role("link", name="Placement", exact=True).click()
+        await page.get_by_role("link", name="Start a placement test").click()
+        await page.get_by_label("Name").fill("Browser placement")
+        await page.get_by_label("Subject").fill("Quarterly numbers")
+        await page.get_by_label("Message").fill("Hello, here are the numbers.")
+        await page.get_by_label(sender).check()
+        # No seed ticked: every active seed of the workspace.
+        await expect(page.get_by_label(inbox_seed)).not_to_be_checked()
+        await page.get_by_role("button", name="Start the test").click()
+
+        await expect(page.get_by_role("heading", name="Browser placement")).to_be_visible()
+        # The results poll (htmx) until the test completes: both seeds were read.
+        await expect(page.locator("[data-test-status]")).to_have_text(
+            "completed", timeout=BACKGROUND_WAIT_MS
+        )
+        # One copy in the first seed's INBOX, the other in the second's Junk.
+        by_provider = page.locator("#placement-results table").first.locator("tbody td")
+        await expect(by_provider).to_have_text(["2", "1 (50.0%)", "1 (50.0%)", "0", "0", "0", "0"])
+        await expect(page.locator("#placement-results")).to_contain_text(sender)
+        await shots.take(page, "placement")
+    finally:
+        smtp_plain.deliver = None
+    [test] = _api(console, "GET", "/v1/placement-tests").json()["data"]
+    assert test["name"] == "Browser placement"
+    assert test["status"] == "completed"

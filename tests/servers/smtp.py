@@ -55,13 +55,21 @@ class _Authenticator:
 
 
 class _DiscardHandler:
-    """Accepts and drops messages; the probes under test never send one. Counts QUITs."""
+    """Accepts messages and drops them, or hands them to the server's `deliver` when a
+    test set one (the probes under test never send one). Counts QUITs."""
 
     def __init__(self, server: SmtpServer) -> None:
         self._server = server
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        return "250 2.0.0 OK: discarded"
+        deliver = self._server.deliver
+        if deliver is None:
+            return "250 2.0.0 OK: discarded"
+        try:
+            deliver(envelope)
+        except Exception as exc:  # the test's delivery failed: the sender should retry
+            return f"451 4.3.0 delivery failed: {type(exc).__name__}"
+        return "250 2.0.0 OK: delivered"
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._server.lock:
@@ -74,6 +82,7 @@ class SmtpServer:
 
     `users` is a live dict: add to it while the server runs. `auth_attempts` records
     (mechanism, username) for every AUTH the server saw; `quits` counts QUIT commands.
+    `deliver`, when set, is called (in the server's thread) with each message accepted.
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class SmtpServer:
         self.failure_reply = failure_reply
         self.auth_attempts: list[tuple[str, str]] = []
         self.quits = 0
+        self.deliver: Callable[[Envelope], None] | None = None
         self.lock = threading.Lock()
         self._controller: Controller | None = None
 
