@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -161,6 +162,73 @@ async def test_writer_pauses_and_resumes_a_mailbox(
     assert resumed.status_code == 303
     api = await client.get(f"/v1/mailboxes/{mailbox_id}", headers=owner.headers)
     assert api.json()["data"]["status"] == "active"
+
+
+async def test_warmup_is_switched_and_tuned_on_the_mailbox_page(
+    client: httpx.AsyncClient, owner: Account, held_mailbox: HeldMailbox, database: Database
+) -> None:
+    mailbox_id = await held_mailbox(owner.workspace_id, "warm@example.test")
+    token = await sign_in(client, owner)
+    url = f"/mailboxes/{mailbox_id}/warmup"
+    wanted = {
+        "csrf_token": token,
+        "enabled": "on",
+        "start_per_day": "3",
+        "ramp_up_per_day": "4",
+        "daily_target": "12",
+        "reply_rate": "40",
+        "window_start": "09:00",
+        "window_end": "17:30",
+        "timezone": "Europe/Berlin",
+    }
+
+    async def api() -> dict[str, Any]:
+        answer = await client.get(f"/v1/mailboxes/{mailbox_id}/warmup", headers=owner.headers)
+        data: dict[str, Any] = answer.json()["data"]
+        return data
+
+    # Not yet tested: refused beside the form, which keeps what was typed.
+    blocked = await client.post(url, data=wanted)
+    assert blocked.status_code == 409
+    assert "awaiting its connection test" in blocked.text
+    assert 'name="timezone" value="Europe/Berlin"' in blocked.text
+    assert (await api())["enabled"] is False
+    assert (await api())["dailyTarget"] != 12
+
+    async with database.transaction() as session:
+        await session.execute(
+            update(Mailbox)
+            .where(Mailbox.id == mailbox_id)
+            .values(status="active", sending_enabled=True)
+        )
+    late = await client.post(url, data={**wanted, "window_end": "08:00"})
+    assert late.status_code == 400
+    assert "Window" in late.text
+    # Above the mailbox's own daily send limit (15 here).
+    too_many = await client.post(url, data={**wanted, "daily_target": "16"})
+    assert too_many.status_code == 400
+    assert "may not exceed the mailbox&#39;s dailySendLimit (15)" in too_many.text
+
+    saved = await client.post(url, data=wanted)
+    assert saved.status_code == 303, saved.text
+    settings = await api()
+    assert settings["enabled"] is True
+    assert (settings["startPerDay"], settings["rampUpPerDay"], settings["dailyTarget"]) == (
+        3,
+        4,
+        12,
+    )
+    assert settings["replyRate"] == 40
+    assert settings["sendWindow"] == {"start": "09:00", "end": "17:30", "timezone": "Europe/Berlin"}
+    page = await client.get(f"/mailboxes/{mailbox_id}")
+    assert "Warmup on for warm@example.test" in page.text
+    assert 'name="daily_target" value="12"' in page.text
+
+    off = {key: value for key, value in wanted.items() if key != "enabled"}
+    stopped = await client.post(url, data=off)
+    assert stopped.status_code == 303
+    assert (await api())["enabled"] is False
+    assert (await api())["dailyTarget"] == 12
 
 
 async def test_viewer_sees_no_write_controls_and_a_forged_post_is_refused(

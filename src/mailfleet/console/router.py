@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 from starlette.staticfiles import StaticFiles
 
@@ -57,6 +58,7 @@ from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.schemas import MailboxCreate, MailboxUpdate
 from mailfleet.models import MAILBOX_STATUSES, BulkJob, ConnectionTest, Mailbox
 from mailfleet.warmup import service as warmup
+from mailfleet.warmup.schemas import WarmupSettingsIn
 from mailfleet.workspaces import service as workspaces
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -337,7 +339,23 @@ async def mailbox_page(
     mailbox_id: str, request: Request, ctx: ContextDep, session: SessionDep
 ) -> Response:
     mailbox = await mailboxes.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    return await _mailbox_view(request, ctx, session, mailbox)
+
+
+async def _mailbox_view(
+    request: Request,
+    ctx: ConsoleContext,
+    session: AsyncSession,
+    mailbox: Mailbox,
+    *,
+    status_code: int = 200,
+    warmup_error: str | None = None,
+    warmup_form: dict[str, Any] | None = None,
+) -> Response:
+    """The mailbox's page; `warmup_error` beside the warmup form, which then shows
+    `warmup_form` as typed."""
     test = await _latest_test(session, ctx, mailbox)
+    settings = warmup.settings_out(await warmup.settings_for(session, mailbox), mailbox)
     now = utcnow()
     period = warmup.Period.of(None, None, now.date())
     [report] = await warmup.analytics(session, [mailbox], period, now)
@@ -348,8 +366,111 @@ async def mailbox_page(
         day = by_day.get(when)
         days.append((when, day.sent, day.inbox, day.spam) if day else (when, 0, 0, 0))
     chart = warmup_chart(f"Warmup, last {len(days)} days", days)
+    shown = warmup_form or {
+        "enabled": settings.enabled,
+        "start_per_day": settings.start_per_day,
+        "ramp_up_per_day": settings.ramp_up_per_day,
+        "daily_target": settings.daily_target,
+        "reply_rate": settings.reply_rate,
+        "window_start": settings.send_window.start,
+        "window_end": settings.send_window.end,
+        "timezone": settings.send_window.timezone,
+    }
     return render(
-        request, "mailbox.html", ctx, mailbox=mailbox, test=test, warmup=report, warmup_chart=chart
+        request,
+        "mailbox.html",
+        ctx,
+        status_code=status_code,
+        mailbox=mailbox,
+        test=test,
+        warmup=report,
+        warmup_chart=chart,
+        warmup_form=shown,
+        warmup_error=warmup_error,
+    )
+
+
+WARMUP_LABELS: Final = {
+    "enabled": "Warm this mailbox",
+    "start_per_day": "Start at (per day)",
+    "ramp_up_per_day": "Add per day",
+    "daily_target": "Daily target",
+    "reply_rate": "Reply rate",
+    "send_window.start": "Window from",
+    "send_window.end": "Window to",
+    "send_window.timezone": "Time zone",
+    "send_window": "Window",
+}
+
+
+@router.post("/mailboxes/{mailbox_id}/warmup", response_class=HTMLResponse)
+async def save_warmup(
+    mailbox_id: str, request: Request, ctx: ContextDep, session: SessionDep
+) -> Response:
+    """The mailbox's warmup: on or off, its ramp, daily target, reply rate and send
+    window (PUT /v1/mailboxes/{id}/warmup)."""
+    mailbox = await mailboxes.get_mailbox(session, ctx.workspace_id, mailbox_id)
+    form = await request.form()
+    kept: dict[str, Any] = {
+        name: form_text(form, name)
+        for name in (
+            "start_per_day",
+            "ramp_up_per_day",
+            "daily_target",
+            "reply_rate",
+            "window_start",
+            "window_end",
+            "timezone",
+        )
+    }
+    kept["enabled"] = form.get("enabled") is not None
+    try:
+        body = WarmupSettingsIn.model_validate(
+            {
+                "enabled": kept["enabled"],
+                **{
+                    name: form_number(form, name)
+                    for name in ("start_per_day", "ramp_up_per_day", "daily_target", "reply_rate")
+                },
+                "send_window": {
+                    "start": kept["window_start"],
+                    "end": kept["window_end"],
+                    "timezone": kept["timezone"] or "UTC",
+                },
+            }
+        )
+        settings = await warmup.settings_for(session, mailbox)
+        await warmup.update_settings(session, settings, mailbox, body)
+    except ValidationError as exc:
+        message = validation_message(exc, WARMUP_LABELS)
+        return await _refused_warmup(request, ctx, session, mailbox, 400, message, kept)
+    except MailfleetError as exc:
+        return await _refused_warmup(
+            request, ctx, session, mailbox, exc.status_code, exc.message, kept
+        )
+    done = "Warmup on" if body.enabled else "Warmup off"
+    return redirect(request, f"/mailboxes/{mailbox.id}", f"{done} for {mailbox.email}")
+
+
+async def _refused_warmup(
+    request: Request,
+    ctx: ConsoleContext,
+    session: AsyncSession,
+    mailbox: Mailbox,
+    status_code: int,
+    message: str,
+    kept: dict[str, Any],
+) -> Response:
+    await undo(session, ctx)
+    await session.refresh(mailbox)
+    return await _mailbox_view(
+        request,
+        ctx,
+        session,
+        mailbox,
+        status_code=status_code,
+        warmup_error=message,
+        warmup_form=kept,
     )
 
 
