@@ -284,8 +284,16 @@ async def test_sign_in_add_a_mailbox_and_watch_it_turn_active(
     await expect(page.locator("#mailbox-status [data-status]")).to_have_text("paused")
     await page.get_by_role("button", name="Resume sending").click()
     await expect(page.locator("#mailbox-status [data-status]")).to_have_text("active")
+    # Warm it: on, ten a day at most.
+    await page.get_by_label("Warm this mailbox").check()
+    await page.get_by_label("Daily target").fill("10")
+    await page.get_by_role("button", name="Save warmup").click()
+    await expect(page.get_by_role("status")).to_have_text(f"Warmup on for {email}")
+    await expect(page.get_by_label("Warm this mailbox")).to_be_checked()
     listed = _api(console, "GET", "/v1/mailboxes", params={"search": email}).json()["data"]
     assert [(m["email"], m["status"]) for m in listed] == [(email, "active")]
+    warming = _api(console, "GET", f"/v1/mailboxes/{listed[0]['id']}/warmup").json()["data"]
+    assert (warming["enabled"], warming["dailyTarget"]) == (True, 10)
 
 
 async def test_import_a_csv_and_watch_the_progress_reach_the_end(
