@@ -51,22 +51,31 @@ def _host(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-def _plan(env: Env, domain: Domain, provider: str, **keywords: str | None) -> MailPlan:
+def _plan(
+    env: Env,
+    domain: Domain,
+    provider: str,
+    *,
+    existing_spf: str | None = None,
+    key: DkimKey | None = None,
+) -> MailPlan:
+    """`provider`'s mail records for the domain, as connecting with it writes them."""
     settings = env.settings
     return mail_plan(
         domain.name,
         cast(MailProvider, provider),
+        dkim_selector=key.selector if key else None,
+        dkim_public_key=key.public_key if key else None,
+        existing_spf=existing_spf,
         mail_host=settings.mail_host if settings.mail_hostname else None,
-        **keywords,  # type: ignore[arg-type]
     )
 
 
 def _spf_mechanisms(plan: MailPlan) -> list[str]:
     """What the plan's SPF record added to the domain's: an include, or `mx`."""
-    spf = [record.content for purpose, record in plan.records if purpose == "spf"]
     if plan.spf_include:
         return [f"include:{plan.spf_include}"]
-    return ["mx"] if spf else []
+    return ["mx"] if any(purpose == "spf" for purpose, _ in plan.records) else []
 
 
 async def make_dkim_key(
@@ -115,14 +124,12 @@ async def switch_mail_provider(
     edits, spf = _leaving(domain, rows, _plan(env, domain, old))
 
     new_key: DkimKey | None = None
-    keywords: dict[str, str | None] = {"existing_spf": spf[1]}
     if provider == SELF_HOSTED:
         # Not a selector the zone has or a key had (a retired one may still be published).
         used = {row.name.split("._domainkey.", 1)[0] for row in rows if "._domainkey." in row.name}
         used.update(key.selector for key in keys)
         new_key = await make_dkim_key(env, domain.id, used, active=True)
-        keywords.update(dkim_selector=new_key.selector, dkim_public_key=new_key.public_key)
-    plan = _plan(env, domain, provider, **keywords)
+    plan = _plan(env, domain, provider, existing_spf=spf[1], key=new_key)
     edits = _arriving(domain, rows, plan, edits, spf)
 
     async with provider_for(session, env, domain.workspace_id, domain.dns_provider) as dns:
