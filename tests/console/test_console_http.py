@@ -164,6 +164,39 @@ async def test_writer_pauses_and_resumes_a_mailbox(
     assert api.json()["data"]["status"] == "active"
 
 
+async def test_the_mailbox_list_filters_by_tag_and_pool(
+    client: httpx.AsyncClient, owner: Account, held_mailbox: HeldMailbox
+) -> None:
+    warm = await held_mailbox(owner.workspace_id, "warm@list.test", tags=["warm"])
+    cold = await held_mailbox(owner.workspace_id, "cold@list.test", tags=["cold"])
+    await held_mailbox(owner.workspace_id, "none@list.test")
+    created = await client.post("/v1/pools", json={"name": "Agency pool"}, headers=owner.headers)
+    pool_id = created.json()["data"]["id"]
+    moved = await client.put(
+        f"/v1/mailboxes/{cold}", json={"poolId": pool_id}, headers=owner.headers
+    )
+    assert moved.status_code == 200, moved.text
+    await sign_in(client, owner)
+
+    def listed(page: httpx.Response) -> list[str]:
+        return re.findall(r'<a href="/mailboxes/\w+">([^<]+)</a>', page.text)
+
+    everything = await client.get("/mailboxes")
+    assert sorted(listed(everything)) == ["cold@list.test", "none@list.test", "warm@list.test"]
+    assert f'<option value="{pool_id}" >Agency pool</option>' in everything.text
+    assert listed(await client.get("/mailboxes", params={"tag": "warm"})) == ["warm@list.test"]
+    by_pool = await client.get("/mailboxes", params={"pool": pool_id})
+    assert listed(by_pool) == ["cold@list.test"]
+    assert f'<option value="{pool_id}" selected>Agency pool</option>' in by_pool.text
+    both = await client.get("/mailboxes", params={"pool": pool_id, "tag": "warm"})
+    assert listed(both) == []
+    assert "No mailbox matches." in both.text
+    unknown = await client.get("/mailboxes", params={"tag": "nope"})
+    assert unknown.status_code == 200
+    assert listed(unknown) == []
+    assert warm not in unknown.text
+
+
 async def test_warmup_is_switched_and_tuned_on_the_mailbox_page(
     client: httpx.AsyncClient, owner: Account, held_mailbox: HeldMailbox, database: Database
 ) -> None:

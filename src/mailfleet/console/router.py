@@ -187,8 +187,15 @@ async def overview(
 # Mailboxes
 
 
-def _mailbox_query(status: str | None, search: str | None, provider: str | None, skip: int) -> str:
-    values = {"status": status, "search": search, "provider": provider, "skip": skip}
+def _mailbox_query(filters: mailboxes.MailboxFilters, skip: int) -> str:
+    values = {
+        "status": filters.status,
+        "search": filters.search,
+        "provider": filters.provider,
+        "tag": filters.tag,
+        "pool": filters.pool_id,
+        "skip": skip,
+    }
     return urlencode({k: v for k, v in values.items() if v})
 
 
@@ -200,13 +207,18 @@ async def mailbox_list(
     status: Annotated[str | None, Query(max_length=20)] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     provider: Annotated[str | None, Query(max_length=40)] = None,
+    tag: Annotated[str | None, Query(max_length=100)] = None,
+    pool: Annotated[str | None, Query(max_length=24)] = None,
     skip: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
-    status = status or None
-    search = search or None
-    provider = provider or None
     page = Page(limit=PAGE_SIZE, skip=skip)
-    filters = mailboxes.MailboxFilters(status=status, search=search, provider=provider)
+    filters = mailboxes.MailboxFilters(
+        status=status or None,
+        search=search or None,
+        provider=provider or None,
+        tag=tag or None,
+        pool_id=pool or None,
+    )
     found, total = await mailboxes.list_mailboxes(session, ctx.workspace_id, filters, page)
     previous_skip = max(skip - PAGE_SIZE, 0) if skip else None
     next_skip = skip + PAGE_SIZE if skip + PAGE_SIZE < total else None
@@ -220,17 +232,16 @@ async def mailbox_list(
         status=status or "",
         search=search or "",
         provider=provider or "",
+        tag=tag or "",
+        pool=pool or "",
+        pools=await mailboxes.pool_choices(session, ctx.workspace_id),
         statuses=MAILBOX_STATUSES,
         previous_url=(
             None
             if previous_skip is None
-            else "/mailboxes?" + _mailbox_query(status, search, provider, previous_skip)
+            else "/mailboxes?" + _mailbox_query(filters, previous_skip)
         ),
-        next_url=(
-            None
-            if next_skip is None
-            else "/mailboxes?" + _mailbox_query(status, search, provider, next_skip)
-        ),
+        next_url=None if next_skip is None else "/mailboxes?" + _mailbox_query(filters, next_skip),
     )
 
 

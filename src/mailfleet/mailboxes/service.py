@@ -923,6 +923,17 @@ async def list_pools(session: AsyncSession, workspace_id: str) -> list[tuple[Poo
     return [(pool, count) for pool, count in rows]
 
 
+async def pool_choices(session: AsyncSession, workspace_id: str) -> list[tuple[str, str]]:
+    """The workspace's pools as (id, name) by name: what a filter offers, without the
+    counts `list_pools` reads."""
+    rows = await session.execute(
+        select(Pool.id, Pool.name)
+        .where(Pool.workspace_id == workspace_id)
+        .order_by(Pool.name, Pool.id)
+    )
+    return [(pool_id, name) for pool_id, name in rows]
+
+
 async def create_pool(session: AsyncSession, workspace_id: str, name: str) -> Pool:
     pool = Pool(workspace_id=workspace_id, name=name.strip())
     session.add(pool)
