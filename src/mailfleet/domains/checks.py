@@ -41,6 +41,8 @@ from mailfleet.models import (
     DomainDnsCheck,
     DomainStatus,
 )
+from mailfleet.webhooks import events
+from mailfleet.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ async def record_dns_check(
     returns what changed since the previous check (kept as history)."""
     result = outcome.result
     changes = _changes(domain.dns_health, result)
+    previous = domain.status
     statuses = {result[name]["status"] for name in CHECK_NAMES}
     # An unknown says nothing about the records, so it never moves the status.
     if "fail" in statuses:
@@ -159,6 +162,18 @@ async def record_dns_check(
         domain.status = DomainStatus.ACTIVE
     domain.dns_health = result
     domain.dns_checked_at = utcnow()
+    if domain.status != previous:
+        await webhooks.emit(
+            session,
+            domain.workspace_id,
+            events.DOMAIN_DNS_STATUS_CHANGED,
+            {
+                "domainId": domain.id,
+                "domain": domain.name,
+                "previousStatus": previous,
+                "status": domain.status,
+            },
+        )
     if changes:
         session.add(
             DomainDnsCheck(

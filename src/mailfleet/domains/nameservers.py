@@ -25,6 +25,8 @@ from mailfleet.kit.errors import Conflict
 from mailfleet.models import (
     Domain,
 )
+from mailfleet.webhooks import events
+from mailfleet.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,13 @@ async def verify_nameservers(session: AsyncSession, env: Env, domain: Domain) ->
     else:
         overall = "pending"
     now = utcnow()
+    if overall == "propagated" and domain.ns_status != "propagated":
+        await webhooks.emit(
+            session,
+            domain.workspace_id,
+            events.DOMAIN_NAMESERVERS_PROPAGATED,
+            {"domainId": domain.id, "domain": domain.name, "nameservers": list(expected)},
+        )
     if overall != "unknown":
         domain.ns_status = overall
     domain.ns_checked_at = now

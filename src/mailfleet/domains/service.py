@@ -89,6 +89,8 @@ from mailfleet.models import (
     DomainStatus,
     Mailbox,
 )
+from mailfleet.webhooks import events
+from mailfleet.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,11 @@ async def connect_domains(
                 await _set_up_at_provider(env, provider, item)
             for item in claimed:
                 await _record_connect(session, item)
+            connected = [
+                (events.DOMAIN_CONNECTED, {"domainId": item.domain.id, "domain": item.domain.name})
+                for item in claimed
+            ]
+            await webhooks.emit_many(session, workspace_id, connected)
             await session.commit()
         except BaseException:
             ids = [item.domain.id for item in claimed]

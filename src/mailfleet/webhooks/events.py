@@ -127,7 +127,8 @@ CATALOGUE: Final[tuple[EventType, ...]] = (
     EventType(DOMAIN_CONNECTED, "A domain was connected.", ("domainId", "domain")),
     EventType(
         DOMAIN_DNS_STATUS_CHANGED,
-        "A domain's DNS check result (MX, SPF, DKIM, DMARC) changed.",
+        "A DNS check (MX, SPF, DKIM, DMARC) moved the domain's status: pending, active "
+        "or misconfigured.",
         ("domainId", "domain", "previousStatus", "status"),
     ),
     EventType(
