@@ -167,6 +167,51 @@ async def test_verification_events_of_a_job(
     assert all(b"wrong-password" not in request.body for request in received)
 
 
+async def test_a_finished_job_is_announced_once(
+    client: httpx.AsyncClient,
+    owner: Account,
+    smtp_plain: SmtpServer,
+    dovecot: DovecotServer,
+) -> None:
+    """bulk_job.completed when the job ends: one connected, one refused login, one
+    invalid row, one duplicate of the first. A job with nothing left to verify once
+    accepted (every row invalid) is announced at once."""
+    (good, good_pw), (bad, _) = make_users(smtp_plain, dovecot, 2)
+    with HttpReceiver() as receiver:
+        webhook = await client.post(
+            "/v1/webhooks",
+            json={"url": receiver.url(), "eventTypes": ["bulk_job.completed"]},
+            headers=owner.headers,
+        )
+        assert webhook.status_code == 201, webhook.text
+        receiver.secret = webhook.json()["data"]["secret"]
+        items = [
+            item(good, good_pw, smtp_plain, dovecot),
+            item(bad, "wrong-password", smtp_plain, dovecot),
+            {"email": "not an address"},
+            item(good, good_pw, smtp_plain, dovecot),
+        ]
+        job = (await post_json(client, owner, items)).json()["data"]
+        await wait_for_job(client, owner, job["id"])
+        [finished] = await receiver.wait_for(1)
+        invalid_only = (await post_json(client, owner, [{"email": "nope"}])).json()["data"]
+        second = (await receiver.wait_for(2))[1]
+        await asyncio.sleep(0.3)  # and nothing more
+        assert len(receiver.received()) == 2
+    assert finished.verified is True, finished.verification_error
+    assert finished.payload["type"] == "bulk_job.completed"
+    assert finished.payload["data"] == {
+        "jobId": job["id"],
+        "status": "completed",
+        "total": 4,
+        "succeeded": 1,
+        "failed": 2,
+        "duplicates": 1,
+    }
+    assert second.payload["data"]["jobId"] == invalid_only["id"]
+    assert (second.payload["data"]["status"], second.payload["data"]["failed"]) == ("completed", 1)
+
+
 async def test_idempotency_key_returns_the_same_job(
     client: httpx.AsyncClient, owner: Account, smtp_plain: SmtpServer, dovecot: DovecotServer
 ) -> None:

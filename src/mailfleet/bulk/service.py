@@ -40,6 +40,8 @@ from mailfleet.models import (
     ConnectionTestStatus,
     Mailbox,
 )
+from mailfleet.webhooks import events
+from mailfleet.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,7 @@ async def accept_job(
     if pending == 0:
         job.status = BulkJobStatus.COMPLETED
         job.started_at = job.finished_at = now
+        await _announce_finished(session, job)
     else:
         after_commit(session, lambda: enqueue_job(job_id))
     await session.flush()
@@ -451,8 +454,25 @@ async def close_job(
     job.started_at = job.started_at or now
     job.finished_at = now
     await session.flush()
+    await _announce_finished(session, job)
     log.info("bulk job %s %s: %s", job_id, status, counts)
     return status
+
+
+async def _announce_finished(session: AsyncSession, job: BulkJob) -> None:
+    """`bulk_job.completed` for a job that just ended (completed or failed), in the
+    transaction that ended it."""
+    data = {
+        "jobId": job.id,
+        "status": job.status,
+        "total": job.total,
+        "succeeded": job.connected_count or 0,
+        "failed": (job.failed_count or 0) + (job.invalid_count or 0),
+        "duplicates": job.duplicate_count or 0,
+    }
+    if job.error:
+        data["error"] = job.error
+    await webhooks.emit(session, job.workspace_id, events.BULK_JOB_COMPLETED, data)
 
 
 async def unfinished_job_ids(session: AsyncSession, limit: int = 100) -> list[str]:

@@ -90,8 +90,9 @@ CATALOGUE: Final[tuple[EventType, ...]] = (
     EventType(MAILBOX_DELETED, "A mailbox was removed.", ("mailboxId", "email")),
     EventType(
         BULK_JOB_COMPLETED,
-        "A bulk connect job finished.",
-        ("jobId", "status", "total", "succeeded", "failed"),
+        "A bulk connect job finished (`failed` counts invalid rows too; `error` when the "
+        "job itself failed).",
+        ("jobId", "status", "total", "succeeded", "failed", "duplicates"),
     ),
     EventType(
         EXPORT_COMPLETED,
