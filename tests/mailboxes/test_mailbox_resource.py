@@ -159,11 +159,15 @@ async def test_tags_crud(
     assert duplicate.status_code == 409
     # Held: a background test of an unreachable server would delete it mid-test.
     await held_mailbox(owner.workspace_id, "t@tags.test", tags=["warm", "new"])
+    idle = await client.post("/v1/tags", json={"name": "idle"}, headers=owner.headers)
+    assert idle.status_code == 201
     listed = {
         t["name"]: t for t in (await client.get("/v1/tags", headers=owner.headers)).json()["data"]
     }
     assert listed["warm"]["mailboxCount"] == 1
     assert listed["new"]["mailboxCount"] == 1
+    assert listed["idle"]["mailboxCount"] == 0
+    assert list(listed) == ["idle", "new", "warm"]
     renamed = await client.put(f"/v1/tags/{tag['id']}", json={"name": "hot"}, headers=owner.headers)
     assert renamed.json()["data"]["name"] == "hot"
     assert (await client.delete(f"/v1/tags/{tag['id']}", headers=owner.headers)).status_code == 200
