@@ -1,6 +1,8 @@
-"""Switching a connected domain to another mail provider: its mail records are
-rewritten for the new one (MX, SPF, DKIM, Microsoft's autodiscover), in one write
-at the DNS provider, as connecting with that provider would have written them.
+"""A mail provider's records in a domain's zone: what its plan writes there
+(`plan_for`, `plan_edits`: connecting a domain uses them too), and switching a
+connected domain to another mail provider. A switch rewrites the mail records for
+the new one (MX, SPF, DKIM, Microsoft's autodiscover) in one write at the DNS
+provider, as connecting with that provider would have written them.
 
 What the old provider's plan put in DNS goes: the apex MX pointing at its hosts, its
 SPF mechanism (the rest of the SPF record stays), its autodiscover CNAME. Leaving
@@ -51,7 +53,7 @@ def _host(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-def _plan(
+def plan_for(
     env: Env,
     domain: Domain,
     provider: str,
@@ -121,7 +123,7 @@ async def switch_mail_provider(
             )
     rows = await records_of(session, domain.id)
     keys = await dkim_keys(session, domain.id)
-    edits, spf = _leaving(domain, rows, _plan(env, domain, old))
+    edits, spf = _leaving(domain, rows, plan_for(env, domain, old))
 
     new_key: DkimKey | None = None
     if provider == SELF_HOSTED:
@@ -129,8 +131,8 @@ async def switch_mail_provider(
         used = {row.name.split("._domainkey.", 1)[0] for row in rows if "._domainkey." in row.name}
         used.update(key.selector for key in keys)
         new_key = await make_dkim_key(env, domain.id, used, active=True)
-    plan = _plan(env, domain, provider, existing_spf=spf[1], key=new_key)
-    edits = _arriving(domain, rows, plan, edits, spf)
+    plan = plan_for(env, domain, provider, existing_spf=spf[1], key=new_key)
+    edits = plan_edits(domain, rows, plan, edits, spf)
 
     async with provider_for(session, env, domain.workspace_id, domain.dns_provider) as dns:
         await write_records(session, dns, domain, edits, rows)
@@ -172,7 +174,7 @@ def _leaving(
     return edits, (spf[0], strip_spf(spf[0].content, _spf_mechanisms(plan)))
 
 
-def _arriving(
+def plan_edits(
     domain: Domain,
     rows: list[DnsRecord],
     plan: MailPlan,

@@ -236,7 +236,10 @@ async def store_records(
         answer = applied.get(change.key)
         # The provider's rendering wins (e.g. Cloudflare's normalised content).
         record = answer.record if answer and answer.record else change.after
-        row = edit.row or DnsRecord(id=change.key, domain_id=domain.id, purpose=edit.purpose)
+        row = edit.row or DnsRecord(id=change.key, domain_id=domain.id)
+        if edit.purpose is not None:
+            # A record Mailfleet now manages (an existing SPF or DMARC taken over) says so.
+            row.purpose = edit.purpose
         row.name, row.type, row.content = record.name, record.type, record.content
         row.ttl, row.priority = record.ttl, record.priority
         if answer and answer.provider_id:

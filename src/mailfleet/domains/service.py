@@ -12,8 +12,7 @@ import logging
 import urllib.parse
 from collections.abc import Collection, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
-from typing import cast
+from dataclasses import dataclass, field
 
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +29,6 @@ from mailfleet.dns.providers import (
 )
 from mailfleet.dns.records import (
     DmarcPolicy,
-    MailProvider,
     RecordData,
     RecordError,
     RecordType,
@@ -38,7 +36,6 @@ from mailfleet.dns.records import (
     dmarc_record,
     is_dmarc,
     is_spf,
-    mail_plan,
     to_ascii_domain,
     validate_record,
 )
@@ -50,7 +47,7 @@ from mailfleet.domains.checks import history as history
 from mailfleet.domains.checks import plan_dns_check as plan_dns_check
 from mailfleet.domains.checks import record_dns_check as record_dns_check
 from mailfleet.domains.checks import run_dns_check as run_dns_check
-from mailfleet.domains.mail_provider import make_dkim_key
+from mailfleet.domains.mail_provider import make_dkim_key, plan_edits, plan_for
 from mailfleet.domains.mail_provider import switch_mail_provider as switch_mail_provider
 from mailfleet.domains.nameservers import nameservers as nameservers
 from mailfleet.domains.nameservers import verify_nameservers as verify_nameservers
@@ -252,7 +249,6 @@ async def _set_up_at_provider(env: Env, provider: DnsProvider, item: _Connecting
     """Open the zone and write the mail records at the provider; touches no database."""
     domain = item.domain
     name = domain.name
-    mail_provider = cast(MailProvider, domain.mail_provider)
     item.opened = opened = await provider.open_zone(name)
     domain.provider_zone_id = opened.zone_id
     domain.nameservers = list(opened.nameservers)
@@ -275,34 +271,15 @@ async def _set_up_at_provider(env: Env, provider: DnsProvider, item: _Connecting
             )
         )
 
-    selector = public_key = None
-    if mail_provider == "self-hosted":
-        item.key = key = await make_dkim_key(env, domain.id, [], active=True)
-        selector, public_key = key.selector, key.public_key
+    if domain.mail_provider == "self-hosted":
+        item.key = await make_dkim_key(env, domain.id, [], active=True)
     apex_spf = [row for row in rows if row.name == name and is_spf(record_data(row))]
-    plan = mail_plan(
-        name,
-        mail_provider,
-        dkim_selector=selector,
-        dkim_public_key=public_key,
-        existing_spf=apex_spf[0].content if apex_spf else None,
-        mail_host=env.settings.mail_host if env.settings.mail_hostname else None,
-    )
+    # One SPF record: the plan's merges into the existing one, which keeps its TTL.
+    spf_row = apex_spf[0] if apex_spf else None
+    existing_spf = spf_row.content if spf_row else None
+    plan = plan_for(env, domain, domain.mail_provider, existing_spf=existing_spf, key=item.key)
     domain.setup_instructions = [dict(step) for step in plan.instructions]
-    edits = item.edits
-    planned_mx = any(purpose == "mx" for purpose, _ in plan.records)
-    if planned_mx:
-        # The mail provider's MX replace whatever the zone pointed mail at before.
-        edits.extend(Edit(row, None) for row in rows if row.name == name and row.type == "MX")
-    for purpose, record in plan.records:
-        if purpose == "spf" and apex_spf:
-            # One SPF record: ours merges into the existing one, which keeps its TTL.
-            apex_spf[0].purpose = "spf"
-            edits.append(Edit(apex_spf[0], replace(record, ttl=apex_spf[0].ttl), "spf"))
-            continue
-        if record.type == "CNAME" and any(row.name == record.name for row in rows):
-            continue  # the customer already uses that name; leave it to them
-        edits.append(Edit(None, record, purpose))
+    edits = plan_edits(domain, rows, plan, item.edits, (spf_row, existing_spf))
     dmarc_name = f"_dmarc.{name}"
     if not any(row.name == dmarc_name and is_dmarc(record_data(row)) for row in rows):
         edits.append(
@@ -504,7 +481,6 @@ async def set_dmarc(session: AsyncSession, env: Env, domain: Domain, data: Dmarc
         stored = await write_records(session, provider, domain, edits, rows)
     row = stored[0]
     assert row is not None
-    row.purpose = "dmarc"
     domain.dmarc_policy = policy.to_dict()
     await session.flush()
     return row
