@@ -498,6 +498,11 @@ def merge_spf(existing: str | None, mechanisms: Sequence[str], default_all: str 
         if mechanism.lower() not in lowered:
             terms.append(mechanism)
             lowered.add(mechanism.lower())
+    return _spf_text(terms, final_all, modifiers)
+
+
+def _spf_text(terms: Sequence[str], final_all: str, modifiers: Sequence[str]) -> str:
+    """An SPF record: its mechanisms, then its 'all' (if any), then its modifiers."""
     return " ".join(part for part in ["v=spf1", *terms, final_all, *modifiers] if part)
 
 
@@ -513,10 +518,11 @@ def strip_spf(existing: str, mechanisms: Sequence[str]) -> str | None:
     ]
     if not kept:
         return None
-    rest = [term.text for term in kept if term.kind != "modifier"]
-    modifiers = [term.text for term in kept if term.kind == "modifier"]
-    final_all = parsed.all_term.text if parsed.all_term is not None else ""
-    return " ".join(part for part in ["v=spf1", *rest, final_all, *modifiers] if part)
+    return _spf_text(
+        [term.text for term in kept if term.kind != "modifier"],
+        parsed.all_term.text if parsed.all_term is not None else "",
+        [term.text for term in kept if term.kind == "modifier"],
+    )
 
 
 # ------------------------------------------------------------------------- DKIM
