@@ -366,7 +366,7 @@ async def _mailbox_view(
     """The mailbox's page; `warmup_error` beside the warmup form, which then shows
     `warmup_form` as typed."""
     test = await _latest_test(session, ctx, mailbox)
-    settings = warmup.settings_out(await warmup.settings_for(session, mailbox), mailbox)
+    settings = await warmup.settings_for(session, mailbox)
     now = utcnow()
     period = warmup.Period.of(None, None, now.date())
     [report] = await warmup.analytics(session, [mailbox], period, now)
@@ -383,9 +383,9 @@ async def _mailbox_view(
         "ramp_up_per_day": settings.ramp_up_per_day,
         "daily_target": settings.daily_target,
         "reply_rate": settings.reply_rate,
-        "window_start": settings.send_window.start,
-        "window_end": settings.send_window.end,
-        "timezone": settings.send_window.timezone,
+        "window_start": settings.window_start,
+        "window_end": settings.window_end,
+        "timezone": settings.timezone,
     }
     return render(
         request,

@@ -688,11 +688,13 @@ async def page_mailboxes(
     listings, has_more, counted = await repository.newest_listings(
         workspace_id, filters, page, after, with_tags=with_tags, tagged=tagged, searched=searched
     )
-    if after is None and counted is not None:
-        total = counted
-    elif after is None:
-        total = await _total(
-            repository, workspace_id, filters, page, len(listings), has_more, tagged, searched
+    if after is None:
+        total = (
+            counted
+            if counted is not None
+            else await _total(
+                repository, workspace_id, filters, page, len(listings), has_more, tagged, searched
+            )
         )
     elif after.total is not None and after.scope == scope:
         total = after.total
