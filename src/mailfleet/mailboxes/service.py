@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -829,17 +829,24 @@ async def latest_connection_test(
     return test
 
 
-async def pending_test_ids(session: AsyncSession, limit: int = 1000) -> list[tuple[str, str]]:
-    """(test id, SMTP host) of tests still pending: what the sweeper re-enqueues."""
-    rows = await session.execute(
+def pending_test_ids_query(limit: int) -> Select[str, str]:
+    """The oldest `limit` pending tests no bulk job owns, with their SMTP hosts: the
+    rows of the partial index `ix_connection_tests_unqueued`, whose predicate this
+    condition is (models.UNQUEUED_TESTS). The status is written into the SQL, not
+    bound: SQLite uses a partial index only for a query whose own text implies it."""
+    pending: ColumnElement[str] = literal_column(f"'{ConnectionTestStatus.PENDING.value}'")
+    return (
         select(ConnectionTest.id, Mailbox.smtp_host)
         .join(Mailbox, Mailbox.id == ConnectionTest.mailbox_id)
-        .where(
-            ConnectionTest.status == ConnectionTestStatus.PENDING, ConnectionTest.job_id.is_(None)
-        )
+        .where(ConnectionTest.status == pending, ConnectionTest.job_id.is_(None))
         .order_by(ConnectionTest.created_at)
         .limit(limit)
     )
+
+
+async def pending_test_ids(session: AsyncSession, limit: int = 1000) -> list[tuple[str, str]]:
+    """(test id, SMTP host) of tests still pending: what the sweeper re-enqueues."""
+    rows = await session.execute(pending_test_ids_query(limit))
     return [(test_id, host) for test_id, host in rows]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -43,6 +44,9 @@ class ConnectionTestStatus(StrEnum):
 
 
 MAILBOX_STATUSES = tuple(MailboxStatus)
+# The tests the single-test sweeper re-enqueues: pending, and no bulk job's (a job
+# verifies its own). The predicate of the partial index ix_connection_tests_unqueued.
+UNQUEUED_TESTS = "status = 'pending' AND job_id IS NULL"
 
 mailbox_tags = Table(
     "mailbox_tags",
@@ -203,6 +207,15 @@ class ConnectionTest(Timestamps, Base):
         # A workspace's pending tests (the status counts' `pending_tests`) counted
         # from this index alone; it also serves look-ups by workspace.
         Index("ix_connection_tests_workspace_status", "workspace_id", "status"),
+        # The tests the sweeper re-enqueues (pending, not a bulk job's), oldest first
+        # (migration 0023): it reads only those, not every pending test of every
+        # running bulk job, once a minute.
+        Index(
+            "ix_connection_tests_unqueued",
+            "created_at",
+            sqlite_where=text(UNQUEUED_TESTS),
+            postgresql_where=text(UNQUEUED_TESTS),
+        ),
     )
 
     id: Mapped[str] = id_column()
@@ -216,7 +229,7 @@ class ConnectionTest(Timestamps, Base):
     # Set when a bulk job verifies this test itself (in chunks); the single-test
     # sweeper leaves such tests to their job.
     job_id: Mapped[str | None] = mapped_column(String(24))
-    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
     smtp_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     imap_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(40))
