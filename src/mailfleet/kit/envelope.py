@@ -7,17 +7,13 @@ code and the contract are one thing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import fields as dataclass_fields
-from dataclasses import is_dataclass
 from datetime import datetime
-from operator import attrgetter
 from typing import Annotated, Any, Final, Generic, TypeVar, get_args
 
-import pydantic_core
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from mailfleet.kit.clock import isoformat
 
@@ -95,95 +91,29 @@ def ok(data: T, message: str | None = None) -> Envelope[T]:
     return Envelope(data=data, message=message)
 
 
-class RowRenderer:
-    """Rows the database gave, rendered straight to the wire as `model` renders
-    them, for a large list page.
-
-    Building 100 validated models and then serializing them cost a list page of
-    mailboxes about 3 ms, more than its queries: a row read from typed columns
-    needs no validating. A renderer reads each field of `model` from a `row_type`
-    row (the attribute of the field's name, or what `sources` computes; a field the
-    row lacks is its default), renders a `Timestamp` as the API does, and keys it
-    by the field's wire name. The route still declares the model as its
-    `response_model`, so the docs are the model's, and a test holds the renderer's
-    output to the model's own dump. Flat models only: a field that is a model
-    itself is refused when the renderer is built.
-    """
-
-    def __init__(
-        self,
-        model: type[BaseModel],
-        row_type: type,
-        sources: Mapping[str, Callable[[Any], Any]] | None = None,
-    ) -> None:
-        sources = dict(sources or {})
-        attributes = (
-            {f.name for f in dataclass_fields(row_type)}
-            if is_dataclass(row_type)
-            else {name for name in dir(row_type) if not name.startswith("_")}
-        )
-        names: list[str] = []
-        self.wires: list[str] = []  # of the fields read as attributes, in order
-        self.computed: list[tuple[str, Callable[[Any], Any]]] = []
-        self.constants: dict[str, Any] = {}
-        self.timestamps: list[str] = []
-        # Fields left out when their value says so (Field(exclude_if=...)).
-        self.optional: list[tuple[str, Callable[[Any], Any], Callable[[Any], bool]]] = []
-        for name, field in model.model_fields.items():
-            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-                raise TypeError(f"{model.__name__}.{name} is a model: not a flat row")
-            source = sources.pop(name, None)
-            if field.exclude:
-                continue
-            wire = field.serialization_alias or field.alias or name
-            if _renders_timestamp(field.metadata) or any(
-                _renders_timestamp(getattr(arg, "__metadata__", ()))
-                for arg in get_args(field.annotation)  # Timestamp | None
-            ):
-                if field.exclude_if is not None:
-                    raise TypeError(f"{model.__name__}.{name}: a Timestamp left out by value")
-                self.timestamps.append(wire)
-            if field.exclude_if is not None:
-                read = source or _attribute(name, field.get_default())
-                self.optional.append((wire, read, field.exclude_if))
-            elif source is not None:
-                self.computed.append((wire, source))
-            elif name in attributes:
-                names.append(name)
-                self.wires.append(wire)
-            else:
-                self.constants[wire] = field.get_default()
-        if sources:
-            raise TypeError(f"{model.__name__} has no field {', '.join(sources)}")
-        # One C call reads every attribute of a row (as a tuple: two names or more).
-        self.read = attrgetter(*names, *["__class__"] * max(0, 2 - len(names)))
-
-    def __call__(self, row: Any) -> dict[str, Any]:
-        rendered = dict(zip(self.wires, self.read(row), strict=False))
-        for wire, source in self.computed:
-            rendered[wire] = source(row)
-        for wire in self.timestamps:
-            rendered[wire] = isoformat(rendered[wire])
-        rendered.update(self.constants)
-        for wire, read, excluded in self.optional:
-            value = read(row)
-            if not excluded(value):
-                rendered[wire] = value
-        return rendered
+def renders_timestamp(field: FieldInfo) -> bool:
+    """Whether `field` is a `Timestamp` (or `Timestamp | None`)."""
+    return _renders_timestamp(field.metadata) or any(
+        _renders_timestamp(getattr(arg, "__metadata__", ()))
+        for arg in get_args(field.annotation)  # Timestamp | None
+    )
 
 
 def _renders_timestamp(metadata: Any) -> bool:
     return any(isinstance(meta, PlainSerializer) and meta.func is isoformat for meta in metadata)
 
 
-def _attribute(name: str, default: Any) -> Callable[[Any], Any]:
-    return lambda row: getattr(row, name, default)
-
-
-def json_response(body: Any) -> Response:
-    """`body` (plain JSON values, as a `RowRenderer` gives) as the response, without
-    FastAPI validating it against the route's model again."""
-    return Response(pydantic_core.to_json(body), media_type="application/json")
+def json_list_response(rows: list[str], pagination: BaseModel) -> Response:
+    """A list envelope whose rows are JSON texts already (`kit.sqljson`), joined into
+    the body as they are."""
+    body = (
+        '{"success":true,"data":['
+        + ",".join(rows)
+        + '],"pagination":'
+        + pagination.model_dump_json(by_alias=True)
+        + "}"
+    )
+    return Response(body.encode(), media_type="application/json")
 
 
 # What each error status means on this API, with an example body for the docs.

@@ -7,7 +7,7 @@ The listing (`GET /mailboxes`, DeepLead's inboxes) and the export selection
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from typing import Any, ClassVar, Final, NamedTuple, cast
@@ -407,6 +407,16 @@ def _cut_values(page: Page, after: Keyset | None) -> dict[str, Any]:
     return values
 
 
+def _tag_names_of(mailbox_id: ColumnElement[str]) -> ColumnElement[Any]:
+    """The names of the tags of the mailbox `mailbox_id`, as one JSON list."""
+    return (
+        select(json_list(tags.c.name))
+        .select_from(mailbox_tags.join(tags, tags.c.id == mailbox_tags.c.tag_id))
+        .where(mailbox_tags.c.mailbox_id == mailbox_id)
+        .scalar_subquery()
+    )
+
+
 def _with_tag_names(page: Select[Any]) -> Select[Any]:
     """`page` (a `_newest_cut` of LISTED_COLUMNS) with each row's tags' names last, as
     one JSON list: one statement a page, not a second one over 100 bound ids. The
@@ -414,13 +424,27 @@ def _with_tag_names(page: Select[Any]) -> Select[Any]:
     list for every row an OFFSET skips, so a subquery beside the columns ran for
     99,900 skipped rows of a deep `skip` page."""
     rows = page.subquery("page")
-    names = (
-        select(json_list(tags.c.name))
-        .select_from(mailbox_tags.join(tags, tags.c.id == mailbox_tags.c.tag_id))
-        .where(mailbox_tags.c.mailbox_id == rows.c.id)
-        .scalar_subquery()
-    )
+    names = _tag_names_of(rows.c.id)
     return select(*rows.c, names).order_by(rows.c.created_at.desc(), rows.c.id.desc())
+
+
+# Builds a page row's JSON from its columns (by name) and its tags' names (a JSON
+# list): `kit.sqljson.model_json` over the response model, which the API layer owns.
+RowJson = Callable[[Mapping[str, ColumnElement[Any]], ColumnElement[Any]], ColumnElement[str]]
+
+
+def _rendered(page: Select[Any], render: RowJson, *, counted: bool) -> Select[Any]:
+    """`page` (a `_newest_cut` of LISTED_COLUMNS) as each row's key and its JSON
+    (`render`), then the window count when `counted`; like `_with_tag_names`, the
+    tags' names are read above the page's LIMIT and OFFSET."""
+    rows = page.subquery("page")
+    columns = {column.key: column for column in rows.c}
+    return select(
+        rows.c.id,
+        rows.c.created_at,
+        render(columns, _tag_names_of(rows.c.id)),
+        *([rows.c.matched] if counted else []),
+    ).order_by(rows.c.created_at.desc(), rows.c.id.desc())
 
 
 _tag_counts = cast(Table, MailboxTagCount.__table__)
@@ -585,10 +609,71 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         stay empty). `tagged`, `searched`: the filter's tags and how to read its
         search, if looked up. A first page read through the trigram index also
         counts its matches (`total`; None otherwise)."""
+
+        def finish(cut: Select[Any], counted: bool) -> Select[Any]:
+            return _with_tag_names(cut) if with_tags else cut.add_columns(literal(None, JSON()))
+
+        rows, has_more, counted = await self._newest(
+            workspace_id,
+            filters,
+            page,
+            after,
+            tagged,
+            searched,
+            finish,
+            "with tags" if with_tags else "",
+        )
+        # Positionally: the columns are the fields, in order, then the count when
+        # counted, the tags' names last (a keyword call through the row's mapping
+        # cost more than the query).
+        fields = -2 if counted else -1
+        listings = [MailboxListing(*(*row[:fields], row[-1] or [])) for row in rows[: page.limit]]
+        total = int(rows[0][-2]) if counted and rows else None
+        return ListedPage(listings, has_more, total)
+
+    async def newest_rendered(
+        self,
+        workspace_id: str,
+        filters: MailboxFilters,
+        page: Page,
+        after: Keyset | None,
+        render: RowJson,
+        *,
+        tagged: TagMatch | None = None,
+        searched: SearchMatch | None = None,
+    ) -> RenderedPage:
+        """The page `newest_listings` reads, each row as the JSON `render` builds in
+        the database (with its tags' names), beside its key."""
+
+        def finish(cut: Select[Any], counted: bool) -> Select[Any]:
+            return _rendered(cut, render, counted=counted)
+
+        rows, has_more, counted = await self._newest(
+            workspace_id, filters, page, after, tagged, searched, finish, "rendered"
+        )
+        listings = [RenderedListing(*row[:3]) for row in rows[: page.limit]]
+        total = int(rows[0][3]) if counted and rows else None
+        return RenderedPage(listings, has_more, total)
+
+    async def _newest(
+        self,
+        workspace_id: str,
+        filters: MailboxFilters,
+        page: Page,
+        after: Keyset | None,
+        tagged: TagMatch | None,
+        searched: SearchMatch | None,
+        finish: Callable[[Select[Any], bool], Select[Any]],
+        reading: str,
+    ) -> tuple[Sequence[Any], bool, bool]:
+        """A page's rows (one more than the page when more follow), whether more
+        follow, and whether its rows carry the count of every match: the cut of the
+        matching rows in their order, as `finish` reads it (`reading` names what
+        it reads, for the statement cache)."""
         if filters.tag_names and tagged is None:
             tagged = await self.match_tags(workspace_id, filters.tag_names)
         if tagged is not None and not tagged.ids:
-            return ListedPage([], False, 0)
+            return [], False, False
         if filters.search and searched is None:
             searched = await self.match_search(filters.search)
         bound = BoundFilters.of(workspace_id, filters, tagged, searched)
@@ -609,26 +694,23 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
                 cut = _keys_first(bound, after=keyset, counted=counted)
             else:
                 cut = _newest_cut(select(*LISTED_COLUMNS).where(*bound.conditions), after=keyset)
-            return _with_tag_names(cut) if with_tags else cut.add_columns(literal(None, JSON()))
+            return finish(cut, counted)
 
-        purpose = (
-            ("one tag " if one_tag else "")
-            + ("keyset page" if keyset else "deep page" if deep else "page")
-            + (" counted" if counted else "")
-            + (" with tags" if with_tags else "")
+        purpose = " ".join(
+            filter(
+                None,
+                [
+                    "one tag" if one_tag else "",
+                    "keyset page" if keyset else "deep page" if deep else "page",
+                    "counted" if counted else "",
+                    reading,
+                ],
+            )
         )
         listed = self._statement(purpose, bound, build)
         values = {"tag_id": tagged.ids[0]} if one_tag and tagged else bound.values
-        result = await self.session.execute(listed, values | _cut_values(page, after))
-        rows = result.all()
-        has_more = len(rows) > page.limit
-        # Positionally: the columns are the fields, in order, then the count when
-        # counted, the tags' names last (a keyword call through the row's mapping
-        # cost more than the query).
-        fields = -2 if counted else -1
-        listings = [MailboxListing(*(*row[:fields], row[-1] or [])) for row in rows[: page.limit]]
-        total = int(rows[0][-2]) if counted and rows else None
-        return ListedPage(listings, has_more, total)
+        rows = (await self.session.execute(listed, values | _cut_values(page, after))).all()
+        return rows, len(rows) > page.limit, counted
 
 
 class ListedPage(NamedTuple):
@@ -636,6 +718,24 @@ class ListedPage(NamedTuple):
     page's own statement counted them (else None: `count_matching` does)."""
 
     listings: list[MailboxListing]
+    has_more: bool
+    total: int | None
+
+
+class RenderedListing(NamedTuple):
+    """A page's row as the database rendered it (`newest_rendered`): its key, and
+    its JSON text."""
+
+    id: str
+    created_at: datetime
+    json: str
+
+
+class RenderedPage(NamedTuple):
+    """A page of rendered rows, whether more follow, and how many match in all when
+    the page's own statement counted them (else None)."""
+
+    listings: list[RenderedListing]
     has_more: bool
     total: int | None
 

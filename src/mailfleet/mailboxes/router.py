@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from operator import attrgetter
-from typing import Annotated, Final
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from sqlalchemy import ColumnElement
 
 from mailfleet.deps import (
     DiscovererDep,
@@ -20,13 +21,13 @@ from mailfleet.kit.envelope import (
     CursorListEnvelope,
     CursorPagination,
     Envelope,
-    RowRenderer,
     errors,
-    json_response,
+    json_list_response,
     ok,
 )
 from mailfleet.kit.errors import ValidationFailed
 from mailfleet.kit.pagination import Keyset, PageDep
+from mailfleet.kit.sqljson import model_json
 from mailfleet.kit.validation import normalize_email
 from mailfleet.mail.discovery import ServerSettings
 from mailfleet.mailboxes import service
@@ -143,16 +144,17 @@ async def create_mailbox(
     return ok(mailbox_out(mailbox), CREATED_MESSAGE)
 
 
-# A list page's rows, rendered as MailboxOut renders them (kit.envelope.RowRenderer).
-render_listing: Final = RowRenderer(
-    MailboxOut,
-    service.MailboxListing,
-    {
-        "mongo_id": attrgetter("id"),
-        "tags": attrgetter("tag_names"),
-        "hosted": lambda listing: listing.hosted_domain_id is not None,
-    },
-)
+def listing_json(
+    columns: Mapping[str, ColumnElement[Any]], tag_names: ColumnElement[Any]
+) -> ColumnElement[str]:
+    """A list page's row as MailboxOut renders it, built by the database
+    (`kit.sqljson.model_json`): no row is read into Python objects."""
+    sources = {
+        "mongo_id": columns["id"],
+        "tags": tag_names,
+        "hosted": columns["hosted_domain_id"].is_not(None),
+    }
+    return model_json(MailboxOut, columns, sources)
 
 
 @router.get(
@@ -187,7 +189,9 @@ async def list_mailboxes(
     filters = service.MailboxFilters(
         status=status, provider=provider, tag=tag, domain=domain, search=search, pool_id=pool_id
     )
-    found = await service.page_mailboxes(session, ctx.workspace_id, filters, page, after)
+    found = await service.page_rendered(
+        session, ctx.workspace_id, filters, page, after, listing_json
+    )
     pagination = CursorPagination(
         total=found.total,
         limit=page.limit,
@@ -195,13 +199,7 @@ async def list_mailboxes(
         has_more=found.has_more,
         next_cursor=found.next_cursor,
     )
-    return json_response(
-        {
-            "success": True,
-            "data": [render_listing(listing) for listing in found.mailboxes],
-            "pagination": pagination.model_dump(mode="json", by_alias=True),
-        }
-    )
+    return json_list_response([listing.json for listing in found.mailboxes], pagination)
 
 
 def _server_out(server: ServerSettings | None) -> ServerSettingsOut | None:

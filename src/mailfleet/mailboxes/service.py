@@ -7,10 +7,10 @@ decrypted only inside the verification step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypedDict, cast
+from typing import Any, Generic, Protocol, TypedDict, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, delete, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +42,8 @@ from mailfleet.mailboxes.repository import (
 from mailfleet.mailboxes.repository import (
     MailboxRepository,
     PoolRepository,
+    RenderedListing,
+    RowJson,
     SearchMatch,
     TagMatch,
     TagRepository,
@@ -649,9 +651,20 @@ async def get_mailbox(session: AsyncSession, workspace_id: str, mailbox_id: str)
     return await MailboxRepository(session).get(workspace_id, mailbox_id)
 
 
+class _Keyed(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+Listed = TypeVar("Listed", bound=_Keyed)
+
+
 @dataclass(frozen=True)
-class MailboxPage:
-    mailboxes: list[MailboxListing]
+class MailboxPage(Generic[Listed]):
+    mailboxes: list[Listed]
     total: int
     has_more: bool
     scope: str
@@ -673,21 +686,70 @@ async def page_mailboxes(
     after: Keyset | None = None,
     *,
     with_tags: bool = True,
-) -> MailboxPage:
+) -> MailboxPage[MailboxListing]:
     """A page of the matching mailboxes newest first, from `page.skip` or after a
     cursor, read as listings; `total` counts every match, whichever page this is (a
     cursor carries the count its first page made, for the same filters).
     `with_tags=False` reads no tags, for a caller that shows none."""
-    repository = MailboxRepository(session)
-    scope = filters.fingerprint()
-    # The tags and the way to read the search looked up once, for the page and its count.
+    return await _paged(
+        MailboxRepository(session),
+        workspace_id,
+        filters,
+        page,
+        after,
+        lambda repository, tagged, searched: repository.newest_listings(
+            workspace_id,
+            filters,
+            page,
+            after,
+            with_tags=with_tags,
+            tagged=tagged,
+            searched=searched,
+        ),
+    )
+
+
+async def page_rendered(
+    session: AsyncSession,
+    workspace_id: str,
+    filters: MailboxFilters,
+    page: Page,
+    after: Keyset | None,
+    render: RowJson,
+) -> MailboxPage[RenderedListing]:
+    """The page `page_mailboxes` reads, each mailbox as the JSON `render` builds for
+    it in the database (`MailboxRepository.newest_rendered`)."""
+    return await _paged(
+        MailboxRepository(session),
+        workspace_id,
+        filters,
+        page,
+        after,
+        lambda repository, tagged, searched: repository.newest_rendered(
+            workspace_id, filters, page, after, render, tagged=tagged, searched=searched
+        ),
+    )
+
+
+async def _paged(
+    repository: MailboxRepository,
+    workspace_id: str,
+    filters: MailboxFilters,
+    page: Page,
+    after: Keyset | None,
+    read: Callable[
+        [MailboxRepository, TagMatch | None, SearchMatch | None],
+        Awaitable[tuple[list[Listed], bool, int | None]],
+    ],
+) -> MailboxPage[Listed]:
+    """The page `read` reads, with the filter's tags and the way to read its search
+    looked up once for the page and its count, and the count."""
     tagged = (
         await repository.match_tags(workspace_id, filters.tag_names) if filters.tag_names else None
     )
     searched = await repository.match_search(filters.search) if filters.search else None
-    listings, has_more, counted = await repository.newest_listings(
-        workspace_id, filters, page, after, with_tags=with_tags, tagged=tagged, searched=searched
-    )
+    listings, has_more, counted = await read(repository, tagged, searched)
+    scope = filters.fingerprint()
     if after is None:
         total = (
             counted
