@@ -25,7 +25,8 @@ Then, --requests times each, one after another on a kept-alive connection:
 
 each against its baseline: the same queries (Mailfleet's own: the page, its rows'
 JSON written by the database as the route has it written, and its count) on a fresh
-AsyncSession of an engine like the server's, in this process. It prints p50 and p99 of both and the ratio of the p50s.
+AsyncSession of an engine like the server's, in this process. It prints p50 and p99
+of both and the ratio of the p50s.
 
 Last, POST /v1/exports/mailboxes of the whole fleet as CSV (credentials included),
 read as it streams, against the same rows streamed through SQLAlchemy (yield_per)

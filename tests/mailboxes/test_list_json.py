@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from sqlalchemy import column, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import selectinload
@@ -91,6 +91,12 @@ def test_a_model_field_the_rows_cannot_give_is_refused() -> None:
 
     with pytest.raises(TypeError, match="items"):
         model_json(WithList, {}, {})
+
+
+def test_a_model_of_more_fields_than_postgresql_takes_is_refused() -> None:
+    wide = create_model("Wide", **{f"f{i}": (int, 0) for i in range(51)})
+    with pytest.raises(TypeError, match="over 50 fields"):
+        model_json(wide, {}, {})
 
 
 def test_every_field_of_mailbox_out_is_rendered() -> None:

@@ -26,6 +26,9 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from mailfleet.kit.envelope import renders_timestamp
 
+# PostgreSQL's json_build_object takes at most 100 arguments (a key and a value each).
+JSON_ROW_MAX_ARGUMENTS = 100
+
 
 class json_row(GenericFunction[str]):
     """An object from (key, value, key, value...), as JSON text."""
@@ -127,7 +130,8 @@ def model_json(
     """Each row as the JSON `model` renders for it: every field of `model` read from
     `sources` (SQL for computed fields), else from the column of its name, else its
     default; keyed by wire name. Fields left out by value (`exclude_if`) are left out:
-    a row never carries them. Lists must come from `sources`, already JSON."""
+    a row never carries them. A JSON column or list is set in as JSON (`json_value`).
+    At most 50 fields: PostgreSQL's limit on `json_build_object`'s arguments."""
     pairs: list[ColumnElement[Any]] = []
     for name, field in model.model_fields.items():
         if field.exclude or field.exclude_if is not None:
@@ -148,4 +152,6 @@ def model_json(
         elif _is(field.annotation, dict) or _is(field.annotation, list):
             value = json_value(value, literal("null" if _is(field.annotation, dict) else "[]"))
         pairs += [literal(wire, String()), value]
+    if len(pairs) > JSON_ROW_MAX_ARGUMENTS:
+        raise TypeError(f"{model.__name__} has over {JSON_ROW_MAX_ARGUMENTS // 2} fields")
     return json_row(*pairs)
