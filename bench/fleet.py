@@ -242,7 +242,7 @@ class Direct:
             page = Page(limit=PAGE, skip=case.skip)
             if deeplead:
                 rows, _, counted = await repository.newest_listings(
-                    self.workspace_id, case.filters, page, case.after, with_tags=False
+                    self.workspace_id, case.filters, page, case.after
                 )
             else:
                 rows, _, counted = await repository.newest_rendered(

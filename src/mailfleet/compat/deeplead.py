@@ -183,8 +183,8 @@ async def list_inboxes(
         pool_id=pool_id, status=STATUS_FROM_DEEPLEAD[status] if status else None
     )
     page = Page(limit=limit, skip=skip)
-    # An inbox shows no tags: a page of 100 reads none (one query fewer).
-    found = await service.page_mailboxes(session, ctx.workspace_id, filters, page, with_tags=False)
+    # An inbox shows no tags: its page reads listings, which carry none.
+    found = await service.page_mailboxes(session, ctx.workspace_id, filters, page)
     return InboxList(
         inboxes=[_inbox_out(m) for m in found.mailboxes], pagination=page.describe(found.total)
     )

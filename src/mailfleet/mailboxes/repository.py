@@ -127,12 +127,14 @@ class MailboxFilters:
 
 @dataclass(slots=True)
 class MailboxListing:
-    """A mailbox as a list page shows it: its columns read as plain rows, and its tags'
-    names. A page of 100 mapped `Mailbox` objects and their `Tag`s cost about 14 ms of
-    CPU in the ORM's identity map and instance state, four times the page's queries;
-    a listing is only read, so it needs none of that. The field names are the column
-    names (the `LISTED_COLUMNS` read), so `mailbox_out` takes either. Not frozen: a
-    frozen dataclass sets each of its 30 fields through object.__setattr__."""
+    """A mailbox as a list page reads it: its columns as plain rows (DeepLead's
+    inboxes, which show no tags; `GET /v1/mailboxes` has its rows written as JSON by
+    the database, `newest_rendered`). A page of 100 mapped `Mailbox` objects and
+    their `Tag`s cost about 14 ms of CPU in the ORM's identity map and instance
+    state, four times the page's queries; a listing is only read, so it needs none
+    of that. The field names are the column names (the `LISTED_COLUMNS` read). Not
+    frozen: a frozen dataclass sets each of its 29 fields through
+    object.__setattr__."""
 
     id: str
     email: str
@@ -163,12 +165,9 @@ class MailboxListing:
     last_name: str | None
     quota_bytes: int | None
     forward_to: str | None
-    tag_names: list[str]
 
 
-LISTED_COLUMNS = [
-    mailboxes.c[field.name] for field in fields(MailboxListing) if field.name != "tag_names"
-]
+LISTED_COLUMNS = [mailboxes.c[field.name] for field in fields(MailboxListing)]
 
 
 @dataclass(frozen=True)
@@ -417,17 +416,6 @@ def _tag_names_of(mailbox_id: ColumnElement[str]) -> ColumnElement[Any]:
     )
 
 
-def _with_tag_names(page: Select[Any]) -> Select[Any]:
-    """`page` (a `_newest_cut` of LISTED_COLUMNS) with each row's tags' names last, as
-    one JSON list: one statement a page, not a second one over 100 bound ids. The
-    names are read above the page's LIMIT and OFFSET: PostgreSQL computes a select
-    list for every row an OFFSET skips, so a subquery beside the columns ran for
-    99,900 skipped rows of a deep `skip` page."""
-    rows = page.subquery("page")
-    names = _tag_names_of(rows.c.id)
-    return select(*rows.c, names).order_by(rows.c.created_at.desc(), rows.c.id.desc())
-
-
 # Builds a page row's JSON from its columns (by name) and its tags' names (a JSON
 # list): `kit.sqljson.model_json` over the response model, which the API layer owns.
 RowJson = Callable[[Mapping[str, ColumnElement[Any]], ColumnElement[Any]], ColumnElement[str]]
@@ -435,8 +423,10 @@ RowJson = Callable[[Mapping[str, ColumnElement[Any]], ColumnElement[Any]], Colum
 
 def _rendered(page: Select[Any], render: RowJson, *, counted: bool) -> Select[Any]:
     """`page` (a `_newest_cut` of LISTED_COLUMNS) as each row's key and its JSON
-    (`render`), then the window count when `counted`; like `_with_tag_names`, the
-    tags' names are read above the page's LIMIT and OFFSET."""
+    (`render`, with the row's tags' names), then the window count when `counted`.
+    The JSON and the names are read above the page's LIMIT and OFFSET: PostgreSQL
+    computes a select list for every row an OFFSET skips, so a subquery beside the
+    columns ran for 99,900 skipped rows of a deep `skip` page."""
     rows = page.subquery("page")
     columns = {column.key: column for column in rows.c}
     return select(
@@ -598,37 +588,23 @@ class MailboxRepository(Repository[Mailbox], model=Mailbox, noun="Mailbox"):
         page: Page,
         after: Keyset | None = None,
         *,
-        with_tags: bool = True,
         tagged: TagMatch | None = None,
         searched: SearchMatch | None = None,
     ) -> ListedPage:
         """One page of the matching mailboxes newest first (after `after` when
-        given), as listings, and whether more rows follow it: the page's columns
-        and its tags' names, in one prepared statement and without mapped objects.
-        `with_tags=False` reads no tags, for a caller that shows none (`tag_names`
-        stay empty). `tagged`, `searched`: the filter's tags and how to read its
-        search, if looked up. A first page read through the trigram index also
-        counts its matches (`total`; None otherwise)."""
-
-        def finish(cut: Select[Any], counted: bool) -> Select[Any]:
-            return _with_tag_names(cut) if with_tags else cut.add_columns(literal(None, JSON()))
-
+        given), as listings (their columns, no tags), and whether more rows follow
+        it, in one prepared statement and without mapped objects. `tagged`,
+        `searched`: the filter's tags and how to read its search, if looked up. A
+        first page read through the trigram index also counts its matches (`total`;
+        None otherwise)."""
         rows, has_more, counted = await self._newest(
-            workspace_id,
-            filters,
-            page,
-            after,
-            tagged,
-            searched,
-            finish,
-            "with tags" if with_tags else "",
+            workspace_id, filters, page, after, tagged, searched, lambda cut, _: cut, "listings"
         )
         # Positionally: the columns are the fields, in order, then the count when
-        # counted, the tags' names last (a keyword call through the row's mapping
-        # cost more than the query).
-        fields = -2 if counted else -1
-        listings = [MailboxListing(*(*row[:fields], row[-1] or [])) for row in rows[: page.limit]]
-        total = int(rows[0][-2]) if counted and rows else None
+        # counted (a keyword call through the row's mapping cost more than the query).
+        width = len(LISTED_COLUMNS)
+        listings = [MailboxListing(*row[:width]) for row in rows[: page.limit]]
+        total = int(rows[0][width]) if counted and rows else None
         return ListedPage(listings, has_more, total)
 
     async def newest_rendered(

@@ -60,11 +60,7 @@ CREATED_MESSAGE = (
 )
 
 
-def mailbox_out(mailbox: Mailbox | service.MailboxListing) -> MailboxOut:
-    if isinstance(mailbox, service.MailboxListing):
-        tags = mailbox.tag_names
-    else:
-        tags = [tag.name for tag in mailbox.tags]
+def mailbox_out(mailbox: Mailbox) -> MailboxOut:
     return MailboxOut(
         mongo_id=mailbox.id,
         id=mailbox.id,
@@ -76,7 +72,7 @@ def mailbox_out(mailbox: Mailbox | service.MailboxListing) -> MailboxOut:
         daily_send_limit=mailbox.daily_send_limit,
         sending_enabled=mailbox.sending_enabled,
         signature=mailbox.signature,
-        tags=tags,
+        tags=[tag.name for tag in mailbox.tags],
         smtp_host=mailbox.smtp_host,
         smtp_port=mailbox.smtp_port,
         smtp_secure=mailbox.smtp_secure,

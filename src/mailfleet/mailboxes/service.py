@@ -684,13 +684,10 @@ async def page_mailboxes(
     filters: MailboxFilters,
     page: Page,
     after: Keyset | None = None,
-    *,
-    with_tags: bool = True,
 ) -> MailboxPage[MailboxListing]:
     """A page of the matching mailboxes newest first, from `page.skip` or after a
-    cursor, read as listings; `total` counts every match, whichever page this is (a
-    cursor carries the count its first page made, for the same filters).
-    `with_tags=False` reads no tags, for a caller that shows none."""
+    cursor, read as listings (no tags); `total` counts every match, whichever page
+    this is (a cursor carries the count its first page made, for the same filters)."""
     return await _paged(
         MailboxRepository(session),
         workspace_id,
@@ -698,13 +695,7 @@ async def page_mailboxes(
         page,
         after,
         lambda repository, tagged, searched: repository.newest_listings(
-            workspace_id,
-            filters,
-            page,
-            after,
-            with_tags=with_tags,
-            tagged=tagged,
-            searched=searched,
+            workspace_id, filters, page, after, tagged=tagged, searched=searched
         ),
     )
 
