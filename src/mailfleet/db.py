@@ -31,6 +31,12 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Each connection's page cache, in KiB (SQLite's default is 2 MiB). A search read
+# through the trigram index visits a page per match: 1,111 matches of 100,000
+# mailboxes overflowed 2 MiB on every request, and its page statement took 6.4 ms
+# against 4.9 ms with 8 MiB (16 and 32 MiB: no better). The cache holds only pages
+# read, so a small database costs no more.
+SQLITE_CACHE_KIB = 8192
 
 
 class Base(DeclarativeBase):
@@ -40,12 +46,13 @@ class Base(DeclarativeBase):
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; the busy timeout makes a writer
     # wait for the lock instead of failing at once; SQLite enforces foreign keys
-    # only when asked, per connection.
+    # only when asked, per connection; see SQLITE_CACHE_KIB for the cache.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailfleet.db import create_engine_for
+from mailfleet.db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB, create_engine_for
 
 metadata = MetaData()
 things = Table(
@@ -78,3 +78,20 @@ async def test_errors_are_sqlalchemys_and_the_transaction_rolls_back(engine: Asy
         await connection.rollback()
     async with engine.connect() as connection:
         assert (await connection.execute(select(things.c.name))).scalars().all() == ["a"]
+
+
+async def test_each_connection_is_set_up_as_the_app_needs(engine: AsyncEngine) -> None:
+    # Every pooled connection, not only the first: WAL, a writer waiting for the lock,
+    # foreign keys enforced, and the larger page cache a trigram search reads through.
+    async with engine.connect() as first, engine.connect() as second:
+        for connection in (first, second):
+            read = {
+                pragma: (await connection.execute(text(f"PRAGMA {pragma}"))).scalar()
+                for pragma in ("journal_mode", "busy_timeout", "foreign_keys", "cache_size")
+            }
+            assert read == {
+                "journal_mode": "wal",
+                "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
+                "foreign_keys": 1,
+                "cache_size": -SQLITE_CACHE_KIB,
+            }
