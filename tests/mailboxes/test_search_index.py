@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.dialects import postgresql
 
 from mailfleet.db import Database
 from mailfleet.mailboxes import repository as mailbox_repository
 from mailfleet.mailboxes.repository import MailboxRepository
 from mailfleet.models import Mailbox
 from tests.conftest import Account, HeldMailbox, make_account
+from tests.plans import query_plan
 
 
 async def test_search_reads_the_trigram_indexes_on_postgresql(
@@ -28,14 +28,9 @@ async def test_search_reads_the_trigram_indexes_on_postgresql(
     await held_mailbox(owner.workspace_id, "ben.2@fleet.test", displayName="Sales")
 
     async with database.transaction() as session:
-        # A table this small is cheaper to scan; forbid that, so the plan shows
-        # whether the indexes can serve `search`'s condition at all.
-        await session.execute(text("SET LOCAL enable_seqscan = off"))
+        # Whether the indexes can serve `search`'s condition at all.
         query = select(Mailbox.id).where(MailboxRepository.searched("Farid"))
-        compiled = query.compile(
-            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-        )
-        plan = "\n".join(await session.scalars(text(f"EXPLAIN {compiled}")))
+        plan = await query_plan(session, query, is_sqlite=False)
     assert "ix_mailboxes_email_trgm" in plan, plan
     assert "ix_mailboxes_display_name_trgm" in plan, plan
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import update
 
 from mailfleet.db import Database
 from mailfleet.kit.clock import utcnow
 from mailfleet.mailboxes import service
 from mailfleet.models import ConnectionTest
 from tests.conftest import Account, HeldMailbox
+from tests.plans import query_plan, sent_sql
 
 
 async def test_the_sweeper_reads_only_unqueued_tests_oldest_first(
@@ -50,20 +50,12 @@ async def test_the_sweeper_reads_only_unqueued_tests_oldest_first(
         assert owned not in found
         assert [t for t in found if t in tests.values()] == [lost_old, lost_new]
 
-        # And it finds them through the partial index (a table this small is cheaper
-        # to scan on PostgreSQL: forbid that, so the plan says whether it can).
-        # The query as it is sent (only its LIMIT bound): SQLite picks a partial index
-        # from the statement's text, before any value is bound.
+        # And it finds them through the partial index. The query as it is sent (only
+        # its LIMIT bound): SQLite picks a partial index from the statement's text,
+        # before any value is bound.
         query = service.pending_test_ids_query(1000)
-        dialect = sqlite.dialect() if database.is_sqlite else postgresql.dialect()
-        assert "'pending'" in str(query.compile(dialect=dialect))
-        compiled = query.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
-        if database.is_sqlite:
-            rows = await session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
-            plan = " ".join(str(row[-1]) for row in rows)
-        else:
-            await session.execute(text("SET LOCAL enable_seqscan = off"))
-            plan = "\n".join(await session.scalars(text(f"EXPLAIN {compiled}")))
+        assert "'pending'" in sent_sql(query, is_sqlite=database.is_sqlite)
+        plan = await query_plan(session, query, is_sqlite=database.is_sqlite)
     assert "ix_connection_tests_unqueued" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # SQLite: in the index's order, no sort
     assert "Sort" not in plan, plan  # PostgreSQL

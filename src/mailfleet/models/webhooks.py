@@ -10,7 +10,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailfleet.db import Base
@@ -28,6 +38,10 @@ class DeliveryStatus(StrEnum):
 
 
 DELIVERY_STATUSES = tuple(DeliveryStatus)
+# The deliveries the outbox sweeper re-enqueues: pending and never attempted (once
+# attempted, a delivery's workflow is durable). The predicate of the partial index
+# ix_webhook_deliveries_unstarted.
+UNSTARTED_DELIVERIES = "status = 'pending' AND attempt_count = 0"
 
 
 class WebhookEndpoint(Timestamps, Base):
@@ -70,6 +84,17 @@ class WebhookDelivery(Timestamps, Base):
     """One event to one endpoint; one durable workflow sends it, with retries."""
 
     __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # The deliveries the sweeper re-enqueues, oldest first (migration 0024): not
+        # every pending one, since a delivery waiting between retries stays pending
+        # for hours, and an endpoint that is down gathers thousands of them.
+        Index(
+            "ix_webhook_deliveries_unstarted",
+            "created_at",
+            sqlite_where=text(UNSTARTED_DELIVERIES),
+            postgresql_where=text(UNSTARTED_DELIVERIES),
+        ),
+    )
 
     id: Mapped[str] = id_column()
     workspace_id: Mapped[str] = mapped_column(
@@ -82,7 +107,7 @@ class WebhookDelivery(Timestamps, Base):
         String(24), ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
     )
     event_type: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(1000))

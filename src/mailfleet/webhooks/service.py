@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import ColumnElement, Select, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet import jobs
@@ -421,18 +421,27 @@ async def retry_delivery(
     return retry
 
 
+def unstarted_delivery_ids_query(limit: int) -> Select[tuple[str]]:
+    """The oldest `limit` pending deliveries no workflow has attempted yet: the rows
+    of the partial index `ix_webhook_deliveries_unstarted`, whose predicate this
+    condition is (models.UNSTARTED_DELIVERIES). Its values are written into the SQL,
+    not bound: SQLite uses a partial index only for a query whose own text implies it."""
+    pending: ColumnElement[str] = literal_column(f"'{DeliveryStatus.PENDING.value}'")
+    never: ColumnElement[int] = literal_column("0")
+    return (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.status == pending, WebhookDelivery.attempt_count == never)
+        .order_by(WebhookDelivery.created_at)
+        .limit(limit)
+    )
+
+
 async def unstarted_delivery_ids(session: AsyncSession, limit: int = 1000) -> list[str]:
     """Pending deliveries no workflow has attempted yet: what the sweeper re-enqueues.
 
     Once attempted, a delivery's workflow is durable and DBOS owns it.
     """
-    rows = await session.scalars(
-        select(WebhookDelivery.id)
-        .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.attempt_count == 0)
-        .order_by(WebhookDelivery.created_at)
-        .limit(limit)
-    )
-    return list(rows)
+    return list(await session.scalars(unstarted_delivery_ids_query(limit)))
 
 
 # Bookkeeping for the delivery workflow (each call is one step's transaction)
