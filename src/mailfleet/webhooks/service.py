@@ -421,7 +421,7 @@ async def retry_delivery(
     return retry
 
 
-def unstarted_delivery_ids_query(limit: int) -> Select[tuple[str]]:
+def unstarted_delivery_ids_query(limit: int) -> Select[str]:
     """The oldest `limit` pending deliveries no workflow has attempted yet: the rows
     of the partial index `ix_webhook_deliveries_unstarted`, whose predicate this
     condition is (models.UNSTARTED_DELIVERIES). Its values are written into the SQL,
