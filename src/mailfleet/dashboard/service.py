@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.billing import ledger
@@ -57,14 +57,20 @@ LISTED_LIMIT = 20
 PLACEMENT_TESTS_SHOWN = 5
 
 
-async def mailboxes_overview(session: AsyncSession, workspace_id: str) -> MailboxesOverview:
-    counts = await mailboxes.status_counts(session, workspace_id)
-    rows = await session.execute(
+def provider_counts_query(workspace_id: str) -> Select[str, int]:
+    """The workspace's mailboxes per provider, most first: read from
+    ix_mailboxes_workspace_provider alone."""
+    return (
         select(Mailbox.provider, func.count())
         .where(Mailbox.workspace_id == workspace_id)
         .group_by(Mailbox.provider)
         .order_by(func.count().desc(), Mailbox.provider)
     )
+
+
+async def mailboxes_overview(session: AsyncSession, workspace_id: str) -> MailboxesOverview:
+    counts = await mailboxes.status_counts(session, workspace_id)
+    rows = await session.execute(provider_counts_query(workspace_id))
     return MailboxesOverview(
         total=counts.pop("total"),
         pending_tests=counts.pop("pending_tests"),

@@ -8,6 +8,29 @@ from typing import Any
 from sqlalchemy import Table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
+
+
+class unindexed(GenericFunction[Any]):
+    """A column the query planner may not look up by index: SQLite's unary `+`
+    (elsewhere the bare column). Without stats SQLite would rather walk a workspace's
+    index, guessing it short, than drive a query from a few keys found elsewhere (an
+    indexed search's rowids, the mailboxes with warmup on)."""
+
+    name = "unindexed"
+    inherit_cache = True
+
+
+@compiles(unindexed)
+def _unindexed(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_on_sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+{compiler.process(element.clauses, **kw)}"
 
 
 async def insert_ignoring_conflict(

@@ -36,6 +36,7 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from mailfleet.kit.pagination import Keyset, Page
 from mailfleet.kit.repository import Repository
+from mailfleet.kit.sql import unindexed
 from mailfleet.models import Mailbox, MailboxCount, MailboxTagCount, Pool, Tag, mailbox_tags
 from mailfleet.models.common import UTCDateTime
 
@@ -58,26 +59,6 @@ class folded(GenericFunction[str]):
 @compiles(folded, "sqlite")
 def _folded_on_sqlite(element: folded, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.clauses, **kw)
-
-
-class unindexed(GenericFunction[Any]):
-    """A column the query planner may not look up by index: SQLite's unary `+`
-    (elsewhere the bare column). An indexed search (SearchMatch) drives its page
-    from the trigram index's few rowids; without stats SQLite would rather walk the
-    workspace's index, guessing it short."""
-
-    name = "unindexed"
-    inherit_cache = True
-
-
-@compiles(unindexed)
-def _unindexed(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(unindexed, "sqlite")
-def _unindexed_on_sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"+{compiler.process(element.clauses, **kw)}"
 
 
 class json_list(GenericFunction[list[Any]]):

@@ -15,13 +15,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.billing import seats as billing
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.errors import Conflict, NotFound, ValidationFailed
 from mailfleet.kit.pagination import Page
+from mailfleet.kit.sql import unindexed
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.repository import MailboxFilters, MailboxRepository
 from mailfleet.models import (
@@ -447,17 +448,29 @@ async def analytics(
     return results
 
 
-async def analytics_mailboxes(
-    session: AsyncSession, workspace_id: str, mailbox_ids: list[str] | None, page: Page
-) -> tuple[list[Mailbox], int]:
-    """The mailboxes a report covers: those listed, or every mailbox with warmup on."""
-    query = MailboxRepository.owned_by(workspace_id)
+def analytics_mailboxes_query(workspace_id: str, mailbox_ids: list[str] | None) -> Select[Any]:
+    """The mailboxes a report covers: those listed, or every mailbox with warmup on.
+
+    Either way the mailboxes are found by id, from the list or from the workspace's
+    warmup settings: their workspace is only checked on each (`unindexed`), or SQLite
+    walked the workspace's every mailbox to probe the list, 160 ms for a page and
+    as much for its count in a workspace of 100,000 with none warming up."""
     if mailbox_ids:
-        query = query.where(Mailbox.id.in_(mailbox_ids))
+        chosen: Any = mailbox_ids
     else:
-        enabled = select(WarmupSettings.mailbox_id).where(
+        chosen = select(WarmupSettings.mailbox_id).where(
             WarmupSettings.workspace_id == workspace_id,
             or_(WarmupSettings.enabled.is_(True), WarmupSettings.state == WarmupState.ERROR),
         )
-        query = query.where(Mailbox.id.in_(enabled))
+    return select(Mailbox).where(
+        unindexed(Mailbox.workspace_id, type_=Mailbox.workspace_id.type) == workspace_id,
+        Mailbox.id.in_(chosen),
+    )
+
+
+async def analytics_mailboxes(
+    session: AsyncSession, workspace_id: str, mailbox_ids: list[str] | None, page: Page
+) -> tuple[list[Mailbox], int]:
+    """One page of `analytics_mailboxes_query`'s mailboxes by email, and their total."""
+    query = analytics_mailboxes_query(workspace_id, mailbox_ids)
     return await MailboxRepository(session).paginate(query, page, Mailbox.email, Mailbox.id)
