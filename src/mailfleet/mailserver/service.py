@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailfleet.config import Settings
@@ -19,6 +19,7 @@ from mailfleet.domains.repository import DomainRepository
 from mailfleet.kit.clock import utcnow
 from mailfleet.kit.crypto import Keyring
 from mailfleet.kit.errors import Conflict, MailfleetError, ValidationFailed
+from mailfleet.kit.sql import unindexed
 from mailfleet.mailboxes import service as mailboxes
 from mailfleet.mailboxes.schemas import MailboxCreate
 from mailfleet.mailserver.passwords import dovecot_hash, generate_password
@@ -188,15 +189,34 @@ async def update_hosted_mailbox(
     return generated
 
 
-async def _domain_mailboxes(
-    session: AsyncSession, domain: Domain, mailbox_ids: list[str] | None
-) -> list[Mailbox]:
+def domain_mailboxes_query(domain: Domain, mailbox_ids: list[str] | None) -> Select[Any]:
+    """The domain's hosted mailboxes (those of `mailbox_ids`), by email: found through
+    ix_mailboxes_hosted_domain_id. Their workspace is only checked on each
+    (`unindexed`): SQLite, asked for them in email order, walked the workspace's
+    every mailbox through its (workspace_id, email) index instead."""
     query = select(Mailbox).where(
-        Mailbox.workspace_id == domain.workspace_id, Mailbox.hosted_domain_id == domain.id
+        unindexed(Mailbox.workspace_id, type_=Mailbox.workspace_id.type) == domain.workspace_id,
+        Mailbox.hosted_domain_id == domain.id,
     )
     if mailbox_ids is not None:
         query = query.where(Mailbox.id.in_(mailbox_ids))
-    found = list(await session.scalars(query.order_by(Mailbox.email)))
+    return query.order_by(Mailbox.email)
+
+
+def forwarding_of_query(address: str) -> Select[str | None]:
+    """Where the hosted mailbox `address` forwards to (if it is one), read through its
+    domain: a hosted mailbox's address is on its hosted domain's name. By the address
+    alone SQLite scanned every mailbox of every workspace."""
+    hosted_domain = select(Domain.id).where(Domain.name == address.rsplit("@", 1)[1])
+    return select(Mailbox.forward_to).where(
+        Mailbox.hosted_domain_id == hosted_domain.scalar_subquery(), Mailbox.email == address
+    )
+
+
+async def _domain_mailboxes(
+    session: AsyncSession, domain: Domain, mailbox_ids: list[str] | None
+) -> list[Mailbox]:
+    found = list(await session.scalars(domain_mailboxes_query(domain, mailbox_ids)))
     if mailbox_ids is not None:
         missing = sorted(set(mailbox_ids) - {mailbox.id for mailbox in found})
         if missing:
@@ -223,11 +243,7 @@ async def set_email_forwarding(
         raise ValidationFailed.for_field(
             "forwardTo", "forwardTo is one of the forwarded mailboxes: mail would loop"
         )
-    onward = await session.scalar(
-        select(Mailbox.forward_to).where(
-            Mailbox.email == data.forward_to, Mailbox.hosted_domain_id.is_not(None)
-        )
-    )
+    onward = await session.scalar(forwarding_of_query(data.forward_to))
     if onward is not None and onward in {mailbox.email for mailbox in targets}:
         raise ValidationFailed.for_field(
             "forwardTo", f"{data.forward_to} forwards back to {onward}: mail would loop"
