@@ -3,6 +3,7 @@ what SQLAlchemy reads back (rows, rowcount, lastrowid, errors) is as with its ow
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailfleet.db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB, create_engine_for
+from mailfleet.kit import sqlite_driver
 
 metadata = MetaData()
 things = Table(
@@ -95,3 +97,22 @@ async def test_each_connection_is_set_up_as_the_app_needs(engine: AsyncEngine) -
                 "foreign_keys": 1,
                 "cache_size": -SQLITE_CACHE_KIB,
             }
+
+
+async def test_terminating_a_connection_whose_close_never_answers_does_not_hang(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLAlchemy terminates an invalidated connection by closing it gracefully in a
+    # shielded task; a close that never comes back kept that task alive for ever.
+    monkeypatch.setattr(sqlite_driver, "GRACEFUL_CLOSE_SECONDS", 0.1)
+
+    async def never(self: aiosqlite.Connection) -> None:
+        await asyncio.Event().wait()
+
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+        monkeypatch.setattr(aiosqlite.Connection, "close", never)
+        await asyncio.wait_for(connection.invalidate(), timeout=10)
+    monkeypatch.undo()
+    async with engine.connect() as connection:  # the pool hands out a new one
+        assert (await connection.execute(text("SELECT 1"))).scalar() == 1

@@ -14,6 +14,7 @@ Everything else is SQLAlchemy's dialect unchanged: `create_engine_for` passes
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
 from typing import Any
@@ -110,9 +111,22 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
 
+# How long a connection SQLAlchemy terminates (an invalidated one) may take to close
+# before it is stopped without waiting.
+GRACEFUL_CLOSE_SECONDS = 5.0
+
+
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
+
+    async def _terminate_graceful_close(self) -> None:
+        """SQLAlchemy's graceful close, bounded: a close that aiosqlite's thread never
+        answers kept a shielded task waiting for ever (it hung a test session's
+        event loop at its close for 300 s, once in CI). On the timeout SQLAlchemy
+        stops the connection's thread instead (asyncio.TimeoutError is one of the
+        errors it handles that way)."""
+        await asyncio.wait_for(self._connection.close(), GRACEFUL_CLOSE_SECONDS)
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
